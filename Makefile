@@ -1,0 +1,38 @@
+# agentloop developer commands. `make help` lists them.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install lint typecheck test demo bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install agentloop with its dev tools
+
+lint: $(STAMP)  ## ruff lint and format check
+	$(BIN)/ruff check src tests tools bench
+	$(BIN)/ruff format --check src tests tools bench
+
+typecheck: $(STAMP)  ## mypy --strict over src/
+	$(BIN)/mypy
+
+test: lint typecheck  ## lint, type-check and run the whole suite (what CI runs)
+	$(BIN)/python -m pytest
+
+demo: $(STAMP)  ## run an agent, write its trace, show it
+	$(BIN)/python examples/demo.py
+
+bench: $(STAMP)  ## print agentloop's per-step cost against raw baselines
+	$(BIN)/python bench/run.py
+
+clean:  ## remove the environment and caches
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

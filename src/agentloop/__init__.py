@@ -1,0 +1,65 @@
+"""agentloop: a tool-using agent runtime with full traces, replay, evaluation and feedback.
+
+The public API is this module's ``__all__``; everything else is internal and may change.
+"""
+
+from agentloop.agent import Agent, AgentRun
+from agentloop.errors import (
+    AgentLoopError,
+    ContextWindowExceeded,
+    MaxStepsExceeded,
+    MaxToolCallsExceeded,
+    ModelError,
+    RetryBudgetExhausted,
+    RunError,
+    RunLimitExceeded,
+    RunTimeout,
+    ToolExecutionError,
+    ToolRetry,
+    TraceError,
+    UserError,
+)
+from agentloop.messages import Message, ModelResponse, ToolCallPart, Usage
+from agentloop.models import Model
+from agentloop.observations import Observation
+from agentloop.redaction import Redactor
+from agentloop.result import RunResult
+from agentloop.settings import ModelSettings, RunLimits
+from agentloop.tools import Tool, Toolset, tool
+from agentloop.trace import Trace, read_trace
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "Agent",
+    "AgentLoopError",
+    "AgentRun",
+    "ContextWindowExceeded",
+    "MaxStepsExceeded",
+    "MaxToolCallsExceeded",
+    "Message",
+    "Model",
+    "ModelError",
+    "ModelResponse",
+    "ModelSettings",
+    "Observation",
+    "Redactor",
+    "RetryBudgetExhausted",
+    "RunError",
+    "RunLimitExceeded",
+    "RunLimits",
+    "RunResult",
+    "RunTimeout",
+    "Tool",
+    "ToolCallPart",
+    "ToolExecutionError",
+    "ToolRetry",
+    "Toolset",
+    "Trace",
+    "TraceError",
+    "Usage",
+    "UserError",
+    "__version__",
+    "read_trace",
+    "tool",
+]

@@ -1,0 +1,135 @@
+"""Trace events: one pydantic model per kind, discriminated by ``type``.
+
+Every event carries ``run_id``, ``step`` (the index of the model request it belongs to),
+``seq`` (its position in the trace) and ``ts`` (Unix time, seconds). A run's trace ends with
+exactly one terminal event: ``run_finished``, ``run_failed`` or ``run_cancelled``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from agentloop.messages import Message, ModelResponse, RequestAttempt, Usage
+from agentloop.observations import ErrorKind
+
+
+class BaseEvent(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    run_id: str
+    step: int
+    seq: int
+    ts: float
+
+
+class ModelRequest(BaseEvent):
+    """The model was asked to answer. ``messages`` holds only what was added to the
+    conversation since the previous request; ``message_count`` is the full length, so what the
+    model saw is the concatenation of all requests' ``messages`` so far."""
+
+    type: Literal["model_request"] = "model_request"
+    messages: list[Message]
+    message_count: int
+
+
+class ModelResponded(BaseEvent):
+    """The model answered (raw text, raw tool-call parts, usage, latency, retries)."""
+
+    type: Literal["model_response"] = "model_response"
+    response: ModelResponse
+
+
+class ToolCallRequested(BaseEvent):
+    """The model asked for a tool call; ``valid`` says whether it passed validation."""
+
+    type: Literal["tool_call"] = "tool_call"
+    call_id: str
+    name: str
+    raw_arguments: str
+    arguments: dict[str, Any] | None = None
+    valid: bool
+    rejection: str | None = None
+
+
+class ToolResult(BaseEvent):
+    """The observation a tool call produced, as the model will see it."""
+
+    type: Literal["tool_result"] = "tool_result"
+    call_id: str
+    name: str
+    content: str
+    error: ErrorKind | None = None
+    duration_ms: float = 0.0
+    truncated_from: int | None = None
+    exception: str | None = None
+    """For an unexpected tool exception: its type, message and traceback (redacted). The model
+    never sees this."""
+    untrusted: bool = True
+    """Tool output is data from outside the agent, never instructions."""
+
+
+class RunWarning(BaseEvent):
+    """Something worth a look that did not stop the run."""
+
+    type: Literal["warning"] = "warning"
+    kind: str
+    message: str
+
+
+class RunFinished(BaseEvent):
+    type: Literal["run_finished"] = "run_finished"
+    output: str
+    usage: Usage
+    steps: int
+    tool_calls: int
+    duration_s: float
+
+
+class RunFailed(BaseEvent):
+    type: Literal["run_failed"] = "run_failed"
+    reason: str
+    """The stop reason: max_steps, retry_budget, model_error, tool_error, ..."""
+    error_type: str
+    message: str
+    attempts: list[RequestAttempt] = Field(default_factory=list)
+    usage: Usage
+    steps: int
+    tool_calls: int
+    duration_s: float
+
+
+class RunCancelled(BaseEvent):
+    type: Literal["run_cancelled"] = "run_cancelled"
+    reason: str
+    interrupted_calls: list[str] = Field(default_factory=list)
+    """Tool calls that had started and have no result."""
+    usage: Usage
+    steps: int
+    tool_calls: int
+    duration_s: float
+
+
+TerminalEvent: TypeAlias = RunFinished | RunFailed | RunCancelled
+Event: TypeAlias = Annotated[
+    ModelRequest
+    | ModelResponded
+    | ToolCallRequested
+    | ToolResult
+    | RunWarning
+    | RunFinished
+    | RunFailed
+    | RunCancelled,
+    Field(discriminator="type"),
+]
+EventAdapter: TypeAdapter[Event] = TypeAdapter(Event)
+TERMINAL_TYPES = frozenset({"run_finished", "run_failed", "run_cancelled"})
+
+EventListener: TypeAlias = Callable[[BaseEvent], None]
+capture_listeners: ContextVar[tuple[EventListener, ...]] = ContextVar(
+    "agentloop_capture_listeners", default=()
+)
+"""Listeners that every run started in this context also feeds (``testing.capture_events``)."""

@@ -1,0 +1,43 @@
+"""Model backends behind the one seam, ``Model.request``, and model strings.
+
+``OpenAIModel`` is imported on first use, so ``import agentloop`` does not pay for ``openai``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from agentloop.errors import UserError
+from agentloop.models.base import Model, block_model_requests
+
+if TYPE_CHECKING:
+    from agentloop.models.openai import OpenAIModel
+
+__all__ = ["Model", "OpenAIModel", "block_model_requests", "infer_model"]
+
+
+def infer_model(model: Model | str) -> Model:
+    """A model from a ``Model`` or a model string.
+
+    ``"openai:<name>"`` is an OpenAI-compatible endpoint (``OPENAI_BASE_URL``,
+    ``OPENAI_API_KEY``).
+    """
+    if isinstance(model, Model):
+        return model
+    kind, _, name = model.partition(":")
+    if kind == "openai" and name:
+        from agentloop.models.openai import OpenAIModel
+
+        return OpenAIModel(name)
+    raise UserError(
+        f"unknown model string {model!r}: use 'openai:<model name>' (any OpenAI-compatible "
+        "endpoint, set OPENAI_BASE_URL for a local server) or pass a Model instance"
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "OpenAIModel":
+        from agentloop.models.openai import OpenAIModel
+
+        return OpenAIModel
+    raise AttributeError(f"module 'agentloop.models' has no attribute {name!r}")

@@ -1,0 +1,76 @@
+"""Redaction: secrets never reach a trace, a log line or an export.
+
+A ``Redactor`` is a plain callable ``str -> str``, applied to each serialized trace line and
+log entry. It removes exact known secret values (API keys, anything passed as a secret), common
+secret shapes (``sk-...`` keys, ``Bearer`` tokens) and values under secret-sounding keys
+(``"api_key": "..."``, ``?key=...``), plus any patterns the user adds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+
+MASK = "[REDACTED]"
+
+_SECRET_KEYS = (
+    r"api_key|apikey|api-key|x-api-key|authorization|password|passwd|secret|client_secret|"
+    r"access_token|refresh_token|auth_token"
+)
+DEFAULT_PATTERNS: tuple[str, ...] = (
+    r"\bsk-[A-Za-z0-9_\-]{16,}",
+    r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9._~+/=\-]{8,})",
+    rf"(?i)[\"'](?:{_SECRET_KEYS})[\"']\s*:\s*[\"'](?P<secret>[^\"']+)",
+    r"(?i)[?&](?:key|api_key|apikey|token|access_token|password|secret)=(?P<secret>[^&\s\"']+)",
+)
+"""Shapes redacted by default: OpenAI-style keys, bearer tokens, values under secret-named keys
+in JSON or Python reprs, and secret query parameters. A pattern with a group named ``secret``
+masks only that group."""
+
+
+class Redactor:
+    """Masks known secret values and secret-shaped text."""
+
+    def __init__(
+        self,
+        secrets: Iterable[str] = (),
+        patterns: Iterable[str] = (),
+        *,
+        defaults: bool = True,
+    ) -> None:
+        self._secrets: list[str] = []
+        for secret in secrets:
+            self.add_secret(secret)
+        self._patterns = [
+            re.compile(p) for p in (*(DEFAULT_PATTERNS if defaults else ()), *patterns)
+        ]
+
+    def add_secret(self, secret: str) -> None:
+        """Mask this exact value (and its JSON-escaped form) from now on; short values (under
+        six characters) are ignored, since masking them would garble ordinary text."""
+        if len(secret) < 6:
+            return
+        escaped = json.dumps(secret)[1:-1]
+        for form in {secret, escaped}:
+            if form not in self._secrets:
+                self._secrets.append(form)
+        self._secrets.sort(key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        for pattern in self._patterns:
+            text = pattern.sub(_mask, text)
+        return text
+
+
+def _mask(match: re.Match[str]) -> str:
+    """Mask the ``secret`` group if the pattern has one (keeping the key name), else all."""
+    if "secret" not in match.re.groupindex:
+        return MASK
+    start, end = match.span("secret")
+    whole = match.group(0)
+    offset = match.start()
+    return whole[: start - offset] + MASK + whole[end - offset :]

@@ -1,0 +1,211 @@
+"""Traces: the append-only JSONL journal of a run, and reading one back.
+
+Line 1 is a ``TraceHeader`` (format version, run id, the agent's configuration and its
+``config_hash``, the task); every later line is one event (``agentloop.events``), written and
+flushed as it happens, redacted first. A killed process leaves a readable prefix: ``read_trace``
+drops a torn last line. Only JSON is ever read; nothing in a trace can run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agentloop.errors import TraceError, TraceFormatError
+from agentloop.events import (
+    TERMINAL_TYPES,
+    BaseEvent,
+    Event,
+    EventAdapter,
+    ModelResponded,
+    RunFinished,
+    ToolCallRequested,
+    ToolResult,
+)
+from agentloop.messages import Message
+
+FORMAT_NAME = "agentloop.trace"
+FORMAT_VERSION = 1
+FORMAT = f"{FORMAT_NAME}/{FORMAT_VERSION}"
+_FORMAT_RE = re.compile(rf"^{re.escape(FORMAT_NAME)}/(\d+)$")
+
+
+class TraceHeader(BaseModel):
+    """The first line of every trace."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    format: str = FORMAT
+    run_id: str
+    created: str
+    """UTC time the run started, ISO 8601."""
+    task: str
+    agent: dict[str, Any]
+    """The agent's configuration: model, instructions, settings, limits, tool schemas."""
+    config_hash: str
+    """The agent's version: a hash of ``agent`` plus each tool's source."""
+    agentloop_version: str = ""
+    parent: dict[str, Any] | None = None
+    """For a replay, fork or resume: which run it came from and at which step."""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class TraceWriter:
+    """Appends one redacted JSON line per event and flushes it, so the file is always a valid
+    prefix of the run."""
+
+    def __init__(self, path: Path, header: TraceHeader, redact: Callable[[str], str]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._redact = redact
+        self._file: IO[str] | None = path.open("x", encoding="utf-8")
+        self._write_line(header.model_dump_json())
+
+    def write(self, event: BaseEvent) -> None:
+        self._write_line(event.model_dump_json())
+
+    def _write_line(self, line: str) -> None:
+        if self._file is None:
+            raise TraceError(f"trace {self.path} is already closed")
+        self._file.write(self._redact(line) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        """Flush to disk and close; safe to call twice."""
+        if self._file is not None:
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+
+
+class Trace(BaseModel):
+    """A trace read back from disk."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: Path | None = None
+    header: TraceHeader
+    events: list[Event]
+    torn: bool = False
+    """The last line was incomplete (the writing process died mid-line) and was dropped."""
+
+    @property
+    def run_id(self) -> str:
+        return self.header.run_id
+
+    @property
+    def terminal(self) -> Event | None:
+        """The run's terminal event, or ``None`` if the run never finished (a crash)."""
+        last = self.events[-1] if self.events else None
+        return last if last is not None and last.type in TERMINAL_TYPES else None
+
+    @property
+    def output(self) -> str | None:
+        end = self.terminal
+        return end.output if isinstance(end, RunFinished) else None
+
+    @property
+    def steps(self) -> int:
+        """How many model responses the trace records."""
+        return sum(1 for e in self.events if isinstance(e, ModelResponded))
+
+    def tool_calls(self) -> list[ToolCallRequested]:
+        return [e for e in self.events if isinstance(e, ToolCallRequested)]
+
+    def tool_results(self) -> list[ToolResult]:
+        return [e for e in self.events if isinstance(e, ToolResult)]
+
+    def messages(self) -> list[Message]:
+        """The conversation as the model last saw it, plus its last response."""
+        out: list[Message] = []
+        for event in self.events:
+            if event.type == "model_request":
+                out.extend(event.messages)
+            elif event.type == "model_response":
+                out.append(event.response.to_message())
+        return out
+
+
+def trace_path(trace_dir: Path, run_id: str) -> Path:
+    return trace_dir / f"{run_id}.jsonl"
+
+
+def read_trace(path: str | os.PathLike[str]) -> Trace:
+    """Read a trace file. A torn last line is dropped (``Trace.torn``); anything else that is
+    not a trace raises ``TraceError``; a newer format raises ``TraceFormatError``."""
+    file = Path(path)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise TraceError(f"cannot read trace {file}: {exc.strerror}") from None
+    lines = data.split(b"\n")
+    torn = False
+    if lines and lines[-1] == b"":
+        lines.pop()
+    elif lines:
+        torn = True  # no final newline: the last line may be cut; try it, drop it if broken
+    if not lines:
+        raise TraceError(f"{file} is empty, not an agentloop trace")
+    header = _read_header(file, lines[0])
+    events: list[Event] = []
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            events.append(EventAdapter.validate_json(line))
+        except ValidationError as exc:
+            if torn and number == len(lines):
+                break
+            raise TraceError(f"{file}:{number}: not a valid trace event: {_first(exc)}") from None
+    else:
+        torn = False
+    return Trace(path=file, header=header, events=events, torn=torn)
+
+
+def iter_trace_files(trace_dir: str | os.PathLike[str]) -> Iterator[Path]:
+    """Trace files in a folder, newest first."""
+    folder = Path(trace_dir)
+    if not folder.is_dir():
+        return iter(())
+    files = sorted(folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return iter(files)
+
+
+def _read_header(file: Path, line: bytes) -> TraceHeader:
+    try:
+        raw = json.loads(line)
+    except ValueError:
+        raise TraceError(f"{file}: line 1 is not JSON; not an agentloop trace") from None
+    fmt = raw.get("format") if isinstance(raw, dict) else None
+    match = _FORMAT_RE.match(fmt) if isinstance(fmt, str) else None
+    if match is None:
+        raise TraceError(f"{file}: no '{FORMAT_NAME}/N' format on line 1; not an agentloop trace")
+    if int(match.group(1)) > FORMAT_VERSION:
+        raise TraceFormatError(
+            f"{file} uses {fmt}, newer than this agentloop reads ({FORMAT}); upgrade agentloop"
+        )
+    try:
+        return TraceHeader.model_validate(raw)
+    except ValidationError as exc:
+        raise TraceError(f"{file}: invalid trace header: {_first(exc)}") from None
+
+
+def _first(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {err['msg']}" if where else err["msg"]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC time plus random hex."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(4).hex()

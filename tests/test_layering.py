@@ -14,6 +14,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "agentloop"
 
 LAYERS: dict[str, int] = {
+    "_sync": 1,
     "errors": 1,
     "types": 1,
     "settings": 1,
@@ -34,6 +35,7 @@ LAYERS: dict[str, int] = {
     "feedback": 7,
     "export": 7,
     "testing": 7,
+    "divergence": 7,
     "loading": 7,
     "render": 8,
     "cli": 8,

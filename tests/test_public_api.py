@@ -12,6 +12,7 @@ EXPECTED = [
     "AgentLoopError",
     "AgentRun",
     "ContextWindowExceeded",
+    "Divergence",
     "MaxStepsExceeded",
     "MaxToolCallsExceeded",
     "Message",
@@ -21,6 +22,7 @@ EXPECTED = [
     "ModelSettings",
     "Observation",
     "Redactor",
+    "ReplayResult",
     "RetryBudgetExhausted",
     "RunError",
     "RunLimitExceeded",
@@ -38,6 +40,10 @@ EXPECTED = [
     "UserError",
     "__version__",
     "read_trace",
+    "replay",
+    "replay_async",
+    "resume",
+    "resume_async",
     "tool",
 ]
 

@@ -393,3 +393,19 @@ def test_resume_reruns_an_interrupted_idempotent_call(tmp_path: Path) -> None:
 def test_resume_refuses_a_finished_run(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="already finished"):
         resume(record(tmp_path), Agent(ScriptedModel([]), tools=[add, mul]))
+
+
+def test_diff_traces_aligns_a_fork_with_its_parent(tmp_path: Path) -> None:
+    from agentloop.divergence import diff_traces
+
+    five = [ModelResponse.tool_call("add", {"a": i, "b": 1}) for i in range(4)] + ["done"]
+    parent = Agent(ScriptedModel(five), tools=[add], trace_dir=tmp_path).run_sync("count")
+    other = ScriptedModel([ModelResponse.tool_call("mul", {"a": 7, "b": 7}), "forked"])
+    fork = replay(parent.trace_path, Agent(other, tools=[add, mul], trace_dir=tmp_path), fork_at=2)  # type: ignore[arg-type]
+    diff = diff_traces(read_trace(parent.trace_path), read_trace(fork.trace_path))  # type: ignore[arg-type]
+    assert diff.first_difference == 2
+    assert [s.same for s in diff.steps] == [True, True, False, False, False]
+    assert diff.steps[2].left == ['call add({"a": 2, "b": 1})', "  -> 3"]
+    assert diff.steps[2].right == ['call mul({"a": 7, "b": 7})', "  -> 49"]
+    assert diff.steps[3].right == ["answer: forked"] and diff.steps[4].right == []
+    assert [d.kind for d in diff.config] == ["tool_added"]

@@ -20,7 +20,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints, overload
+from typing import Annotated, Any, get_args, get_origin, get_type_hints, overload
 from urllib.parse import urljoin
 
 import docstring_parser
@@ -152,7 +152,7 @@ class Tool:
                 f"cannot name a tool made of {function!r}: it has no __name__; pass name=..."
             )
         _check_name(tool_name)
-        doc = docstring_parser.parse(inspect.getdoc(function) or "")
+        doc = docstring_parser.parse(_docstring(function))
         arg_docs = {p.arg_name: p.description or "" for p in doc.params}
         model = _arguments_model(function, tool_name, arg_docs)
         summary = "\n\n".join(p for p in (doc.short_description, doc.long_description) if p)
@@ -333,6 +333,15 @@ def _underlying(function: Callable[..., Any]) -> Any:
     return target
 
 
+def _docstring(function: Callable[..., Any]) -> str:
+    """The docstring that describes ``function``: a partial's wrapped function's; a callable
+    object's class docstring, or else its ``__call__``'s."""
+    target = _underlying(function)
+    if isinstance(target, type) and not isinstance(function, type):
+        return inspect.getdoc(target) or inspect.getdoc(target.__call__) or ""
+    return inspect.getdoc(target) or ""
+
+
 def _type_hints(function: Callable[..., Any]) -> dict[str, Any]:
     target = _underlying(function)
     if isinstance(target, type) and not isinstance(function, type):
@@ -370,9 +379,16 @@ def _arguments_model(
         default = ... if param.default is param.empty else param.default
         # Fields get private names and the parameter name as alias, so parameters called
         # "json" or "schema" cannot clash with BaseModel's own attributes.
+        # A description given with Annotated[..., Field(description=...)] wins over the
+        # docstring's, which is only added when there is one.
+        doc_text = arg_docs.get(param.name)
+        explicit = _has_field_description(hints[param.name])
+        description = doc_text if doc_text and not explicit else None
         fields[f"p_{param.name}"] = (
             hints[param.name],
-            pydantic.Field(default, alias=param.name, description=arg_docs.get(param.name)),
+            pydantic.Field(default, alias=param.name)
+            if description is None
+            else pydantic.Field(default, alias=param.name, description=description),
         )
     try:
         return pydantic.create_model(
@@ -384,6 +400,12 @@ def _arguments_model(
         raise ToolDefinitionError(
             f"tool {tool_name!r}: {_unsupported(signature, hints)}: {_first_line(exc)}"
         ) from exc
+
+
+def _has_field_description(hint: Any) -> bool:
+    return get_origin(hint) is Annotated and any(
+        isinstance(m, pydantic.fields.FieldInfo) and m.description for m in get_args(hint)[1:]
+    )
 
 
 def _unsupported(signature: inspect.Signature, hints: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from agentloop.observations import Observation, to_text, truncate
+from agentloop.observations import MAX_DEPTH, Observation, to_text, truncate
 
 
 class Color(enum.Enum):
@@ -185,15 +185,19 @@ def test_cycles_are_marked() -> None:
     assert to_text([shared, shared]) == "[[1], [1]]"  # repeated, not cyclic
 
 
-def test_absurd_nesting_does_not_raise() -> None:
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 500, 100_000])
+def test_deep_nesting_is_cut_at_max_depth(depth: int) -> None:
     deep: Any = "bottom"
-    for _ in range(100_000):
+    for _ in range(depth):
         deep = [deep]
-    assert to_text(deep) == "<unrenderable list>"  # RecursionError in json and in repr
-    shallow: Any = "bottom"
-    for _ in range(500):
-        shallow = [shallow]
-    assert to_text(shallow) == "[" * 500 + '"bottom"' + "]" * 500
+    assert to_text(deep) == "[" * MAX_DEPTH + '"<too deep>"' + "]" * MAX_DEPTH
+
+
+def test_nesting_up_to_max_depth_is_kept() -> None:
+    deep: Any = "bottom"
+    for _ in range(MAX_DEPTH):
+        deep = [deep]
+    assert to_text(deep) == "[" * MAX_DEPTH + '"bottom"' + "]" * MAX_DEPTH
 
 
 def test_output_is_deterministic() -> None:

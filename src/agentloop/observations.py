@@ -50,6 +50,11 @@ class Observation(BaseModel):
         return self.error is not None
 
 
+MAX_DEPTH = 100
+"""Containers nested deeper than this render as ``"<too deep>"``: the output must not depend
+on how much stack is left when ``to_text`` is called."""
+
+
 def truncate(text: str, limit: int) -> tuple[str, int | None]:
     """Cut ``text`` to at most ``limit`` characters with an explicit marker; return it and the
     original length (``None`` if nothing was cut).
@@ -77,8 +82,9 @@ def to_text(value: Any) -> str:
     rest by their JSON text), bytes become ``{"base64": ...}``, dates and times ISO 8601, enums
     their value, NaN and infinities the strings ``"nan"``/``"inf"``/``"-inf"`` (``null`` inside
     a pydantic model, as pydantic writes them), paths, UUIDs and decimals their ``str``, and
-    anything else its ``repr``. A cycle becomes ``"<cycle>"``; a value that cannot be rendered
-    at all (its ``repr`` raises) becomes ``<unrenderable TypeName>``.
+    anything else its ``repr``. A cycle becomes ``"<cycle>"`` and what is nested deeper than
+    ``MAX_DEPTH`` ``"<too deep>"``; a value that cannot be rendered at all (its ``repr`` raises)
+    becomes ``<unrenderable TypeName>``.
     """
     if isinstance(value, enum.Enum):
         return to_text(value.value)
@@ -114,6 +120,8 @@ def _jsonable(value: Any, active: set[int]) -> Any:
         return str(value)
     if id(value) in active:
         return "<cycle>"
+    if len(active) >= MAX_DEPTH:
+        return "<too deep>"
     active.add(id(value))
     try:
         return _container(value, active)

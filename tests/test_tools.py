@@ -809,6 +809,22 @@ def test_from_schema_refs_resolve() -> None:
     assert errors_of(t, {"unit": "k"}) == "unit: 'k' is not one of ['c', 'f']"
 
 
+def test_from_schema_dialects() -> None:
+    draft4 = {
+        "$schema": "http://json-schema.org/draft-04/schema#",
+        "type": "object",
+        "properties": {"n": {"type": "number", "minimum": 0, "exclusiveMinimum": True}},
+    }
+    t = Tool.from_schema(name="d4", description="", parameters=draft4, func=register)
+    assert errors_of(t, {"n": 0}) == "n: 0 is less than or equal to the minimum of 0"
+    # An unknown dialect is validated as the latest draft, without a warning (-W error).
+    custom = {"$schema": "https://example.com/my-dialect", "type": "object", "required": ["a"]}
+    t = Tool.from_schema(name="custom", description="", parameters=custom, func=register)
+    assert errors_of(t, {}) == "a: Field required"
+    with pytest.raises(ToolDefinitionError, match=r"tool 'bad': invalid JSON Schema at \$schema"):
+        Tool.from_schema(name="bad", description="", parameters={"$schema": [1]}, func=register)
+
+
 def test_from_schema_dangling_ref_is_rejected_at_registration() -> None:
     schema = {"type": "object", "properties": {"unit": {"$ref": "#/$defs/unit"}}}
     with pytest.raises(ToolDefinitionError) as info:

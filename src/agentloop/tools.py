@@ -183,12 +183,12 @@ class Tool:
     ) -> Tool:
         """Register a tool from a raw JSON Schema; ``func`` gets the arguments as keywords.
 
-        The schema must be one a JSON Schema validator accepts (its ``$schema`` picks the draft,
-        2020-12 by default), must describe an object, and every ``$ref`` in it must resolve
-        inside it (nothing is fetched). Anything else raises ``ToolDefinitionError`` naming the
-        location in the schema. Some catalogues write Python type names (``"dict"``,
-        ``"float"``, ``"tuple"``, ``"any"``); ``python_type_names=True`` translates them to JSON
-        Schema first (``"any"`` drops the type constraint).
+        The schema must be one a JSON Schema validator accepts (its ``$schema`` picks the
+        draft; 2020-12 when absent or unknown), must describe an object, and every ``$ref`` in
+        it must resolve inside it (nothing is fetched). Anything else raises
+        ``ToolDefinitionError`` naming the location in the schema. Some catalogues write Python
+        type names (``"dict"``, ``"float"``, ``"tuple"``, ``"any"``); ``python_type_names=True``
+        translates them to JSON Schema first (``"any"`` drops the type constraint).
 
         Arguments are validated as JSON Schema says, strictly: ``"3"`` is not an ``integer``.
         They are passed on as sent: schema ``default`` values are not filled in, so ``func``
@@ -203,7 +203,14 @@ class Tool:
                 f"{type(parameters).__name__}"
             )
         schema = _translate_python_types(parameters) if python_type_names else parameters
-        validator_cls = jsonschema.validators.validator_for(schema)
+        if not isinstance(schema.get("$schema", ""), str):
+            raise ToolDefinitionError(
+                f"tool {name!r}: invalid JSON Schema at $schema: must be a URI string"
+            )
+        # An unknown $schema URI is validated as the latest draft (no deprecation warning).
+        validator_cls = jsonschema.validators.validator_for(
+            schema, default=jsonschema.Draft202012Validator
+        )
         try:
             validator_cls.check_schema(schema)
         except jsonschema.SchemaError as exc:

@@ -4,16 +4,24 @@
 numpydoc style) through pydantic, which also validates and converts the model's arguments.
 ``Tool.from_schema`` takes a raw JSON Schema, as an MCP server or a tool catalogue gives it, and
 validates arguments with jsonschema. Each tool is validated by exactly one of the two.
+
+Problems with a tool's definition raise ``ToolDefinitionError`` when the tool is built, naming
+the tool and what to fix. Problems with a call's arguments raise ``InvalidArguments``, whose
+message lists each problem as ``path: message`` (``point.x: Input should be a valid integer``);
+that message goes back to the model as an observation.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints, overload
+from typing import Annotated, Any, get_args, get_origin, get_type_hints, overload
+from urllib.parse import urljoin
 
 import docstring_parser
 import pydantic
@@ -23,6 +31,12 @@ from agentloop.types import JSONObject
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 """Names every OpenAI-compatible endpoint accepts."""
+
+MAX_PROBLEMS = 10
+"""At most this many argument problems are listed in one ``InvalidArguments`` message."""
+
+MAX_PROBLEM_CHARS = 300
+"""Each listed problem is cut to this many characters (jsonschema messages quote the value)."""
 
 _PYTHON_TYPE_NAMES = {
     "dict": "object",
@@ -34,9 +48,33 @@ _PYTHON_TYPE_NAMES = {
     "tuple": "array",
 }
 
+# Where a JSON Schema holds other schemas (drafts 4 to 2020-12). Only these positions are
+# rewritten or searched, so values such as ``default``, ``enum`` or ``const`` stay untouched.
+_SCHEMA_MAPS = frozenset(
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependencies"}
+)
+_SCHEMA_LISTS = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
+_SCHEMA_VALUES = frozenset(
+    {
+        "additionalProperties",
+        "items",
+        "additionalItems",
+        "contains",
+        "propertyNames",
+        "not",
+        "if",
+        "then",
+        "else",
+        "unevaluatedItems",
+        "unevaluatedProperties",
+        "contentSchema",
+    }
+)
+
 
 class InvalidArguments(Exception):
-    """The model's arguments do not fit the tool's schema; the message lists each problem."""
+    """The model's arguments do not fit the tool's schema; the message lists each problem as
+    ``path: message``, separated by ``; ``."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,15 +99,18 @@ class Tool:
     """Hash of the function's source, part of the agent's ``config_hash``."""
 
     def __post_init__(self) -> None:
-        if not TOOL_NAME.match(self.name):
-            raise ToolDefinitionError(
-                f"tool name {self.name!r} is not allowed: use 1-64 letters, digits, '_' or '-' "
-                "(pass name=... to rename it)"
-            )
+        _check_name(self.name)
 
     @property
     def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.function)
+        """Whether calling ``function`` returns a coroutine (async def, also behind
+        ``functools.partial`` or as an object's ``async def __call__``)."""
+        fn = self.function
+        return inspect.iscoroutinefunction(fn) or (
+            not inspect.isroutine(fn)
+            and not isinstance(fn, functools.partial)
+            and inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+        )
 
     def spec(self) -> JSONObject:
         """What the model is told about this tool: name, description, parameters."""
@@ -90,16 +131,35 @@ class Tool:
         requires_approval: bool = False,
         idempotent: bool = False,
     ) -> Tool:
-        """Build a tool from a typed function; its docstring describes it and its parameters."""
-        tool_name = name or function.__name__
-        doc = docstring_parser.parse(inspect.getdoc(function) or "")
+        """Build a tool from a typed function; its docstring describes it and its parameters.
+
+        Every parameter needs a type hint that pydantic can validate and describe as JSON
+        Schema: ``str``, ``int``, ``float``, ``bool``, ``Literal``, ``Enum``, ``Optional``/``X |
+        None``, lists, dicts, ``Annotated[..., Field(...)]`` and pydantic models. A parameter
+        with a default is optional. ``*args``, ``**kwargs`` and positional-only parameters
+        cannot be described to a model and are rejected.
+
+        Arguments are validated in pydantic's lax mode, because models often quote numbers:
+        ``"3"`` is accepted for an ``int`` (``3.5`` is not), ``"true"`` for a ``bool``. Enum
+        parameters receive Enum members, model parameters receive model instances, and omitted
+        parameters receive their defaults. Unknown arguments are rejected.
+        """
+        if not callable(function):
+            raise ToolDefinitionError(f"cannot make a tool of {function!r}: it is not callable")
+        tool_name = name if name is not None else getattr(function, "__name__", None)
+        if not isinstance(tool_name, str):
+            raise ToolDefinitionError(
+                f"cannot name a tool made of {function!r}: it has no __name__; pass name=..."
+            )
+        _check_name(tool_name)
+        doc = docstring_parser.parse(_docstring(function))
         arg_docs = {p.arg_name: p.description or "" for p in doc.params}
         model = _arguments_model(function, tool_name, arg_docs)
         summary = "\n\n".join(p for p in (doc.short_description, doc.long_description) if p)
         return cls(
             name=tool_name,
             description=description if description is not None else summary,
-            parameters=_clean_schema(model.model_json_schema()),
+            parameters=_json_schema(model, tool_name),
             function=function,
             validate=_pydantic_validator(model),
             timeout=timeout,
@@ -123,38 +183,56 @@ class Tool:
     ) -> Tool:
         """Register a tool from a raw JSON Schema; ``func`` gets the arguments as keywords.
 
-        The schema must be one a JSON Schema validator accepts, describing an object. Some
-        catalogues write Python type names (``"dict"``, ``"float"``, ``"tuple"``, ``"any"``);
-        ``python_type_names=True`` translates them to JSON Schema first.
+        The schema must be one a JSON Schema validator accepts (its ``$schema`` picks the
+        draft; 2020-12 when absent or unknown), must describe an object, and every ``$ref`` in
+        it must resolve inside it (nothing is fetched). Anything else raises
+        ``ToolDefinitionError`` naming the location in the schema. Some catalogues write Python
+        type names (``"dict"``, ``"float"``, ``"tuple"``, ``"any"``); ``python_type_names=True``
+        translates them to JSON Schema first (``"any"`` drops the type constraint).
+
+        Arguments are validated as JSON Schema says, strictly: ``"3"`` is not an ``integer``.
+        They are passed on as sent: schema ``default`` values are not filled in, so ``func``
+        should give the optional parameters defaults of its own (or take ``**kwargs``).
         """
         import jsonschema  # imported here: only raw-schema tools pay for it
 
+        _check_name(name)
+        if not isinstance(parameters, dict):
+            raise ToolDefinitionError(
+                f"tool {name!r}: parameters must be a JSON Schema object, not "
+                f"{type(parameters).__name__}"
+            )
         schema = _translate_python_types(parameters) if python_type_names else parameters
-        if not isinstance(schema, dict):
-            raise ToolDefinitionError(f"tool {name!r}: parameters must be a JSON object schema")
-        validator_cls = jsonschema.validators.validator_for(schema)
+        if not isinstance(schema.get("$schema", ""), str):
+            raise ToolDefinitionError(
+                f"tool {name!r}: invalid JSON Schema at $schema: must be a URI string"
+            )
+        # An unknown $schema URI is validated as the latest draft (no deprecation warning).
+        validator_cls = jsonschema.validators.validator_for(
+            schema, default=jsonschema.Draft202012Validator
+        )
         try:
             validator_cls.check_schema(schema)
         except jsonschema.SchemaError as exc:
-            where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
             hint = " (python_type_names=True translates it)" if _has_python_types(schema) else ""
             raise ToolDefinitionError(
-                f"tool {name!r}: invalid JSON Schema at {where}: {exc.message}{hint}"
+                f"tool {name!r}: invalid JSON Schema at {_schema_path(exc.absolute_path)}: "
+                f"{exc.message}{hint}"
             ) from None
-        if schema.get("type", "object") != "object":
+        kind = schema.get("type", "object")
+        if kind != "object" and not (isinstance(kind, list) and "object" in kind):
             raise ToolDefinitionError(
-                f"tool {name!r}: parameters must describe an object, not {schema.get('type')!r}"
+                f"tool {name!r}: parameters must describe an object (the arguments by name), "
+                f"not type {kind!r}; wrap the value in an object property"
             )
+        _check_refs(schema, name)
         validator = validator_cls(schema)
 
         def validate(arguments: JSONObject) -> dict[str, Any]:
-            problems = [
-                f"{_json_path(e.absolute_path)}: {e.message}"
-                for e in sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
-            ]
+            problems = _jsonschema_problems(validator.iter_errors(arguments))
             if problems:
-                raise InvalidArguments("; ".join(problems))
-            return arguments
+                raise InvalidArguments(_join_problems(problems))
+            return dict(arguments)
 
         return cls(
             name=name,
@@ -190,7 +268,11 @@ def tool(
     requires_approval: bool = False,
     idempotent: bool = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
-    """Make a tool of a sync or async function: ``@tool`` or ``@tool(name=..., timeout=...)``."""
+    """Make a tool of a sync or async function: ``@tool`` or ``@tool(name=..., timeout=...)``.
+
+    See ``Tool.from_function`` for the supported parameter types and how arguments are
+    validated.
+    """
 
     def build(fn: Callable[..., Any]) -> Tool:
         return Tool.from_function(
@@ -232,24 +314,70 @@ class Toolset(Mapping[str, Tool]):
         return [t.spec() for t in self._tools.values()]
 
 
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not TOOL_NAME.match(name):
+        fixed = re.sub(r"[^A-Za-z0-9_-]", "_", str(name))[:64] or "my_tool"
+        raise ToolDefinitionError(
+            f"tool name {name!r} is not allowed: use 1-64 letters, digits, '_' or '-' "
+            f"(pass name=... to rename it, e.g. name={fixed!r})"
+        )
+
+
 def _where(t: Tool) -> str:
-    fn = t.function
+    fn = _underlying(t.function)
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def _underlying(function: Callable[..., Any]) -> Any:
+    """The code behind ``function``: partials and decorators unwrapped; a callable object's
+    class (whose ``__call__`` holds the code)."""
+    target: Any = function
+    while isinstance(target, functools.partial):
+        target = target.func
+    target = inspect.unwrap(target)
+    if not inspect.isroutine(target) and not isinstance(target, type):
+        target = type(target)
+    return target
+
+
+def _docstring(function: Callable[..., Any]) -> str:
+    """The docstring that describes ``function``: a partial's wrapped function's; a callable
+    object's class docstring, or else its ``__call__``'s."""
+    target = _underlying(function)
+    if isinstance(target, type) and not isinstance(function, type):
+        return inspect.getdoc(target) or inspect.getdoc(target.__call__) or ""
+    return inspect.getdoc(target) or ""
+
+
+def _type_hints(function: Callable[..., Any]) -> dict[str, Any]:
+    target = _underlying(function)
+    if isinstance(target, type) and not isinstance(function, type):
+        target = target.__call__  # a callable object: the hints are on its __call__
+    return get_type_hints(target, include_extras=True)
 
 
 def _arguments_model(
     function: Callable[..., Any], tool_name: str, arg_docs: dict[str, str]
 ) -> type[pydantic.BaseModel]:
     try:
-        hints = get_type_hints(function, include_extras=True)
+        hints = _type_hints(function)
+        signature = inspect.signature(function)
     except Exception as exc:
-        raise ToolDefinitionError(f"tool {tool_name!r}: cannot resolve type hints: {exc}") from exc
+        raise ToolDefinitionError(
+            f"tool {tool_name!r}: cannot read its signature and type hints: {exc}"
+        ) from exc
     fields: dict[str, Any] = {}
-    for param in inspect.signature(function).parameters.values():
+    for param in signature.parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            stars = "*" if param.kind is param.VAR_POSITIONAL else "**"
             raise ToolDefinitionError(
-                f"tool {tool_name!r}: *{param.name} cannot be described to a model; "
-                "list the parameters explicitly"
+                f"tool {tool_name!r}: parameter {stars}{param.name} cannot be described to a "
+                "model; list the parameters explicitly"
+            )
+        if param.kind is param.POSITIONAL_ONLY:
+            raise ToolDefinitionError(
+                f"tool {tool_name!r}: parameter {param.name!r} is positional-only, but tools are "
+                "called with keyword arguments; remove the '/'"
             )
         if param.name not in hints:
             raise ToolDefinitionError(
@@ -258,9 +386,16 @@ def _arguments_model(
         default = ... if param.default is param.empty else param.default
         # Fields get private names and the parameter name as alias, so parameters called
         # "json" or "schema" cannot clash with BaseModel's own attributes.
+        # A description given with Annotated[..., Field(description=...)] wins over the
+        # docstring's, which is only added when there is one.
+        doc_text = arg_docs.get(param.name)
+        explicit = _has_field_description(hints[param.name])
+        description = doc_text if doc_text and not explicit else None
         fields[f"p_{param.name}"] = (
             hints[param.name],
-            pydantic.Field(default, alias=param.name, description=arg_docs.get(param.name)),
+            pydantic.Field(default, alias=param.name)
+            if description is None
+            else pydantic.Field(default, alias=param.name, description=description),
         )
     try:
         return pydantic.create_model(
@@ -268,8 +403,55 @@ def _arguments_model(
             __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=False),
             **fields,
         )
-    except (pydantic.PydanticSchemaGenerationError, TypeError) as exc:
-        raise ToolDefinitionError(f"tool {tool_name!r}: unsupported parameter type: {exc}") from exc
+    except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError, TypeError) as exc:
+        raise ToolDefinitionError(
+            f"tool {tool_name!r}: {_unsupported(signature, hints)}: {_first_line(exc)}"
+        ) from exc
+
+
+def _has_field_description(hint: Any) -> bool:
+    return get_origin(hint) is Annotated and any(
+        isinstance(m, pydantic.fields.FieldInfo) and m.description for m in get_args(hint)[1:]
+    )
+
+
+def _unsupported(signature: inspect.Signature, hints: dict[str, Any]) -> str:
+    """Which parameter's type pydantic cannot handle, found by trying each one alone."""
+    for param in signature.parameters.values():
+        hint = hints[param.name]
+        try:
+            pydantic.TypeAdapter(hint).json_schema()
+        except Exception:
+            return f"parameter {param.name!r} has an unsupported type {hint!r}"
+    return "unsupported parameter type"
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().split("\n", 1)[0]
+
+
+def _json_schema(model: type[pydantic.BaseModel], tool_name: str) -> JSONObject:
+    """The model's JSON Schema, without pydantic's ``title`` keys. Defaults that are not JSON
+    (an arbitrary object) are left out: the parameter stays optional."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pydantic.json_schema.PydanticJsonSchemaWarning)
+            schema = model.model_json_schema()
+    except pydantic.PydanticUserError as exc:  # e.g. a Callable: validates, has no JSON Schema
+        fields = model.model_fields
+        for field_name, info in fields.items():
+            if info.annotation is None:
+                continue
+            try:
+                pydantic.TypeAdapter(info.annotation).json_schema()
+            except pydantic.PydanticUserError:
+                raise ToolDefinitionError(
+                    f"tool {tool_name!r}: parameter {info.alias or field_name!r} has a type "
+                    f"({info.annotation!r}) that cannot be described as JSON Schema: "
+                    f"{_first_line(exc)}"
+                ) from exc
+        raise ToolDefinitionError(f"tool {tool_name!r}: {_first_line(exc)}") from exc
+    return _clean_schema(schema)
 
 
 def _pydantic_validator(model: type[pydantic.BaseModel]) -> Callable[[JSONObject], dict[str, Any]]:
@@ -279,59 +461,171 @@ def _pydantic_validator(model: type[pydantic.BaseModel]) -> Callable[[JSONObject
         try:
             parsed = model.model_validate(arguments)
         except pydantic.ValidationError as exc:
-            raise InvalidArguments(
-                "; ".join(
-                    f"{_json_path(e['loc']) or '(arguments)'}: {e['msg']}" for e in exc.errors()
-                )
-            ) from None
+            problems = [_problem(e["loc"], e["msg"]) for e in exc.errors(include_url=False)]
+            raise InvalidArguments(_join_problems(problems)) from None
         return {names[k]: getattr(parsed, k) for k in type(parsed).model_fields}
 
     return validate
 
 
-def _json_path(loc: Iterable[str | int]) -> str:
-    return ".".join(str(p) for p in loc)
+def _jsonschema_problems(errors: Iterable[Any]) -> list[str]:
+    """``path: message`` for each jsonschema error. A missing required property and an
+    unexpected one are reported at their own path, in pydantic's words, so both kinds of tool
+    name the argument the same way."""
+    problems: list[str] = []
+    for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
+        path = list(error.absolute_path)
+        instance = error.instance
+        if error.validator == "required" and isinstance(instance, dict):
+            problems += [
+                _problem([*path, key], "Field required")
+                for key in error.validator_value
+                if key not in instance
+            ]
+        elif (
+            error.validator == "additionalProperties"
+            and error.validator_value is False
+            and isinstance(instance, dict)
+        ):
+            known = error.schema.get("properties", {})
+            patterns = list(error.schema.get("patternProperties", {}))
+            problems += [
+                _problem([*path, key], "Extra inputs are not permitted")
+                for key in instance
+                if key not in known and not any(re.search(p, key) for p in patterns)
+            ]
+        else:
+            problems.append(_problem(path, error.message))
+    return list(dict.fromkeys(problems))  # one "required" error per key repeats the others
+
+
+def _problem(loc: Iterable[str | int], message: str) -> str:
+    text = f"{'.'.join(str(p) for p in loc) or '(arguments)'}: {message}"
+    if len(text) > MAX_PROBLEM_CHARS:
+        text = text[: MAX_PROBLEM_CHARS - 1] + "…"
+    return text
+
+
+def _join_problems(problems: list[str]) -> str:
+    shown = "; ".join(problems[:MAX_PROBLEMS])
+    more = len(problems) - MAX_PROBLEMS
+    return f"{shown}; and {more} more" if more > 0 else shown
+
+
+def _schema_path(path: Iterable[str | int]) -> str:
+    return "/".join(str(p) for p in path) or "(root)"
+
+
+def _map_schemas(node: Any, change: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+    """A copy of the schema ``node`` with ``change`` applied to it and to every subschema.
+    Only schema positions are visited: values of ``default``, ``enum``, ``const`` and the
+    like are copied as they are, and so are the property names in ``properties``."""
+    if not isinstance(node, dict):
+        return node
+    out = change(dict(node))
+    for key, value in out.items():
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {k: _map_schemas(v, change) for k, v in value.items()}
+        elif key in _SCHEMA_LISTS and isinstance(value, list):
+            out[key] = [_map_schemas(v, change) for v in value]
+        elif key in _SCHEMA_VALUES:
+            if isinstance(value, list):
+                out[key] = [_map_schemas(v, change) for v in value]
+            else:
+                out[key] = _map_schemas(value, change)
+    return out
+
+
+def _walk_schemas(node: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """``(path, subschema)`` for the schema ``node`` and every dict subschema in it."""
+    if not isinstance(node, dict):
+        return
+    yield path, node
+    for key, value in node.items():
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            for k, v in value.items():
+                yield from _walk_schemas(v, (*path, key, k))
+        elif key in _SCHEMA_LISTS | _SCHEMA_VALUES and isinstance(value, list):
+            for i, v in enumerate(value):
+                yield from _walk_schemas(v, (*path, key, i))
+        elif key in _SCHEMA_VALUES:
+            yield from _walk_schemas(value, (*path, key))
 
 
 def _clean_schema(schema: JSONObject) -> JSONObject:
     """Drop pydantic's generated ``title`` keys, which only add tokens for the model."""
 
-    def clean(node: Any, in_properties: bool = False) -> Any:
-        if isinstance(node, dict):
-            return {
-                k: clean(v, in_properties=(k in ("properties", "$defs") and not in_properties))
-                for k, v in node.items()
-                if in_properties or k != "title"
-            }
-        if isinstance(node, list):
-            return [clean(v) for v in node]
+    def drop_title(node: dict[str, Any]) -> dict[str, Any]:
+        node.pop("title", None)
         return node
 
-    cleaned: JSONObject = clean(schema)
+    cleaned: JSONObject = _map_schemas(schema, drop_title)
     return cleaned
 
 
-def _translate_python_types(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        out = {k: _translate_python_types(v) for k, v in schema.items()}
-        kind = schema.get("type")
-        if kind == "any":
-            del out["type"]
-        elif isinstance(kind, str) and kind in _PYTHON_TYPE_NAMES:
-            out["type"] = _PYTHON_TYPE_NAMES[kind]
-        return out
-    if isinstance(schema, list):
-        return [_translate_python_types(v) for v in schema]
-    return schema
+def _translate_python_types(schema: JSONObject) -> JSONObject:
+    """``"type": "dict"`` → ``"object"`` and so on; ``"any"`` drops the type constraint."""
+
+    def translate(node: dict[str, Any]) -> dict[str, Any]:
+        kind = node.get("type")
+        kinds = kind if isinstance(kind, list) else [kind]
+        if "any" in kinds:
+            del node["type"]
+        elif isinstance(kind, str):
+            node["type"] = _PYTHON_TYPE_NAMES.get(kind, kind)
+        elif isinstance(kind, list):
+            node["type"] = [_PYTHON_TYPE_NAMES.get(k, k) if isinstance(k, str) else k for k in kind]
+        return node
+
+    translated: JSONObject = _map_schemas(schema, translate)
+    return translated
 
 
-def _has_python_types(schema: Any) -> bool:
-    return bool(_translate_python_types(schema) != schema)
+def _has_python_types(schema: JSONObject) -> bool:
+    return _translate_python_types(schema) != schema
+
+
+def _check_refs(schema: JSONObject, tool_name: str) -> None:
+    """Every ``$ref`` must resolve inside the schema: jsonschema would otherwise fail on the
+    first call (or try the network), long after registration."""
+    from referencing import Registry
+    from referencing.exceptions import Unresolvable
+    from referencing.jsonschema import DRAFT202012, specification_with
+
+    spec = specification_with(str(schema.get("$schema", "")), default=DRAFT202012)
+    root = spec.create_resource(schema)
+    base = root.id() or "urn:agentloop:tool"
+    registry = Registry().with_resource(base, root).crawl()
+    bases: dict[tuple[Any, ...], str] = {(): base}
+    for path, node in _walk_schemas(schema):
+        parent = _nearest_base(bases, path)
+        own = spec.id_of(node) if path else None
+        bases[path] = urljoin(parent, own) if own else parent
+        ref = node.get("$ref")
+        if not isinstance(ref, str):
+            continue
+        try:
+            registry.resolver(base_uri=bases[path]).lookup(ref)
+        except Unresolvable:
+            raise ToolDefinitionError(
+                f"tool {tool_name!r}: invalid JSON Schema at {_schema_path([*path, '$ref'])}: "
+                f"{ref!r} does not resolve inside the schema (nothing is fetched; put the "
+                "definition under $defs)"
+            ) from None
+
+
+def _nearest_base(bases: dict[tuple[Any, ...], str], path: tuple[Any, ...]) -> str:
+    """The base URI of the closest enclosing schema already visited."""
+    for cut in range(len(path) - 1, -1, -1):
+        if path[:cut] in bases:
+            return bases[path[:cut]]
+    return bases[()]
 
 
 def _source_hash(function: Callable[..., Any]) -> str:
-    """A hash of the function's source, or of its qualified name if no source exists."""
-    target = inspect.unwrap(function)
+    """A hash of the function's source, or of its qualified name if no source exists.
+    Partials and decorated functions hash the code they wrap; callable objects their class."""
+    target = _underlying(function)
     try:
         text = inspect.getsource(target)
     except (OSError, TypeError):

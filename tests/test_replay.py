@@ -319,7 +319,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path) -> No
     script_file.write_text(RESUMABLE)
     log = tmp_path / "log.txt"
     with subprocess.Popen(
-        [sys.executable, str(script_file), str(tmp_path / "traces"), str(log), "0.5"],
+        [sys.executable, str(script_file), str(tmp_path / "traces"), str(log), "30"],
         stdout=subprocess.PIPE,
         text=True,
     ) as proc:

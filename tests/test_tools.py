@@ -21,14 +21,8 @@ from agentloop import Agent
 from agentloop.errors import ToolDefinitionError
 from agentloop.messages import ModelResponse, ToolMessage
 from agentloop.testing import ScriptedModel
-from agentloop.tools import (
-    MAX_PROBLEM_CHARS,
-    MAX_PROBLEMS,
-    InvalidArguments,
-    Tool,
-    Toolset,
-    tool,
-)
+from agentloop.tool_schemas import MAX_PROBLEM_CHARS, MAX_PROBLEMS, InvalidArguments
+from agentloop.tools import Tool, Toolset, tool
 
 
 class Color(enum.Enum):

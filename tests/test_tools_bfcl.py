@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 
 from agentloop.errors import ToolDefinitionError
-from agentloop.tools import InvalidArguments, Tool
+from agentloop.tool_schemas import InvalidArguments
+from agentloop.tools import Tool
 
 DATA = Path(__file__).parent / "data" / "bfcl"
 CATEGORIES = ("simple_python", "live_simple")

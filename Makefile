@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)  ## create .venv and install agentloop with its dev tools
 
 lint: $(STAMP)  ## ruff lint and format check
-	$(BIN)/ruff check src tests tools bench
-	$(BIN)/ruff format --check src tests tools bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)  ## mypy --strict over src/
 	$(BIN)/mypy

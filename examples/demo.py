@@ -44,7 +44,8 @@ async def main() -> int:
     print(f"answer: {result.output}")
     assert result.trace_path is not None
     trace = read_trace(result.trace_path)
-    print(f"trace: {Path(result.trace_path)} ({len(trace.events)} events, version {trace.header.config_hash})")
+    version = trace.header.config_hash
+    print(f"trace: {Path(result.trace_path)} ({len(trace.events)} events, version {version})")
     return 0
 
 

@@ -22,7 +22,9 @@ from agentloop.errors import (
 from agentloop.messages import Message, ModelResponse, ToolCallPart, Usage
 from agentloop.models import Model
 from agentloop.observations import Observation
+from agentloop.divergence import Divergence
 from agentloop.redaction import Redactor
+from agentloop.replay import ReplayResult, replay, replay_async, resume, resume_async
 from agentloop.result import RunResult
 from agentloop.settings import ModelSettings, RunLimits
 from agentloop.tools import Tool, Toolset, tool
@@ -35,6 +37,7 @@ __all__ = [
     "AgentLoopError",
     "AgentRun",
     "ContextWindowExceeded",
+    "Divergence",
     "MaxStepsExceeded",
     "MaxToolCallsExceeded",
     "Message",
@@ -44,6 +47,7 @@ __all__ = [
     "ModelSettings",
     "Observation",
     "Redactor",
+    "ReplayResult",
     "RetryBudgetExhausted",
     "RunError",
     "RunLimitExceeded",
@@ -61,5 +65,9 @@ __all__ = [
     "UserError",
     "__version__",
     "read_trace",
+    "replay",
+    "replay_async",
+    "resume",
+    "resume_async",
     "tool",
 ]

@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from agentloop._sync import run_blocking
 from agentloop.actions import (
     Call,
     FinalAnswer,
@@ -28,13 +29,14 @@ from agentloop.actions import (
     parse_actions,
     with_unique_call_ids,
 )
-from agentloop.dispatch import Approver, ToolOutcome, run_tool_calls
+from agentloop.dispatch import Approver, ToolOutcome, ToolRunner, run_tool_calls
 from agentloop.errors import (
     AgentLoopError,
     MaxStepsExceeded,
     MaxToolCallsExceeded,
     ModelError,
     ModelResponseError,
+    ReplayDiverged,
     RetryBudgetExhausted,
     RunTimeout,
     ToolExecutionError,
@@ -137,12 +139,15 @@ class Agent:
         """Masks secrets in everything this agent writes (traces, logs)."""
 
     def config(
-        self, limits: RunLimits | None = None, settings: ModelSettings | None = None
+        self,
+        limits: RunLimits | None = None,
+        settings: ModelSettings | None = None,
+        model: Model | None = None,
     ) -> dict[str, Any]:
         """Everything that defines this agent's behaviour, as recorded in trace headers."""
         return {
             "name": self.name,
-            "model": self.model.config(),
+            "model": (model or self.model).config(),
             "instructions": self.instructions,
             "settings": (settings or self.settings).model_dump(exclude_none=True),
             "limits": (limits or self.limits).model_dump(),
@@ -174,13 +179,19 @@ class Agent:
         max_tool_calls: int | UseAgentDefault | None = USE_AGENT_DEFAULT,
         run_timeout: float | UseAgentDefault | None = USE_AGENT_DEFAULT,
         retry_budget: int | UseAgentDefault = USE_AGENT_DEFAULT,
+        model: Model | str | None = None,
         metadata: dict[str, Any] | None = None,
         listener: EventListener | None = None,
+        tool_runner: ToolRunner | None = None,
+        parent: dict[str, Any] | None = None,
     ) -> RunResult:
         """Run ``task`` to a final answer. Per-run arguments override the agent's defaults.
 
         Raises a ``RunError`` (a limit, a tool failure) or ``ModelError``, each carrying
         ``partial`` and ``trace_path``; ``CancelledError`` propagates after the trace records it.
+        ``listener`` sees every event as it is written. ``tool_runner`` and ``parent`` are the
+        seams replay, fork and resume use: who produces tool results, and which run this one
+        continues (recorded in the trace header).
         """
         limits = self.limits.merged(
             max_steps=max_steps,
@@ -198,18 +209,16 @@ class Agent:
             trace_dir=Path(folder) if folder is not None else None,
             metadata=metadata or {},
             listener=listener,
+            model=infer_model(model) if model is not None else self.model,
+            tool_runner=tool_runner,
+            parent=parent,
         )
         return await run.execute()
 
     def run_sync(self, task: str, **kwargs: Any) -> RunResult:
         """Blocking ``run``, for scripts. Inside a running event loop, use ``await run()``."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.run(task, **kwargs))
-        raise UserError(
-            "Agent.run_sync() cannot run inside a running event loop (async code, Jupyter); "
-            "use `await agent.run(...)` there"
+        return run_blocking(
+            self.run, task, what="Agent.run_sync()", use="await agent.run(...)", **kwargs
         )
 
     def iter(self, task: str, **kwargs: Any) -> AgentRun:
@@ -273,10 +282,15 @@ class _Run:
         trace_dir: Path | None,
         metadata: dict[str, Any],
         listener: EventListener | None,
+        model: Model,
+        tool_runner: ToolRunner | None,
+        parent: dict[str, Any] | None,
     ) -> None:
         self.agent, self.tools, self.limits, self.settings = agent, agent.tools, limits, settings
+        self.model = model
+        self.run_tools = tool_runner or self.run_tools_live
         self.run_id = new_run_id()
-        self.config = agent.config(limits, settings)
+        self.config = agent.config(limits, settings, model)
         self.config_hash = config_hash(self.config)
         listeners = (*capture_listeners.get(), *((listener,) if listener else ()))
         self.listeners = listeners
@@ -300,6 +314,7 @@ class _Run:
                 agent=self.config,
                 config_hash=self.config_hash,
                 agentloop_version=_version(),
+                parent=parent,
                 metadata=metadata,
             )
             self.writer = TraceWriter(trace_path(trace_dir, self.run_id), header, self.redact)
@@ -307,7 +322,7 @@ class _Run:
     # -- the loop ------------------------------------------------------------------------
 
     async def execute(self) -> RunResult:
-        _log.info("run started", run_id=self.run_id, model=self.agent.model.name)
+        _log.info("run started", run_id=self.run_id, model=self.model.name)
         deadline = asyncio.timeout(self.limits.run_timeout)
         try:
             try:
@@ -361,7 +376,7 @@ class _Run:
         new = self.messages[self.sent :]
         self.sent = len(self.messages)
         self.emit(ModelRequest, messages=new, message_count=self.sent)
-        response = await self.agent.model.request(self.messages, self.tools, self.settings)
+        response = await self.model.request(self.messages, self.tools, self.settings)
         response = with_unique_call_ids(response)
         self.usage += response.usage
         self.emit(ModelResponded, response=response)
@@ -377,7 +392,7 @@ class _Run:
             raise ModelResponseError(
                 "the model returned an empty response twice in a row "
                 f"(finish_reason={response.finish_reason!r})",
-                model=self.agent.model.name,
+                model=self.model.name,
             )
         self.emit(RunWarning, kind="empty_response", message="empty model response; nudged")
         self.count_mistakes(1)
@@ -398,7 +413,7 @@ class _Run:
             self.record_call(action)
         calls = [a for a in actions if isinstance(a, ToolCall)]
         self.pending.update(c.call_id for c in calls)
-        ran = await run_tool_calls(calls, self.limits, self.agent.approver)
+        ran = await self.run_tools(actions, self.step)
         self.pending.clear()
         outcomes = {o.call.call_id: o for o in ran}
         mistakes = 0
@@ -418,6 +433,10 @@ class _Run:
                 call_id=call.call_id,
             ) from exc
         self.count_mistakes(mistakes)
+
+    async def run_tools_live(self, calls: Sequence[Call], step: int) -> list[ToolOutcome]:
+        valid = [c for c in calls if isinstance(c, ToolCall)]
+        return await run_tool_calls(valid, self.limits, self.agent.approver)
 
     def check_tool_call_budget(self, asked: int) -> None:
         limit = self.limits.max_tool_calls
@@ -534,6 +553,7 @@ def _stop_reason(exc: BaseException) -> StopReason:
         (RetryBudgetExhausted, "retry_budget"),
         (ToolExecutionError, "tool_error"),
         (ModelError, "model_error"),
+        (ReplayDiverged, "replay_diverged"),
     ]
     return next((reason for kind, reason in reasons if isinstance(exc, kind)), "error")
 

@@ -13,15 +13,23 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Protocol, TypeAlias
 
-from agentloop.actions import ToolCall
+from agentloop.actions import Call, ToolCall
 from agentloop.errors import ToolRetry
 from agentloop.observations import Observation, to_text, truncate
 from agentloop.settings import RunLimits
 
 Approver: TypeAlias = Callable[[ToolCall], bool | Awaitable[bool]]
 """Decides whether a call to a ``requires_approval`` tool may run. Raising counts as "no"."""
+
+
+class ToolRunner(Protocol):
+    """Produces the outcomes of one step's calls (valid ones; rejected calls are passed so a
+    runner can see them, but get no outcome). The agent's default runs the tools; replay serves
+    recorded results instead."""
+
+    async def __call__(self, calls: Sequence[Call], step: int) -> list[ToolOutcome]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ Catch ``AgentLoopError`` to catch them all. The tree::
           RunTimeout
           RetryBudgetExhausted  the model kept making recoverable mistakes
         ToolExecutionError      a tool raised unexpectedly and tool_errors="raise"
+        ReplayDiverged          a strict replay departed from its recording
 
 Errors that the *model* should see (bad arguments, unknown tools, ``ToolRetry``, timeouts) are
 not raised to the caller: they become observations. ``ToolRetry`` is the one a tool raises on
@@ -152,6 +153,14 @@ class ToolExecutionError(RunError):
         super().__init__(message)
         self.tool = tool
         self.call_id = call_id
+
+
+class ReplayDiverged(RunError):
+    """A strict replay found the run departing from its recording; ``divergence`` says how."""
+
+    def __init__(self, message: str, divergence: object) -> None:
+        super().__init__(message)
+        self.divergence = divergence
 
 
 class ToolRetry(Exception):

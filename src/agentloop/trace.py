@@ -79,9 +79,13 @@ class TraceWriter:
         self._file.flush()
 
     def close(self) -> None:
-        """Flush to disk and close; safe to call twice."""
+        """Close the file; safe to call twice.
+
+        Every line was already flushed to the operating system when written, which is what
+        survives a killed process. There is deliberately no fsync: it costs milliseconds per
+        run and only guards against the whole machine going down.
+        """
         if self._file is not None:
-            os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
 
@@ -124,14 +128,18 @@ class Trace(BaseModel):
         return [e for e in self.events if isinstance(e, ToolResult)]
 
     def messages(self) -> list[Message]:
-        """The conversation as the model last saw it, plus its last response."""
+        """The conversation: every message the model was sent, plus its last response."""
         out: list[Message] = []
+        last: Message | None = None
         for event in self.events:
             if event.type == "model_request":
-                out.extend(event.messages)
-            elif event.type == "model_response":
-                out.append(event.response.to_message())
-        return out
+                out.extend(event.messages)  # includes the previous response's message
+                last = None
+            elif event.type == "model_response" and (
+                event.response.text or event.response.tool_calls
+            ):
+                last = event.response.to_message()
+        return [*out, last] if last is not None else out
 
 
 def trace_path(trace_dir: Path, run_id: str) -> Path:

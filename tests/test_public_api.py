@@ -1,0 +1,71 @@
+"""The curated public API: ``agentloop.__all__`` is the list below, sorted, and importable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import agentloop
+
+EXPECTED = [
+    "Agent",
+    "AgentLoopError",
+    "AgentRun",
+    "ContextWindowExceeded",
+    "Divergence",
+    "MaxStepsExceeded",
+    "MaxToolCallsExceeded",
+    "Message",
+    "Model",
+    "ModelError",
+    "ModelResponse",
+    "ModelSettings",
+    "Observation",
+    "Redactor",
+    "ReplayResult",
+    "RetryBudgetExhausted",
+    "RunError",
+    "RunLimitExceeded",
+    "RunLimits",
+    "RunResult",
+    "RunTimeout",
+    "Tool",
+    "ToolCallPart",
+    "ToolExecutionError",
+    "ToolRetry",
+    "Toolset",
+    "Trace",
+    "TraceError",
+    "Usage",
+    "UserError",
+    "__version__",
+    "read_trace",
+    "replay",
+    "replay_async",
+    "resume",
+    "resume_async",
+    "tool",
+]
+
+
+def test_all_is_the_curated_sorted_list() -> None:
+    assert agentloop.__all__ == EXPECTED
+    assert sorted(agentloop.__all__, key=str.lower) == sorted(EXPECTED, key=str.lower)
+    for name in agentloop.__all__:
+        assert getattr(agentloop, name) is not None
+
+
+def test_public_names_not_in_all_are_modules_only() -> None:
+    public = {n for n in vars(agentloop) if not n.startswith("_")}
+    extra = {
+        n
+        for n in public - set(agentloop.__all__)
+        if not isinstance(getattr(agentloop, n), type(agentloop))
+    }
+    assert extra == set()
+
+
+def test_import_agentloop_does_not_import_openai() -> None:
+    code = "import sys, agentloop; print('openai' in sys.modules, 'jsonschema' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -332,14 +332,11 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path) -> No
     [crashed] = (tmp_path / "traces").glob("*.jsonl")
     assert read_trace(crashed).terminal is None
 
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import resumable  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(tmp_path))
-    resumable.LOG = log
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sys, "argv", ["x", str(tmp_path / "resumed"), str(log), "no-hang"])
+        mp.syspath_prepend(str(tmp_path))
+        import resumable  # type: ignore[import-not-found]
+
         result = resume(crashed, resumable.agent(), trace_dir=tmp_path / "resumed")
     assert result.output == "appended 5 numbers"
     assert log.read_text().split() == ["0", "1", "2", "3", "4"]  # "2" was not run twice

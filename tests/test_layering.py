@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "redaction": 1,
     "messages": 2,
     "tools": 2,
+    "tool_schemas": 2,
     "observations": 2,
     "actions": 3,
     "models": 3,

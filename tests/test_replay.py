@@ -295,7 +295,8 @@ RESUMABLE = textwrap.dedent(
         with LOG.open("a") as f:
             f.write(f"{n}\\n")
         print(f"wrote {n}", flush=True)
-        time.sleep(float(sys.argv[3]))
+        if n == 2 and sys.argv[3] == "hang-at-2":
+            time.sleep(60)  # the test kills the process here
         return f"appended {n}"
 
     def script(messages, call):
@@ -319,7 +320,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path) -> No
     script_file.write_text(RESUMABLE)
     log = tmp_path / "log.txt"
     with subprocess.Popen(
-        [sys.executable, str(script_file), str(tmp_path / "traces"), str(log), "0.5"],
+        [sys.executable, str(script_file), str(tmp_path / "traces"), str(log), "hang-at-2"],
         stdout=subprocess.PIPE,
         text=True,
     ) as proc:
@@ -338,7 +339,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path) -> No
         sys.path.remove(str(tmp_path))
     resumable.LOG = log
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["x", str(tmp_path / "resumed"), str(log), "0"])
+        mp.setattr(sys, "argv", ["x", str(tmp_path / "resumed"), str(log), "no-hang"])
         result = resume(crashed, resumable.agent(), trace_dir=tmp_path / "resumed")
     assert result.output == "appended 5 numbers"
     assert log.read_text().split() == ["0", "1", "2", "3", "4"]  # "2" was not run twice
@@ -348,7 +349,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path) -> No
     assert resumed.header.parent["kind"] == "resume"
 
     uninterrupted = subprocess.run(
-        [sys.executable, str(script_file), str(tmp_path / "clean"), str(tmp_path / "log2"), "0"],
+        [sys.executable, str(script_file), str(tmp_path / "clean"), str(tmp_path / "log2"), "-"],
         capture_output=True,
         text=True,
         check=True,
@@ -393,3 +394,19 @@ def test_resume_reruns_an_interrupted_idempotent_call(tmp_path: Path) -> None:
 def test_resume_refuses_a_finished_run(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="already finished"):
         resume(record(tmp_path), Agent(ScriptedModel([]), tools=[add, mul]))
+
+
+def test_diff_traces_aligns_a_fork_with_its_parent(tmp_path: Path) -> None:
+    from agentloop.divergence import diff_traces
+
+    five = [ModelResponse.tool_call("add", {"a": i, "b": 1}) for i in range(4)] + ["done"]
+    parent = Agent(ScriptedModel(five), tools=[add], trace_dir=tmp_path).run_sync("count")
+    other = ScriptedModel([ModelResponse.tool_call("mul", {"a": 7, "b": 7}), "forked"])
+    fork = replay(parent.trace_path, Agent(other, tools=[add, mul], trace_dir=tmp_path), fork_at=2)  # type: ignore[arg-type]
+    diff = diff_traces(read_trace(parent.trace_path), read_trace(fork.trace_path))  # type: ignore[arg-type]
+    assert diff.first_difference == 2
+    assert [s.same for s in diff.steps] == [True, True, False, False, False]
+    assert diff.steps[2].left == ['call add({"a": 2, "b": 1})', "  -> 3"]
+    assert diff.steps[2].right == ['call mul({"a": 7, "b": 7})', "  -> 49"]
+    assert diff.steps[3].right == ["answer: forked"] and diff.steps[4].right == []
+    assert [d.kind for d in diff.config] == ["tool_added"]

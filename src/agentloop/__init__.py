@@ -4,6 +4,7 @@ The public API is this module's ``__all__``; everything else is internal and may
 """
 
 from agentloop.agent import Agent, AgentRun
+from agentloop.divergence import Divergence
 from agentloop.errors import (
     AgentLoopError,
     ContextWindowExceeded,
@@ -22,7 +23,6 @@ from agentloop.errors import (
 from agentloop.messages import Message, ModelResponse, ToolCallPart, Usage
 from agentloop.models import Model
 from agentloop.observations import Observation
-from agentloop.divergence import Divergence
 from agentloop.redaction import Redactor
 from agentloop.replay import ReplayResult, replay, replay_async, resume, resume_async
 from agentloop.result import RunResult

@@ -14,7 +14,8 @@ from typing import Any, TypeAlias
 
 from agentloop.messages import ModelResponse, ToolCallPart
 from agentloop.observations import ErrorKind, Observation
-from agentloop.tools import InvalidArguments, Tool, Toolset
+from agentloop.tool_schemas import InvalidArguments
+from agentloop.tools import Tool, Toolset
 
 
 @dataclass(frozen=True, slots=True)

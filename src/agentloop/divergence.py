@@ -8,9 +8,12 @@ available as data.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict
+
+from agentloop.trace import Trace
 
 DivergenceKind: TypeAlias = Literal[
     "instructions_changed",
@@ -101,3 +104,58 @@ def config_divergences(recorded: dict[str, Any], current: dict[str, Any]) -> lis
 def _short(value: Any, limit: int = 160) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class StepComparison:
+    """One step of two traces side by side: what each run did there."""
+
+    step: int
+    left: list[str]
+    right: list[str]
+
+    @property
+    def same(self) -> bool:
+        return self.left == self.right
+
+
+@dataclass(frozen=True)
+class TraceDiff:
+    """Two traces aligned by step: configuration differences, then each step."""
+
+    config: list[Divergence]
+    steps: list[StepComparison]
+
+    @property
+    def first_difference(self) -> int | None:
+        return next((s.step for s in self.steps if not s.same), None)
+
+
+def diff_traces(left: Trace, right: Trace) -> TraceDiff:
+    """Compare two runs step by step (a fork and its parent, two versions of an agent)."""
+    a, b = step_summaries(left), step_summaries(right)
+    steps = [
+        StepComparison(step=i, left=a[i] if i < len(a) else [], right=b[i] if i < len(b) else [])
+        for i in range(max(len(a), len(b)))
+    ]
+    return TraceDiff(config=config_divergences(left.header.agent, right.header.agent), steps=steps)
+
+
+def step_summaries(trace: Trace) -> list[list[str]]:
+    """Per step, one line per thing the run did: tool calls, their results, the answer."""
+    steps: list[list[str]] = []
+    for event in trace.events:
+        while len(steps) <= event.step:
+            steps.append([])
+        lines = steps[event.step]
+        if event.type == "model_response" and not event.response.tool_calls:
+            lines.append(f"answer: {event.response.text or '(empty)'}")
+        elif event.type == "tool_call":
+            lines.append(f"call {event.name}({event.raw_arguments})")
+        elif event.type == "tool_result":
+            lines.append(
+                f"  -> {_short(event.content, 120)}" + (f" [{event.error}]" if event.error else "")
+            )
+        elif event.type in ("run_failed", "run_cancelled"):
+            lines.append(f"{event.type}: {getattr(event, 'reason', '')}")
+    return steps

@@ -20,13 +20,31 @@ _SECRET_KEYS = (
 )
 DEFAULT_PATTERNS: tuple[str, ...] = (
     r"\bsk-[A-Za-z0-9_\-]{16,}",
-    r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9._~+/=\-]{8,})",
-    rf"(?i)[\"'](?:{_SECRET_KEYS})[\"']\s*:\s*[\"'](?P<secret>[^\"']+)",
-    r"(?i)[?&](?:key|api_key|apikey|token|access_token|password|secret)=(?P<secret>[^&\s\"']+)",
+    r"\bbearer\s+(?P<secret>[A-Za-z0-9._~+/=\-]{8,})",
+    rf"\\?[\"'](?:{_SECRET_KEYS})\\?[\"']\s*:\s*\\?[\"'](?P<secret>[^\"'\\]+)",
+    r"[?&](?:key|api_key|apikey|token|access_token|password|secret)=(?P<secret>[^&\s\"'\\]+)",
 )
-"""Shapes redacted by default: OpenAI-style keys, bearer tokens, values under secret-named keys
-in JSON or Python reprs, and secret query parameters. A pattern with a group named ``secret``
-masks only that group."""
+"""Shapes redacted by default (case-insensitive): OpenAI-style keys, bearer tokens, values under
+secret-named keys in JSON (also JSON inside a JSON string) or Python reprs, and secret query
+parameters. A pattern with a group named ``secret`` masks only that group."""
+
+# Text that any default pattern needs, lower-cased. Most lines hold none of it, and a few
+# substring checks cost far less than running the patterns (a trace writes many lines).
+_TRIGGERS = (
+    "sk-",
+    "bearer",
+    "key=",
+    "token=",
+    "api_key",
+    "apikey",
+    "api-key",
+    "authorization",
+    "passw",
+    "secret",
+    "access_token",
+    "refresh_token",
+    "auth_token",
+)
 
 
 class Redactor:
@@ -42,9 +60,10 @@ class Redactor:
         self._secrets: list[str] = []
         for secret in secrets:
             self.add_secret(secret)
-        self._patterns = [
-            re.compile(p) for p in (*(DEFAULT_PATTERNS if defaults else ()), *patterns)
-        ]
+        self._defaults = (
+            [re.compile(p, re.IGNORECASE) for p in DEFAULT_PATTERNS] if defaults else []
+        )
+        self._patterns = [re.compile(p) for p in patterns]
 
     def add_secret(self, secret: str) -> None:
         """Mask this exact value (and its JSON-escaped form) from now on; short values (under
@@ -61,9 +80,16 @@ class Redactor:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
+        if self._defaults and _may_hold_secret(text):
+            for pattern in self._defaults:
+                text = pattern.sub(_mask, text)
         for pattern in self._patterns:
             text = pattern.sub(_mask, text)
         return text
+
+
+def _may_hold_secret(text: str) -> bool:
+    return any(map(text.lower().__contains__, _TRIGGERS))
 
 
 def _mask(match: re.Match[str]) -> str:

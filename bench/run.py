@@ -1,0 +1,244 @@
+"""`make bench`: agentloop's own cost per step against raw clients, in one interleaved run.
+
+Starts the lean loopback server (bench/server.py) in its own process, then runs every workload
+in a fresh process per measurement, alternating clients (A B C A B C ...) so that machine noise
+falls on all of them alike, and prints median [min-max] with ratios against the baselines.
+``--quick`` runs tiny sizes (the smoke test uses it); ``--json FILE`` saves the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+PYTHON = sys.executable
+
+
+@contextmanager
+def fake_server() -> Iterator[str]:
+    proc = subprocess.Popen([PYTHON, str(HERE / "server.py")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def workload(*args: str) -> dict[str, float]:
+    out = subprocess.run(
+        [PYTHON, str(HERE / "workloads.py"), *args], capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"workload {' '.join(args)} failed:\n{out.stderr}")
+    result: dict[str, float] = json.loads(out.stdout)
+    return result
+
+
+def python_snippet(code: str) -> float:
+    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def fmt(s: dict[str, float], digits: int = 2) -> str:
+    return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
+
+
+def measure_per_step(url: str, ks: list[int], repeats: int, runs: int) -> dict[str, Any]:
+    names = ["httpx", "openai", "agentloop", "agentloop-notrace"]
+    samples: dict[tuple[str, int], list[dict[str, float]]] = {}
+    for _ in range(repeats):
+        for k in ks:
+            for name in names:
+                n = max(1, runs * 10 // (k + 1))
+                samples.setdefault((name, k), []).append(
+                    workload("per_step", name, "--url", url, "-k", str(k), "--runs", str(n))
+                )
+    table: dict[str, Any] = {}
+    for (name, k), rows in samples.items():
+        table[f"{name}@{k}"] = {
+            "wall_ms": summary([r["wall_ms"] for r in rows]),
+            "cpu_ms": summary([r["cpu_ms"] for r in rows]),
+        }
+    return table
+
+
+def measure_throughput(url: str, concurrency: list[int], repeats: int) -> dict[str, Any]:
+    names = ["openai", "httpx", "agentloop"]
+    samples: dict[tuple[str, int], list[dict[str, float]]] = {}
+    for _ in range(repeats):
+        for c in concurrency:
+            for name in names:
+                samples.setdefault((name, c), []).append(
+                    workload("throughput", name, "--url", url, "-k", "10", "--concurrent", str(c))
+                )
+    return {
+        f"{name}@{c}": {
+            "runs_per_s": summary([r["runs_per_s"] for r in rows]),
+            "peak_rss_mib": summary([r["peak_rss_mib"] for r in rows]),
+        }
+        for (name, c), rows in samples.items()
+    }
+
+
+REPLAY = """
+import sys, tempfile, time
+from agentloop import Agent, ModelResponse, tool, replay
+from agentloop.testing import FunctionModel
+
+@tool
+def add(a: int, b: int) -> int:
+    \"\"\"Add two integers.\"\"\"
+    return a + b
+
+steps = int(sys.argv[1])
+def script(messages, call):
+    if call.index < steps:
+        return ModelResponse.tool_call("add", {"a": call.index, "b": 1}, call_id=f"c{call.index}")
+    return "done"
+
+folder = tempfile.mkdtemp()
+agent = Agent(FunctionModel(script), tools=[add], trace_dir=folder, max_steps=None)
+source = agent.run_sync("count").trace_path
+started = time.perf_counter()
+result = replay(source, trace_dir=folder + "/replays")
+assert result.output == "done" and not result.diverged, result.report()
+print(time.perf_counter() - started)
+"""
+
+
+def measure_replay(steps: int, repeats: int) -> dict[str, float]:
+    times = []
+    for _ in range(repeats):
+        out = subprocess.run(
+            [PYTHON, "-c", REPLAY, str(steps)], capture_output=True, text=True, check=True
+        )
+        times.append(float(out.stdout))
+    return summary(times)
+
+
+def measure_imports(repeats: int) -> dict[str, dict[str, float]]:
+    code = "import time; t = time.perf_counter(); import {m}; print(time.perf_counter() - t)"
+    samples: dict[str, list[float]] = {"agentloop": [], "openai": []}
+    for _ in range(repeats):
+        for module in samples:
+            samples[module].append(python_snippet(code.format(m=module)) * 1000)
+    return {m: summary(v) for m, v in samples.items()}
+
+
+def ratio(a: dict[str, float], b: dict[str, float]) -> float:
+    return a["median"] / b["median"]
+
+
+def report(results: dict[str, Any]) -> str:
+    ps, ks = results["per_step"], results["ks"]
+    lines = ["## Per tool step (ms, median [min-max])", ""]
+    lines.append("| client | K | wall ms | CPU ms | wall vs httpx | wall vs openai |")
+    lines.append("|---|---|---|---|---|---|")
+    for k in ks:
+        for name in ["httpx", "openai", "agentloop", "agentloop-notrace"]:
+            row = ps[f"{name}@{k}"]
+            vs_httpx = ratio(row["wall_ms"], ps[f"httpx@{k}"]["wall_ms"])
+            vs_openai = ratio(row["wall_ms"], ps[f"openai@{k}"]["wall_ms"])
+            lines.append(
+                f"| {name} | {k} | {fmt(row['wall_ms'])} | {fmt(row['cpu_ms'])} | "
+                f"{vs_httpx:.2f}x | {vs_openai:.2f}x |"
+            )
+    lines += ["", "## Concurrent runs (K=10)", ""]
+    lines.append("| client | runs at once | runs/s | peak RSS MiB | vs openai |")
+    lines.append("|---|---|---|---|---|")
+    tp = results["throughput"]
+    for c in results["concurrency"]:
+        for name in ["openai", "httpx", "agentloop"]:
+            row = tp[f"{name}@{c}"]
+            vs = ratio(row["runs_per_s"], tp[f"openai@{c}"]["runs_per_s"])
+            lines.append(
+                f"| {name} | {c} | {fmt(row['runs_per_s'], 1)} | "
+                f"{fmt(row['peak_rss_mib'], 0)} | {vs:.2f}x |"
+            )
+    imports, rp = results["imports"], results["replay"]
+    lines += ["", "## Other", ""]
+    lines.append(
+        f"- replay of a {results['replay_steps']}-step trace (recorded tools): {fmt(rp, 3)} s"
+    )
+    lines.append(
+        f"- import agentloop: {fmt(imports['agentloop'], 0)} ms; "
+        f"import openai: {fmt(imports['openai'], 0)} ms"
+    )
+    lines += ["", "## Targets", ""]
+    lines += [f"- {'PASS' if ok else 'MISS'}: {what}" for what, ok in targets(results)]
+    return "\n".join(lines)
+
+
+def targets(results: dict[str, Any]) -> list[tuple[str, bool]]:
+    ps, ks = results["per_step"], results["ks"]
+    mid, top = (10, 50) if 10 in ks and 50 in ks else (ks[0], ks[-1])
+    al, httpx = ps[f"agentloop@{mid}"]["wall_ms"], ps[f"httpx@{mid}"]["wall_ms"]
+    growth = ratio(ps[f"agentloop@{top}"]["wall_ms"], al)
+    trace_cost = 1 - ratio(ps[f"agentloop-notrace@{mid}"]["wall_ms"], al)
+    c = results["concurrency"][0]
+    tp = results["throughput"]
+    speedup = ratio(tp[f"agentloop@{c}"]["runs_per_s"], tp[f"openai@{c}"]["runs_per_s"])
+    imports = results["imports"]
+    replay_s = results["replay"]["median"]
+    return [
+        (
+            f"agentloop per step at K={mid} <= 1.5x raw httpx ({ratio(al, httpx):.2f}x)",
+            ratio(al, httpx) <= 1.5,
+        ),
+        (f"K={top} within 1.2x of K={mid} per step ({growth:.2f}x)", growth <= 1.2),
+        (f"{c} concurrent runs >= 2.5x the openai-client loop ({speedup:.2f}x)", speedup >= 2.5),
+        (f"tracing <= 10% of a step ({trace_cost:.0%})", trace_cost <= 0.10),
+        (
+            f"replay of {results['replay_steps']} steps < 0.5 s ({replay_s:.3f} s)",
+            replay_s < 0.5,
+        ),
+        ("import agentloop < import openai", ratio(imports["agentloop"], imports["openai"]) < 1),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test")
+    parser.add_argument("--json", type=Path, help="also write the numbers to this file")
+    args = parser.parse_args(argv)
+    repeats = 1 if args.quick else 5
+    ks = [1, 3] if args.quick else [1, 10, 50]
+    concurrency = [5] if args.quick else [50, 200]
+    replay_steps = 20 if args.quick else 1000
+    started = time.perf_counter()
+    with fake_server() as url:
+        results: dict[str, Any] = {
+            "ks": ks,
+            "concurrency": concurrency,
+            "replay_steps": replay_steps,
+            "per_step": measure_per_step(url, ks, repeats, runs=2 if args.quick else 30),
+            "throughput": measure_throughput(url, concurrency, repeats),
+        }
+    results["replay"] = measure_replay(replay_steps, repeats)
+    results["imports"] = measure_imports(repeats)
+    print(report(results))
+    print(f"\n(took {time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""The benchmark harness runs end to end at tiny sizes, so it cannot rot (timing is not a test)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_bench_quick_prints_every_table(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "--quick",
+            "--json",
+            str(tmp_path / "b.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    for heading in ("## Per tool step", "## Concurrent runs", "## Other", "## Targets"):
+        assert heading in out.stdout
+    for client in ("| httpx |", "| openai |", "| agentloop |", "| agentloop-notrace |"):
+        assert client in out.stdout
+    assert (tmp_path / "b.json").read_text().startswith("{")

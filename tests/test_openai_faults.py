@@ -82,7 +82,7 @@ async def test_429_with_retry_after_waits_then_succeeds(
     agent = Agent(fast_model(openai_server.url, max_retry_after=5), trace_dir=tmp_path)
     started = time.perf_counter()
     result = await agent.run("hi")
-    assert time.perf_counter() - started >= wait
+    assert time.perf_counter() - started >= wait - 0.01  # timers may fire a hair early
     assert result.output == "ok"
     assert len(openai_server.requests) == 2
     trace = finished_trace(result)
@@ -242,7 +242,7 @@ async def test_a_stalled_server_times_out_with_bounded_retries(
     started = time.perf_counter()
     exc = await failing_run(Agent(model, trace_dir=tmp_path))
     elapsed = time.perf_counter() - started
-    assert 0.4 <= elapsed < 2.0
+    assert 0.38 <= elapsed < 2.0
     assert isinstance(exc, ModelTimeoutError)
     assert "0.2 s" in str(exc) and openai_server.url in str(exc)
     assert len(openai_server.requests) == 2

@@ -70,11 +70,6 @@ async def test_malformed_json_arguments_are_shown_to_the_model_and_the_run_goes_
     assert [r.error for r in trace.tool_results()] == ["invalid_json"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="actions._parse_call uses json.loads, which accepts NaN/Infinity and duplicate "
-    "keys (last wins); reliability.md #4 wants them rejected as invalid_json",
-)
 @pytest.mark.parametrize(
     "arguments",
     ['{"x": NaN}', '{"x": Infinity}', '{"x": 1, "x": 2}'],

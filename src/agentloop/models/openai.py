@@ -337,20 +337,11 @@ async def _close_with_loop(client: openai.AsyncOpenAI) -> AsyncGenerator[None, N
 
 
 def _encoded(message: Message) -> bytes:
-    """The message's wire JSON, encoded once per message object.
-
-    The cache entry records which object it was made for: pydantic's ``model_copy`` shares the
-    private ``_wire`` dict with the copy, so a copy with other content (``model_copy(update=
-    ...)``) would otherwise be sent with the original's encoding. A copy gets its own dict.
-    """
-    cached: tuple[int, bytes] | None = message._wire.get(_WIRE)
-    if cached is not None and cached[0] == id(message):
-        return cached[1]
-    if cached is not None:
-        message._wire = {}
-    encoded = json.dumps(_wire_message(message)).encode()
-    message._wire[_WIRE] = (id(message), encoded)
-    return encoded
+    """The message's wire JSON, encoded once per message (messages never change)."""
+    cached: bytes | None = message._wire.get(_WIRE)
+    if cached is None:
+        cached = message._wire[_WIRE] = json.dumps(_wire_message(message)).encode()
+    return cached
 
 
 def _wire_message(message: Message) -> dict[str, Any]:

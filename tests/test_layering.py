@@ -38,7 +38,7 @@ LAYERS: dict[str, int] = {
     "testing": 7,
     "divergence": 7,
     "loading": 7,
-    "render": 8,
+    "render": 7,
     "cli": 8,
     "viewer": 8,
 }

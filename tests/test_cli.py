@@ -188,8 +188,8 @@ def test_run_prints_only_the_answer_on_stdout_and_progress_on_stderr(
     assert result.code == 0, result.err
     assert result.out == "2 + 3 = 5\n"
     err = result.err.splitlines()
+    assert "step 0" in err
     assert "step 1" in err
-    assert "step 2" in err
     assert '    call add {"a": 2, "b": 3}  [call_1]' in err
     assert any(line.startswith("    result add (") and line.endswith("ms): 5") for line in err)
     assert any(
@@ -534,7 +534,7 @@ def test_traces_show_a_finished_run(three_traces: list[Path], cli: Any) -> None:
     assert f"config   {trace.header.config_hash}" in lines
     assert "tools    add, shout" in lines
     assert "task: Add 2 and 3" in lines
-    assert "step 1" in lines
+    assert "step 0" in lines
     assert '    call add {"a": 2, "b": 3}  [call_1]' in lines
     assert any(line.startswith("    result add (") and line.endswith(": 5") for line in lines)
     assert lines[-2].startswith("finished: 2 steps, 1 tool call")

@@ -111,10 +111,10 @@ def plural(n: int, word: str) -> str:
 def event_lines(event: BaseEvent, limit: int | None = PROGRESS_LIMIT) -> list[str]:
     """The lines that describe one event (none for events not worth a line).
 
-    Steps are numbered from 1 for people; the trace's ``step`` field counts from 0.
+    Steps are numbered from 0, as in the trace, in replay reports and in ``--fork-at``.
     """
     if isinstance(event, ModelRequest):
-        return [f"step {event.step + 1}"]
+        return [f"step {event.step}"]
     if isinstance(event, ModelResponded):
         return _response_lines(event, limit)
     if isinstance(event, ToolCallRequested):

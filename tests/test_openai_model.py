@@ -220,6 +220,17 @@ async def test_extra_settings_override_and_add_fields(openai_server: FakeOpenAIS
     assert (body["temperature"], body["logprobs"]) == (0.0, True)
 
 
+async def test_json_schema_becomes_response_format(openai_server: FakeOpenAIServer) -> None:
+    openai_server.script(answer('{"ok": true}'))
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    model = fast_model(openai_server.url)
+    await model.request([UserMessage(content="x")], Toolset(), ModelSettings(json_schema=schema))
+    assert openai_server.bodies[0]["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": schema},
+    }
+
+
 async def test_a_per_run_setting_overrides_the_agents(
     openai_server: FakeOpenAIServer, tmp_path: Path
 ) -> None:

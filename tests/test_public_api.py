@@ -39,6 +39,8 @@ EXPECTED = [
     "Usage",
     "UserError",
     "__version__",
+    "add_feedback",
+    "critique",
     "read_trace",
     "replay",
     "replay_async",

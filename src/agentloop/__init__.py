@@ -4,6 +4,7 @@ The public API is this module's ``__all__``; everything else is internal and may
 """
 
 from agentloop.agent import Agent, AgentRun
+from agentloop.critique import critique
 from agentloop.divergence import Divergence
 from agentloop.errors import (
     AgentLoopError,
@@ -20,6 +21,7 @@ from agentloop.errors import (
     TraceError,
     UserError,
 )
+from agentloop.feedback import add_feedback
 from agentloop.messages import Message, ModelResponse, ToolCallPart, Usage
 from agentloop.models import Model
 from agentloop.observations import Observation
@@ -64,6 +66,8 @@ __all__ = [
     "Usage",
     "UserError",
     "__version__",
+    "add_feedback",
+    "critique",
     "read_trace",
     "replay",
     "replay_async",

@@ -8,6 +8,7 @@ cancellation) ends the trace with a terminal event.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import logging
@@ -162,6 +163,18 @@ class Agent:
                 for t in self.tools.values()
             ],
         }
+
+    def replace(self, **changes: Any) -> Agent:
+        """A copy of this agent with some attributes changed (``instructions``, ``model``,
+        ``settings``, ``limits``, ``trace_dir``, ``approver``)."""
+        copied = copy.copy(self)
+        for name, value in changes.items():
+            if name not in ("instructions", "model", "settings", "limits", "trace_dir", "approver"):
+                raise UserError(f"Agent.replace() cannot change {name!r}")
+            if name == "model":
+                value = infer_model(value)
+            setattr(copied, name, value)
+        return copied
 
     @property
     def config_hash(self) -> str:

@@ -23,10 +23,12 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
     r"\bbearer\s+(?P<secret>[A-Za-z0-9._~+/=\-]{8,})",
     rf"\\?[\"'](?:{_SECRET_KEYS})\\?[\"']\s*:\s*\\?[\"'](?P<secret>[^\"'\\]+)",
     r"[?&](?:key|api_key|apikey|token|access_token|password|secret)=(?P<secret>[^&\s\"'\\]+)",
+    rf"\b(?:{_SECRET_KEYS}|token)\s*=\s*\\?[\"']?(?P<secret>[^&\s\"'\\,;)]+)",
 )
 """Shapes redacted by default (case-insensitive): OpenAI-style keys, bearer tokens, values under
 secret-named keys in JSON (also JSON inside a JSON string) or Python reprs, and secret query
-parameters. A pattern with a group named ``secret`` masks only that group."""
+parameters and assignments (``api_key='...'``). A pattern with a group named ``secret`` masks
+only that group."""
 
 # Text that any default pattern needs, lower-cased. Most lines hold none of it, and a few
 # substring checks cost far less than running the patterns (a trace writes many lines).
@@ -34,7 +36,9 @@ _TRIGGERS = (
     "sk-",
     "bearer",
     "key=",
+    "key =",
     "token=",
+    "token =",
     "api_key",
     "apikey",
     "api-key",

@@ -68,6 +68,9 @@ class ModelSettings(BaseModel):
     seed: int | None = None
     stop: tuple[str, ...] | None = None
     parallel_tool_calls: bool | None = None
+    json_schema: dict[str, Any] | None = None
+    """Constrain the answer to this JSON Schema where the backend can (an OpenAI-compatible
+    server's ``response_format``; a grammar for llama.cpp). Validate the answer anyway."""
     extra: dict[str, Any] = Field(default_factory=dict)
     """Backend-specific fields sent as they are (for an OpenAI-compatible server: extra body)."""
 

@@ -210,6 +210,11 @@ class OpenAIModel(Model):
             head["stop"] = list(settings.stop)
         if tools and settings.parallel_tool_calls is not None:
             head["parallel_tool_calls"] = settings.parallel_tool_calls
+        if settings.json_schema is not None:
+            head["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": settings.json_schema},
+            }
         head.update(settings.extra)
         parts = [json.dumps(head)[:-1].encode(), b',"messages":[']
         parts.append(b",".join(_encoded(m) for m in messages))
@@ -340,11 +345,11 @@ def _encoded(message: Message) -> bytes:
     """The message's wire JSON, encoded once per message (messages never change)."""
     cached: bytes | None = message._wire.get(_WIRE)
     if cached is None:
-        cached = message._wire[_WIRE] = json.dumps(_wire_message(message)).encode()
+        cached = message._wire[_WIRE] = json.dumps(wire_message(message)).encode()
     return cached
 
 
-def _wire_message(message: Message) -> dict[str, Any]:
+def wire_message(message: Message) -> dict[str, Any]:
     if isinstance(message, AssistantMessage):
         wire: dict[str, Any] = {"role": "assistant", "content": message.content}
         if message.tool_calls:

@@ -1,0 +1,164 @@
+"""``agentloop critique``, ``feedback`` and ``export``: from recorded runs to better agents.
+
+``critique`` has a judge model score a run against a rubric (and, with ``--revise``, fork the
+run at the first flagged step with the critique as guidance); ``feedback`` records a person's
+rating, comment or correction; ``export`` turns traces into fine-tuning data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from agentloop.cli._output import DEFAULT_TRACE_DIR, EXIT_OK, out, say
+from agentloop.cli.traces import find_trace
+from agentloop.critique import critique, revise
+from agentloop.errors import UserError
+from agentloop.export import Filters, dpo_export, read_traces, sft_export, write_jsonl
+from agentloop.feedback import add_feedback
+from agentloop.loading import load_tools
+from agentloop.models import infer_model
+from agentloop.render import escape
+from agentloop.replay import agent_from_trace, recorded_model
+from agentloop.trace import read_trace
+
+
+def register(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    judging = commands.add_parser(
+        "critique",
+        parents=[common],
+        help="have a judge model critique a run against a rubric",
+        description="A judge model scores the run in TRACE against each principle of a rubric, "
+        "lists problems per step, and gives a verdict. The critique is appended to the trace.",
+    )
+    judging.add_argument("trace", metavar="TRACE", help="a trace file or run id")
+    judging.add_argument("--judge", required=True, help="the judge's model string")
+    judging.add_argument(
+        "--rubric", metavar="FILE", help="a TOML or JSON rubric (default: built in)"
+    )
+    judging.add_argument(
+        "--revise",
+        action="store_true",
+        help="fork the run at the first flagged step with the critique as guidance, critique "
+        "the new branch, and record which the judge prefers",
+    )
+    judging.add_argument("--tools", metavar="PATH", action="append", help="tools, for --revise")
+    judging.add_argument("--model", help="the agent's model for --revise (default: recorded)")
+    judging.add_argument("--trace-dir", metavar="DIR", default=DEFAULT_TRACE_DIR)
+    judging.add_argument("--json", action="store_true", help="print the critique as JSON")
+    judging.set_defaults(handler=cmd_critique)
+
+    rating = commands.add_parser(
+        "feedback",
+        parents=[common],
+        help="record a person's rating, comment or corrected answer for a run",
+        description="Append feedback to the run in TRACE (several may be recorded per run).",
+    )
+    rating.add_argument("trace", metavar="TRACE", help="a trace file or run id")
+    rating.add_argument("--rating", choices=["up", "down"])
+    rating.add_argument("--comment", metavar="TEXT")
+    rating.add_argument(
+        "--correction", metavar="TEXT", help="what the answer should have been; @FILE reads a file"
+    )
+    rating.add_argument("--step", type=int, metavar="N", help="the step it is about (from 0)")
+    rating.add_argument("--user", metavar="ID", help="who gave the feedback")
+    rating.add_argument("--trace-dir", metavar="DIR", default=DEFAULT_TRACE_DIR)
+    rating.set_defaults(handler=cmd_feedback)
+
+    exporting = commands.add_parser(
+        "export",
+        parents=[common],
+        help="write fine-tuning data (SFT or DPO JSONL) from traces",
+        description="sft: OpenAI chat fine-tuning lines from finished runs (a correction "
+        "replaces the answer). dpo: preference pairs from corrections, preferred critique "
+        "revisions and differently rated runs of the same task. Every line is redacted and "
+        "validated; the count written and the reasons for skipping go to stderr.",
+    )
+    exporting.add_argument("kind", choices=["sft", "dpo"])
+    exporting.add_argument("traces", metavar="TRACES", nargs="+", help="trace files or folders")
+    exporting.add_argument("-o", "--output", metavar="FILE", help="write here (default stdout)")
+    exporting.add_argument("--rating", choices=["up", "down"], help="sft: only runs rated so")
+    exporting.add_argument("--min-critique", type=float, metavar="X", help="sft: critique >= X")
+    exporting.add_argument("--min-score", type=float, metavar="X", help="sft: eval score >= X")
+    exporting.add_argument("--version", metavar="HASH", help="sft: only this agent version")
+    exporting.set_defaults(handler=cmd_export)
+
+
+def cmd_critique(args: argparse.Namespace) -> int:
+    path = find_trace(args.trace, Path(args.trace_dir))
+    judge = infer_model(args.judge)
+    if args.revise:
+        source = read_trace(path)
+        model = infer_model(args.model) if args.model else recorded_model(source)
+        tools = load_tools(args.tools) if args.tools else None
+        if tools is None and source.header.agent.get("tools"):
+            raise UserError("--revise runs the agent again: pass --tools PATH for its tools")
+        agent = agent_from_trace(source, model=model, tools=tools)
+        agent.trace_dir = Path(args.trace_dir)
+        revision = revise(source, agent, judge, args.rubric)
+        say(f"revised run: {escape(str(revision.trace_path))}")
+        result = revision.original
+        say(
+            f"overall: original {revision.original.overall:.2f}, revised "
+            f"{revision.revised.overall:.2f}; the judge prefers the {revision.preferred} run"
+        )
+    else:
+        result = critique(path, judge, args.rubric)
+    if args.json:
+        out(json.dumps({**result.critique.model_dump(), "overall": result.overall}))
+        return EXIT_OK
+    found = result.critique
+    out(f"verdict: {found.verdict} (overall {result.overall:.2f})")
+    out(f"summary: {escape(found.summary)}")
+    for score in found.scores:
+        out(f"  {escape(score.principle)}: {score.score} - {escape(score.rationale)}")
+    for problem in found.problems:
+        out(f"  step {problem.step}: {escape(problem.problem)} Fix: {escape(problem.fix)}")
+    if found.revised_answer:
+        out(f"revised answer: {escape(found.revised_answer)}")
+    return EXIT_OK
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    correction = args.correction
+    if correction is not None and correction.startswith("@"):
+        correction = Path(correction[1:]).read_text(encoding="utf-8")
+    path = find_trace(args.trace, Path(args.trace_dir))
+    event = add_feedback(
+        path,
+        rating=args.rating,
+        comment=args.comment,
+        correction=correction,
+        step=args.step,
+        user_id=args.user,
+        source="cli",
+    )
+    say(f"feedback recorded on run {escape(event.run_id)}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    passed_over: list[str] = []
+    traces = list(read_traces(args.traces, passed_over))
+    for note in passed_over:
+        say(f"not a trace, passed over: {escape(note)}")
+    if args.kind == "sft":
+        filters = Filters(args.rating, args.min_critique, args.min_score, args.version)
+        export = sft_export(traces, filters)
+    else:
+        export = dpo_export(traces)
+    if args.output:
+        with Path(args.output).open("w", encoding="utf-8") as file:
+            written = write_jsonl(export, file, args.kind)
+    else:
+        written = write_jsonl(export, sys.stdout, args.kind)
+    where = args.output or "stdout"
+    say(f"wrote {written} {args.kind} example(s) to {escape(where)} from {len(traces)} trace(s)")
+    for reason, count in sorted(export.skipped.items()):
+        say(f"  skipped {count}: {escape(reason)}")
+    return EXIT_OK

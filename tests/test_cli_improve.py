@@ -1,0 +1,95 @@
+"""`agentloop critique`, `agentloop feedback` and `agentloop export` from the terminal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agentloop import Agent, ModelResponse, read_trace, tool
+from agentloop.cli import main
+from agentloop.critique import DEFAULT_RUBRIC
+from agentloop.testing import ScriptedModel
+from fakes import FakeOpenAIServer, answer
+
+
+@tool
+def lookup(city: str) -> str:
+    """Population of a city."""
+    return "2.1 million"
+
+
+def recorded(tmp_path: Path, text: str = "9 million") -> Path:
+    model = ScriptedModel([ModelResponse.tool_call("lookup", {"city": "Paris"}), text])
+    path = Agent(model, tools=[lookup], trace_dir=tmp_path).run_sync("People in Paris?").trace_path
+    assert path is not None
+    return path
+
+
+def verdict(score: int) -> str:
+    return json.dumps(
+        {
+            "scores": [
+                {"principle": p.name, "score": score, "rationale": "-"}
+                for p in DEFAULT_RUBRIC.principles
+            ],
+            "problems": [{"step": 1, "problem": "Invented the number.", "fix": "Use 2.1 million."}],
+            "verdict": "poor",
+            "summary": "Not grounded.",
+        }
+    )
+
+
+def test_critique_with_a_judge_endpoint(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    openai_server: FakeOpenAIServer,
+) -> None:
+    path = recorded(tmp_path)
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.url)
+    openai_server.script(answer(verdict(2)))
+    assert main(["critique", str(path), "--judge", "openai:judge"]) == 0
+    out = capsys.readouterr().out
+    assert "verdict: poor (overall 0.25)" in out
+    assert "step 1: Invented the number. Fix: Use 2.1 million." in out
+    body = openai_server.bodies[0]
+    assert body["model"] == "judge" and body["response_format"]["type"] == "json_schema"
+    assert len(read_trace(path).critiques()) == 1
+
+
+def test_feedback_then_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = recorded(tmp_path)
+    fix = tmp_path / "fix.txt"
+    fix.write_text("About 2.1 million.")
+    assert (
+        main(
+            ["feedback", str(path), "--rating", "down", "--correction", f"@{fix}", "--user", "ann"]
+        )
+        == 0
+    )
+    [event] = read_trace(path).feedback()
+    assert (event.rating, event.correction, event.user_id, event.source) == (
+        "down",
+        "About 2.1 million.",
+        "ann",
+        "cli",
+    )
+    assert main(["feedback", str(path)]) == 2
+    capsys.readouterr()
+
+    out_file = tmp_path / "dpo.jsonl"
+    assert main(["export", "dpo", str(tmp_path), "-o", str(out_file)]) == 0
+    err = capsys.readouterr().err
+    assert "wrote 1 dpo example(s)" in err
+    pair = json.loads(out_file.read_text())
+    assert pair["preferred_output"][0]["content"] == "About 2.1 million."
+
+    assert main(["export", "sft", str(tmp_path), "--rating", "up"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "wrote 0 sft example(s)" in captured.err and "skipped 1: not rated up" in captured.err
+    assert main(["export", "sft", str(path)]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["messages"][-1] == {"role": "assistant", "content": "About 2.1 million."}

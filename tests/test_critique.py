@@ -1,0 +1,166 @@
+"""AI-feedback critique: the judge's typed output, storage in the trace, retry, revision."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentloop import Agent, ModelResponse, read_trace, tool
+from agentloop.critique import (
+    DEFAULT_RUBRIC,
+    Critique,
+    Rubric,
+    critique,
+    first_json_object,
+    render_run,
+    revise,
+)
+from agentloop.errors import ModelResponseError, UserError
+from agentloop.testing import ScriptedModel
+
+
+@tool
+def lookup(city: str) -> str:
+    """Look up a city's population."""
+    return {"Paris": "2.1 million", "Lyon": "0.5 million"}.get(city, "unknown")
+
+
+def recorded_run(tmp_path: Path, answer: str = "Paris has 9 million people.") -> Path:
+    model = ScriptedModel([ModelResponse.tool_call("lookup", {"city": "Paris"}), answer])
+    agent = Agent(
+        model, tools=[lookup], instructions="Answer from tool results.", trace_dir=tmp_path
+    )
+    path = agent.run_sync("How many people live in Paris?").trace_path
+    assert path is not None
+    return path
+
+
+def verdict(
+    scores: dict[str, int], *, problems: list[dict[str, Any]] | None = None, **extra: Any
+) -> str:
+    return json.dumps(
+        {
+            "scores": [
+                {"principle": p, "score": s, "rationale": f"{p} was {s}"} for p, s in scores.items()
+            ],
+            "problems": problems or [],
+            "verdict": extra.pop("verdict", "poor"),
+            "summary": extra.pop("summary", "The answer contradicts the tool result."),
+            "revised_answer": extra.pop("revised_answer", None),
+        }
+    )
+
+
+ALL_LOW = {p.name: 1 for p in DEFAULT_RUBRIC.principles}
+ALL_HIGH = {p.name: 5 for p in DEFAULT_RUBRIC.principles}
+FLAGGED = [{"step": 1, "problem": "Invented 9 million.", "fix": "Use the 2.1 million returned."}]
+
+
+def test_render_run_shows_task_actions_results_and_answer(tmp_path: Path) -> None:
+    text = render_run(read_trace(recorded_run(tmp_path)))
+    assert text.splitlines() == [
+        "TASK: How many people live in Paris?",
+        "INSTRUCTIONS GIVEN TO THE AGENT: Answer from tool results.",
+        "STEP 0:",
+        '  calls lookup({"city": "Paris"})',
+        "  lookup returned: 2.1 million",
+        "STEP 1:",
+        "  final answer: Paris has 9 million people.",
+    ]
+
+
+def test_critique_is_typed_stored_and_constrained(tmp_path: Path) -> None:
+    path = recorded_run(tmp_path)
+    judge = ScriptedModel([verdict(ALL_LOW, problems=FLAGGED, revised_answer="About 2.1 million.")])
+    result = critique(path, judge)
+    assert result.overall == 0.0
+    assert result.critique.first_flagged_step == 1
+    assert result.critique.revised_answer == "About 2.1 million."
+    [call] = judge.calls
+    assert call.settings.json_schema == Critique.model_json_schema()
+    assert call.settings.temperature == 0
+    assert "Paris has 9 million people." in call.messages[1].content  # type: ignore[union-attr]
+    [stored] = read_trace(path).critiques()
+    assert stored.critique == result.critique.model_dump()
+    assert stored.judge == {"kind": "ScriptedModel", "name": "scripted"}
+    assert stored.rubric["name"] == "default" and stored.prompt_hash == result.prompt_hash
+    assert read_trace(path).output == "Paris has 9 million people."  # still a finished run
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "not json at all",
+        verdict({"grounded": 1}),  # principles missing
+        verdict({**ALL_LOW, "grounded": 9}),  # off the scale
+        verdict(ALL_LOW, problems=[{"step": 7, "problem": "x", "fix": "y"}]),  # no such step
+    ],
+    ids=["not-json", "missing-principles", "off-scale", "bad-step"],
+)
+def test_invalid_judge_output_is_retried_once(tmp_path: Path, bad: str) -> None:
+    path = recorded_run(tmp_path)
+    judge = ScriptedModel([bad, "```json\n" + verdict(ALL_HIGH, verdict="good") + "\n```"])
+    result = critique(path, judge)
+    assert result.overall == 1.0
+    retry = judge.calls[1].messages
+    assert retry[-2].content == bad  # type: ignore[union-attr]
+    assert retry[-1].content.startswith("That is not a valid critique:")  # type: ignore[union-attr]
+
+    judge = ScriptedModel([bad, bad])
+    with pytest.raises(ModelResponseError, match="no valid critique after a retry"):
+        critique(recorded_run(tmp_path / "again"), judge)
+
+
+def test_rubric_files(tmp_path: Path) -> None:
+    toml = tmp_path / "support.toml"
+    toml.write_text(
+        '[[principles]]\nname = "polite"\ndescription = "Is polite."\nscale = [0, 2]\n'
+        '[[principles]]\nname = "correct"\ndescription = "Is correct."\n'
+    )
+    rubric = Rubric.load(toml)
+    assert rubric.name == "support" and [p.scale for p in rubric.principles] == [(0, 2), (1, 5)]
+    judge = ScriptedModel([verdict({"polite": 2, "correct": 3}, verdict="acceptable")])
+    result = critique(recorded_run(tmp_path), judge, toml)
+    assert result.overall == pytest.approx((1.0 + 0.5) / 2)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("principles = []\n")
+    with pytest.raises(UserError, match="invalid rubric"):
+        Rubric.load(bad)
+
+
+def test_first_json_object() -> None:
+    assert first_json_object('Sure! {"a": {"b": 1}} trailing {"c": 2}') == {"a": {"b": 1}}
+    assert first_json_object('{broken {"ok": true}') == {"ok": True}
+    with pytest.raises(ValueError, match="no JSON object"):
+        first_json_object("[1, 2]")
+
+
+def test_revise_forks_at_the_flagged_step_and_makes_a_preference(tmp_path: Path) -> None:
+    path = recorded_run(tmp_path)
+    judge = ScriptedModel(
+        [verdict(ALL_LOW, problems=FLAGGED), verdict(ALL_HIGH, verdict="good", summary="Grounded.")]
+    )
+    retry_model = ScriptedModel(["Paris has about 2.1 million people."])
+    agent = Agent(
+        retry_model,
+        tools=[lookup],
+        instructions="Answer from tool results.",
+        trace_dir=tmp_path / "rev",
+    )
+    revision = revise(path, agent, judge)
+    assert revision.preferred == "revised"
+    assert (revision.original.overall, revision.revised.overall) == (0.0, 1.0)
+    forked = read_trace(revision.trace_path)
+    assert forked.output == "Paris has about 2.1 million people."
+    assert forked.header.parent is not None
+    assert (forked.header.parent["run_id"], forked.header.parent["step"]) == (
+        read_trace(path).run_id,
+        1,
+    )
+    assert "Invented 9 million." in (forked.header.agent["instructions"] or "")
+    assert len(retry_model.calls) == 1  # step 0 came from the recording
+    [stored] = forked.critiques()
+    assert stored.compared_with is not None and stored.compared_with["preferred"] == "revised"

@@ -1,0 +1,57 @@
+"""Redaction: secret values and shapes are masked; ordinary text is left alone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agentloop.redaction import MASK, Redactor
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("key sk-abcdefghijklmnop0123 here", "sk-abcdefghijklmnop0123"),
+        ("Authorization: Bearer abc.def-ghi_jkl", "abc.def-ghi_jkl"),
+        ('{"api_key": "plainvalue1"}', "plainvalue1"),
+        ('{"Authorization":"Basic xyz123"}', "Basic xyz123"),
+        (json.dumps({"raw": json.dumps({"password": "pa55word!"})}), "pa55word!"),
+        ("GET https://h/x?key=AIzaSyQ123&q=1", "AIzaSyQ123"),
+        ("client(api_key='hunter2hunter2')", "hunter2hunter2"),
+        ("export ACCESS_TOKEN = tok3nvalue", "tok3nvalue"),
+        ("{'secret': 'in-a-python-repr'}", "in-a-python-repr"),
+    ],
+)
+def test_secret_shapes_are_masked(text: str, secret: str) -> None:
+    masked = Redactor()(text)
+    assert secret not in masked
+    assert MASK in masked
+
+
+def test_exact_secrets_and_their_json_escaped_form() -> None:
+    secret = 'we"ird\\value'
+    redact = Redactor([secret, "short"])
+    assert redact(f"x {secret} y") == f"x {MASK} y"
+    assert redact(json.dumps({"v": secret})) == json.dumps({"v": MASK})
+    assert redact("short stays") == "short stays"  # under six characters: not masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"usage": {"input_tokens": 12, "output_tokens": 3}}',
+        "a monkey=banana, the key idea, a task-list",
+        "sk-short",
+        '{"max_tokens": 100, "name": "secretary"}',
+    ],
+)
+def test_ordinary_text_is_left_alone(text: str) -> None:
+    assert Redactor()(text) == text
+
+
+def test_user_patterns_and_no_defaults() -> None:
+    redact = Redactor(patterns=[r"ACME-(?P<secret>\d{6})"], defaults=False)
+    assert redact("id ACME-123456, sk-abcdefghijklmnop0123") == (
+        f"id ACME-{MASK}, sk-abcdefghijklmnop0123"
+    )

@@ -34,7 +34,7 @@ _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.FloorDiv: operator.floordiv,
     ast.Mod: operator.mod,
 }
-_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
+_UNARY: dict[type[ast.unaryop], Callable[[Number], Number]] = {
     ast.UAdd: operator.pos,
     ast.USub: operator.neg,
 }
@@ -112,7 +112,8 @@ def _evaluate(node: ast.AST, depth: int = 0) -> Number:
     if isinstance(node, ast.Expression):
         return _evaluate(node.body, depth + 1)
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return _check_size(node.value)
+        value: Number = node.value  # type: ignore[assignment]  # narrowed by the type check
+        return _check_size(value)
     if isinstance(node, ast.Name) and node.id in _CONSTANTS:
         return _CONSTANTS[node.id]
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:

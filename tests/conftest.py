@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from agentloop.testing import block_model_requests
+from fakes import FakeOpenAIServer
+from fakes.runs import close_models
 
 
 @pytest.fixture(autouse=True)
 def _no_real_model_requests() -> Iterator[None]:
     with block_model_requests():
         yield
+
+
+@pytest.fixture
+def openai_server() -> Iterator[FakeOpenAIServer]:
+    """A scripted OpenAI-compatible server on 127.0.0.1; fails the test at teardown if a
+    scripted reply went unused or a request came after the script ran out."""
+    with FakeOpenAIServer() as server:
+        yield server
+        server.assert_consumed()
+
+
+@pytest.fixture
+async def _close_openai_models() -> AsyncIterator[None]:
+    """Close, on the test's own event loop, the models ``fakes.runs.fast_model`` made."""
+    yield
+    await close_models()

@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "redaction": 1,
     "messages": 2,
     "tools": 2,
+    "tool_schemas": 2,
     "observations": 2,
     "safety": 2,
     "actions": 3,
@@ -39,7 +40,7 @@ LAYERS: dict[str, int] = {
     "testing": 7,
     "divergence": 7,
     "loading": 7,
-    "render": 8,
+    "render": 7,
     "cli": 8,
     "viewer": 8,
 }

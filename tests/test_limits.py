@@ -172,6 +172,7 @@ async def test_cancellation_during_a_tool_call_is_recorded(tmp_path: Path) -> No
     end = read_trace(path).terminal
     assert end is not None and end.type == "run_cancelled"
     assert end.interrupted_calls == ["call_0"]  # type: ignore[union-attr]
+    assert end.steps == 1  # type: ignore[union-attr]  # one model request was made
 
 
 async def test_cancellation_during_a_model_call_is_recorded(tmp_path: Path) -> None:

@@ -295,7 +295,8 @@ RESUMABLE = textwrap.dedent(
         with LOG.open("a") as f:
             f.write(f"{n}\\n")
         print(f"wrote {n}", flush=True)
-        time.sleep(float(sys.argv[3]))
+        if n == 2 and sys.argv[3] == "hang-at-2":
+            time.sleep(60)  # the test kills the process here
         return f"appended {n}"
 
     def script(messages, call):
@@ -319,7 +320,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path) -> No
     script_file.write_text(RESUMABLE)
     log = tmp_path / "log.txt"
     with subprocess.Popen(
-        [sys.executable, str(script_file), str(tmp_path / "traces"), str(log), "0.5"],
+        [sys.executable, str(script_file), str(tmp_path / "traces"), str(log), "hang-at-2"],
         stdout=subprocess.PIPE,
         text=True,
     ) as proc:
@@ -331,14 +332,11 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path) -> No
     [crashed] = (tmp_path / "traces").glob("*.jsonl")
     assert read_trace(crashed).terminal is None
 
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import resumable  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(tmp_path))
-    resumable.LOG = log
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["x", str(tmp_path / "resumed"), str(log), "0"])
+        mp.setattr(sys, "argv", ["x", str(tmp_path / "resumed"), str(log), "no-hang"])
+        mp.syspath_prepend(str(tmp_path))
+        import resumable  # type: ignore[import-not-found]
+
         result = resume(crashed, resumable.agent(), trace_dir=tmp_path / "resumed")
     assert result.output == "appended 5 numbers"
     assert log.read_text().split() == ["0", "1", "2", "3", "4"]  # "2" was not run twice
@@ -348,7 +346,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path) -> No
     assert resumed.header.parent["kind"] == "resume"
 
     uninterrupted = subprocess.run(
-        [sys.executable, str(script_file), str(tmp_path / "clean"), str(tmp_path / "log2"), "0"],
+        [sys.executable, str(script_file), str(tmp_path / "clean"), str(tmp_path / "log2"), "-"],
         capture_output=True,
         text=True,
         check=True,

@@ -14,7 +14,8 @@ from typing import Any, TypeAlias
 
 from agentloop.messages import ModelResponse, ToolCallPart
 from agentloop.observations import ErrorKind, Observation
-from agentloop.tools import InvalidArguments, Tool, Toolset
+from agentloop.tool_schemas import InvalidArguments
+from agentloop.tools import Tool, Toolset
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,13 +107,13 @@ def _parse_call(part: ToolCallPart, tools: Toolset, cut_off: bool) -> ToolCall |
             f"Error: there is no tool named {part.name!r}. Available tools: {available}.",
         )
     try:
-        raw = json.loads(part.arguments) if part.arguments.strip() else {}
-    except json.JSONDecodeError as exc:
+        raw = _strict_json(part.arguments) if part.arguments.strip() else {}
+    except ValueError as exc:
         return _reject(
             part,
             "invalid_json",
-            f"Error: the arguments for {part.name!r} are not valid JSON ({exc.msg} at "
-            f"position {exc.pos}). Send one JSON object matching the tool's parameters.",
+            f"Error: the arguments for {part.name!r} are not valid JSON ({exc}). Send one "
+            "JSON object matching the tool's parameters.",
         )
     if not isinstance(raw, dict):
         return _reject(
@@ -130,6 +131,28 @@ def _parse_call(part: ToolCallPart, tools: Toolset, cut_off: bool) -> ToolCall |
             f"Error: invalid arguments for {part.name!r}: {exc}. Fix them and call again.",
         )
     return ToolCall(part=part, tool=tool, arguments=arguments, raw_arguments=raw)
+
+
+def _strict_json(text: str) -> Any:
+    """JSON as the standard defines it: no NaN or Infinity, no repeated keys (Python's json
+    accepts both, and a repeated key would silently drop a value)."""
+    try:
+        return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{exc.msg} at position {exc.pos}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    unique = dict(pairs)
+    if len(unique) != len(pairs):
+        keys = [k for k, _ in pairs]
+        repeated = next(k for i, k in enumerate(keys) if k in keys[:i])
+        raise ValueError(f"repeated key {repeated!r}")
+    return unique
 
 
 def _reject(part: ToolCallPart, kind: ErrorKind, message: str) -> RejectedCall:

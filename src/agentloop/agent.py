@@ -302,6 +302,7 @@ class _Run:
         self.messages.append(UserMessage(content=task))
         self.sent = 0  # messages already recorded in a model_request event
         self.step = self.seq = self.tool_calls = self.mistakes = 0
+        self.requests = 0  # model requests made, the run's "steps" in results and traces
         self.usage = Usage()
         self.pending: set[str] = set()
         self.started = time.perf_counter()
@@ -376,6 +377,7 @@ class _Run:
         new = self.messages[self.sent :]
         self.sent = len(self.messages)
         self.emit(ModelRequest, messages=new, message_count=self.sent)
+        self.requests += 1
         response = await self.model.request(self.messages, self.tools, self.settings)
         response = with_unique_call_ids(response)
         self.usage += response.usage
@@ -512,7 +514,7 @@ class _Run:
             self.emit(
                 kind,
                 usage=self.usage,
-                steps=self.step + (kind is RunFinished),
+                steps=self.requests,
                 tool_calls=self.tool_calls,
                 duration_s=duration,
                 **fields,
@@ -530,7 +532,7 @@ class _Run:
         return RunResult(
             output=output,
             stop_reason=reason,
-            steps=self.step + (reason == "final_answer"),
+            steps=self.requests,
             usage=self.usage,
             trace_path=self.trace_path,
             messages=list(self.messages),

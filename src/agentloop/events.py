@@ -2,7 +2,8 @@
 
 Every event carries ``run_id``, ``step`` (the index of the model request it belongs to),
 ``seq`` (its position in the trace) and ``ts`` (Unix time, seconds). A run's trace ends with
-exactly one terminal event: ``run_finished``, ``run_failed`` or ``run_cancelled``.
+exactly one terminal event: ``run_finished``, ``run_failed`` or ``run_cancelled``. After it,
+annotations may be appended: ``critique``, ``feedback`` and ``score`` events.
 """
 
 from __future__ import annotations
@@ -116,6 +117,47 @@ class RunCancelled(BaseEvent):
     duration_s: float
 
 
+class CritiqueRecorded(BaseEvent):
+    """A judge model's critique of the run, appended after it ended (``agentloop.critique``)."""
+
+    type: Literal["critique"] = "critique"
+    judge: dict[str, Any]
+    """The judge model's configuration."""
+    rubric: dict[str, Any]
+    prompt_hash: str
+    """Hash of the judge prompt (rubric and rendering), to tell critiques made alike."""
+    critique: dict[str, Any]
+    """The typed critique (``agentloop.critique.Critique``) as JSON."""
+    compared_with: dict[str, Any] | None = None
+    """For a revision: the original run, its overall score, and which one the judge prefers."""
+
+
+class FeedbackRecorded(BaseEvent):
+    """A person's feedback on the run: a rating, a comment, a corrected answer."""
+
+    type: Literal["feedback"] = "feedback"
+    rating: Literal["up", "down"] | None = None
+    comment: str | None = None
+    correction: str | None = None
+    """What the final answer should have been."""
+    about_step: int | None = None
+    """The step the feedback is about, if not the run as a whole."""
+    user_id: str | None = None
+    source: str = "api"
+    """Who recorded it: ``api`` (an application), ``cli``, ..."""
+
+
+class ScoreRecorded(BaseEvent):
+    """A scorer's verdict on the run (an evaluation)."""
+
+    type: Literal["score"] = "score"
+    scorer: str
+    value: float
+    passed: bool
+    explanation: str = ""
+    eval_run: str | None = None
+
+
 TerminalEvent: TypeAlias = RunFinished | RunFailed | RunCancelled
 Event: TypeAlias = Annotated[
     ModelRequest
@@ -125,11 +167,16 @@ Event: TypeAlias = Annotated[
     | RunWarning
     | RunFinished
     | RunFailed
-    | RunCancelled,
+    | RunCancelled
+    | CritiqueRecorded
+    | FeedbackRecorded
+    | ScoreRecorded,
     Field(discriminator="type"),
 ]
 EventAdapter: TypeAdapter[Event] = TypeAdapter(Event)
 TERMINAL_TYPES = frozenset({"run_finished", "run_failed", "run_cancelled"})
+ANNOTATION_TYPES = frozenset({"critique", "feedback", "score"})
+"""Events appended to a trace after its run ended, about the run."""
 
 EventListener: TypeAlias = Callable[[BaseEvent], None]
 capture_listeners: ContextVar[tuple[EventListener, ...]] = ContextVar(

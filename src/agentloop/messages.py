@@ -7,7 +7,8 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal, TypeAlias
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
 
@@ -21,6 +22,13 @@ class _Message(_Frozen):
     messages never change once made (so a request costs the same at step 50 as at step 1)."""
 
     _wire: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with its own (empty) wire cache: pydantic would share the private dict, and
+        a copy with other content must not be sent with the original's encoding."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied._wire = {}
+        return copied
 
 
 class ToolCallPart(_Frozen):

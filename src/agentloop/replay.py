@@ -22,7 +22,7 @@ from agentloop.agent import Agent
 from agentloop.dispatch import ToolOutcome, run_tool_calls
 from agentloop.divergence import Divergence, config_divergences
 from agentloop.errors import AgentLoopError, ReplayDiverged, UserError
-from agentloop.events import ToolCallRequested, ToolResult
+from agentloop.events import EventListener, ToolCallRequested, ToolResult
 from agentloop.messages import Message, ModelResponse, SystemMessage, UserMessage
 from agentloop.models.base import Model
 from agentloop.observations import Observation
@@ -309,6 +309,7 @@ async def replay_async(
     fork_at: int | None = None,
     strict: bool = True,
     trace_dir: str | Path | UseAgentDefault | None = USE_AGENT_DEFAULT,
+    listener: EventListener | None = None,
 ) -> ReplayResult:
     """Replay ``trace`` with ``agent`` (by default, an agent rebuilt from the trace header,
     whose tools can only serve recorded results). See ``replay``."""
@@ -322,7 +323,9 @@ async def replay_async(
     checker = None if forking else _Checker(strict)
     if checker is not None:
         checker.found.extend(config_divergences(source.header.agent, agent.config()))
-    offline = isinstance(agent.model, ReplayModel)
+    # Placeholder tools (agent_from_trace without tools) accept what the recording accepted;
+    # only real tools can tell whether a recorded call would still be valid.
+    offline = all(t.validate is dict for t in agent.tools.values())
     replay_model = ReplayModel(
         recording,
         live=agent.model,
@@ -340,7 +343,9 @@ async def replay_async(
         "step": fork_at,
         "trace": str(source.path) if source.path else None,
     }
-    result, error = await _run(agent, source, recording, replay_model, runner, parent, trace_dir)
+    result, error = await _run(
+        agent, source, recording, replay_model, runner, parent, trace_dir, listener
+    )
     if checker is not None and not isinstance(error, ReplayDiverged):
         _check_ending(checker, recording, replay_model, result)
     found = checker.found if checker is not None else []
@@ -366,6 +371,7 @@ def replay(
     fork_at: int | None = None,
     strict: bool = True,
     trace_dir: str | Path | UseAgentDefault | None = USE_AGENT_DEFAULT,
+    listener: EventListener | None = None,
 ) -> ReplayResult:
     """Run a recorded trace again and report where the run departs from it.
 
@@ -387,6 +393,7 @@ def replay(
         fork_at=fork_at,
         strict=strict,
         trace_dir=trace_dir,
+        listener=listener,
     )
 
 
@@ -396,6 +403,7 @@ async def resume_async(
     *,
     trace_dir: str | Path | UseAgentDefault | None = USE_AGENT_DEFAULT,
     max_steps: int | UseAgentDefault | None = USE_AGENT_DEFAULT,
+    listener: EventListener | None = None,
 ) -> RunResult:
     """Continue a run that did not finish. See ``resume``."""
     source = trace if isinstance(trace, Trace) else read_trace(trace)
@@ -420,6 +428,7 @@ async def resume_async(
         trace_dir=trace_dir,
         max_steps=max_steps,
         metadata=source.header.metadata,
+        listener=listener,
     )
 
 
@@ -429,6 +438,7 @@ def resume(
     *,
     trace_dir: str | Path | UseAgentDefault | None = USE_AGENT_DEFAULT,
     max_steps: int | UseAgentDefault | None = USE_AGENT_DEFAULT,
+    listener: EventListener | None = None,
 ) -> RunResult:
     """Continue a run that did not finish (killed, crashed, cancelled, failed on a limit).
 
@@ -444,21 +454,47 @@ def resume(
         use="await resume_async(...)",
         trace_dir=trace_dir,
         max_steps=max_steps,
+        listener=listener,
     )
 
 
-def agent_from_trace(trace: Trace) -> Agent:
-    """An agent rebuilt from a trace header: same instructions, settings, limits and tool
-    schemas, a model that serves the recording, and tools that cannot run (offline replay)."""
+def agent_from_trace(
+    trace: Trace,
+    *,
+    model: Model | str | None = None,
+    tools: Sequence[Tool] | None = None,
+    instructions: str | None = None,
+) -> Agent:
+    """An agent rebuilt from a trace header: its instructions, settings, limits and tool
+    schemas. By default its model serves the recording and its tools cannot run (an offline
+    replay); pass ``model`` and ``tools`` (and new ``instructions``) to go live."""
     config = trace.header.agent
-    tools = [_offline_tool(spec) for spec in config.get("tools", [])]
     return Agent(
-        ReplayModel(Recording(trace)),
-        tools=tools,
-        instructions=config.get("instructions"),
+        model if model is not None else ReplayModel(Recording(trace)),
+        tools=tools if tools is not None else [_offline_tool(t) for t in config.get("tools", [])],
+        instructions=instructions if instructions is not None else config.get("instructions"),
         name=config.get("name", "agent"),
         settings=ModelSettings.model_validate(config.get("settings", {})),
         limits=RunLimits.model_validate(config.get("limits", {})),
+    )
+
+
+def recorded_model(trace: Trace) -> Model:
+    """The model a trace was recorded with, rebuilt from its header (for resuming or forking
+    with the same model); ``UserError`` if the header does not say enough."""
+    from agentloop.models import infer_model
+
+    config = trace.header.agent.get("model", {})
+    kind, name = config.get("kind"), config.get("name")
+    if kind == "OpenAIModel" and name:
+        from agentloop.models.openai import OpenAIModel
+
+        return OpenAIModel(str(name), base_url=config.get("endpoint"))
+    if isinstance(config.get("spec"), str):
+        return infer_model(config["spec"])
+    raise UserError(
+        f"cannot rebuild the model of run {trace.run_id} ({kind or 'unknown'} {name or ''}) "
+        "from its trace; pass a model (--model MODEL on the command line)"
     )
 
 
@@ -470,6 +506,7 @@ async def _run(
     runner: _ReplayTools,
     parent: dict[str, Any],
     trace_dir: str | Path | UseAgentDefault | None,
+    listener: EventListener | None,
 ) -> tuple[RunResult | None, AgentLoopError | None]:
     try:
         result = await agent.run(
@@ -480,6 +517,7 @@ async def _run(
             parent=parent,
             trace_dir=trace_dir,
             metadata=source.header.metadata,
+            listener=listener,
         )
     except AgentLoopError as exc:
         return exc.partial, exc

@@ -4,39 +4,33 @@
 numpydoc style) through pydantic, which also validates and converts the model's arguments.
 ``Tool.from_schema`` takes a raw JSON Schema, as an MCP server or a tool catalogue gives it, and
 validates arguments with jsonschema. Each tool is validated by exactly one of the two.
+
+Problems with a tool's definition raise ``ToolDefinitionError`` when the tool is built, naming
+the tool and what to fix. Problems with a call's arguments raise ``InvalidArguments``, whose
+message lists each problem as ``path: message`` (``point.x: Input should be a valid integer``);
+that message goes back to the model as an observation.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import inspect
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints, overload
-
-import docstring_parser
-import pydantic
+from typing import Any, overload
 
 from agentloop.errors import ToolDefinitionError
+from agentloop.tool_schemas import (
+    function_parameters,
+    raw_parameters,
+    source_hash,
+    underlying,
+)
 from agentloop.types import JSONObject
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 """Names every OpenAI-compatible endpoint accepts."""
-
-_PYTHON_TYPE_NAMES = {
-    "dict": "object",
-    "float": "number",
-    "int": "integer",
-    "str": "string",
-    "bool": "boolean",
-    "list": "array",
-    "tuple": "array",
-}
-
-
-class InvalidArguments(Exception):
-    """The model's arguments do not fit the tool's schema; the message lists each problem."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,15 +55,18 @@ class Tool:
     """Hash of the function's source, part of the agent's ``config_hash``."""
 
     def __post_init__(self) -> None:
-        if not TOOL_NAME.match(self.name):
-            raise ToolDefinitionError(
-                f"tool name {self.name!r} is not allowed: use 1-64 letters, digits, '_' or '-' "
-                "(pass name=... to rename it)"
-            )
+        _check_name(self.name)
 
     @property
     def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.function)
+        """Whether calling ``function`` returns a coroutine (async def, also behind
+        ``functools.partial`` or as an object's ``async def __call__``)."""
+        fn = self.function
+        return inspect.iscoroutinefunction(fn) or (
+            not inspect.isroutine(fn)
+            and not isinstance(fn, functools.partial)
+            and inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+        )
 
     def spec(self) -> JSONObject:
         """What the model is told about this tool: name, description, parameters."""
@@ -90,22 +87,38 @@ class Tool:
         requires_approval: bool = False,
         idempotent: bool = False,
     ) -> Tool:
-        """Build a tool from a typed function; its docstring describes it and its parameters."""
-        tool_name = name or function.__name__
-        doc = docstring_parser.parse(inspect.getdoc(function) or "")
-        arg_docs = {p.arg_name: p.description or "" for p in doc.params}
-        model = _arguments_model(function, tool_name, arg_docs)
-        summary = "\n\n".join(p for p in (doc.short_description, doc.long_description) if p)
+        """Build a tool from a typed function; its docstring describes it and its parameters.
+
+        Every parameter needs a type hint that pydantic can validate and describe as JSON
+        Schema: ``str``, ``int``, ``float``, ``bool``, ``Literal``, ``Enum``, ``Optional``/``X |
+        None``, lists, dicts, ``Annotated[..., Field(...)]`` and pydantic models. A parameter
+        with a default is optional. ``*args``, ``**kwargs`` and positional-only parameters
+        cannot be described to a model and are rejected.
+
+        Arguments are validated in pydantic's lax mode, because models often quote numbers:
+        ``"3"`` is accepted for an ``int`` (``3.5`` is not), ``"true"`` for a ``bool``. Enum
+        parameters receive Enum members, model parameters receive model instances, and omitted
+        parameters receive their defaults. Unknown arguments are rejected.
+        """
+        if not callable(function):
+            raise ToolDefinitionError(f"cannot make a tool of {function!r}: it is not callable")
+        tool_name = name if name is not None else getattr(function, "__name__", None)
+        if not isinstance(tool_name, str):
+            raise ToolDefinitionError(
+                f"cannot name a tool made of {function!r}: it has no __name__; pass name=..."
+            )
+        _check_name(tool_name)
+        summary, parameters, validate = function_parameters(function, tool_name)
         return cls(
             name=tool_name,
             description=description if description is not None else summary,
-            parameters=_clean_schema(model.model_json_schema()),
+            parameters=parameters,
             function=function,
-            validate=_pydantic_validator(model),
+            validate=validate,
             timeout=timeout,
             requires_approval=requires_approval,
             idempotent=idempotent,
-            source_hash=_source_hash(function),
+            source_hash=source_hash(function),
         )
 
     @classmethod
@@ -123,39 +136,19 @@ class Tool:
     ) -> Tool:
         """Register a tool from a raw JSON Schema; ``func`` gets the arguments as keywords.
 
-        The schema must be one a JSON Schema validator accepts, describing an object. Some
-        catalogues write Python type names (``"dict"``, ``"float"``, ``"tuple"``, ``"any"``);
-        ``python_type_names=True`` translates them to JSON Schema first.
+        The schema must be one a JSON Schema validator accepts (its ``$schema`` picks the
+        draft; 2020-12 when absent or unknown), must describe an object, and every ``$ref`` in
+        it must resolve inside it (nothing is fetched). Anything else raises
+        ``ToolDefinitionError`` naming the location in the schema. Some catalogues write Python
+        type names (``"dict"``, ``"float"``, ``"tuple"``, ``"any"``); ``python_type_names=True``
+        translates them to JSON Schema first (``"any"`` drops the type constraint).
+
+        Arguments are validated as JSON Schema says, strictly: ``"3"`` is not an ``integer``.
+        They are passed on as sent: schema ``default`` values are not filled in, so ``func``
+        should give the optional parameters defaults of its own (or take ``**kwargs``).
         """
-        import jsonschema  # imported here: only raw-schema tools pay for it
-
-        schema = _translate_python_types(parameters) if python_type_names else parameters
-        if not isinstance(schema, dict):
-            raise ToolDefinitionError(f"tool {name!r}: parameters must be a JSON object schema")
-        validator_cls = jsonschema.validators.validator_for(schema)
-        try:
-            validator_cls.check_schema(schema)
-        except jsonschema.SchemaError as exc:
-            where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
-            hint = " (python_type_names=True translates it)" if _has_python_types(schema) else ""
-            raise ToolDefinitionError(
-                f"tool {name!r}: invalid JSON Schema at {where}: {exc.message}{hint}"
-            ) from None
-        if schema.get("type", "object") != "object":
-            raise ToolDefinitionError(
-                f"tool {name!r}: parameters must describe an object, not {schema.get('type')!r}"
-            )
-        validator = validator_cls(schema)
-
-        def validate(arguments: JSONObject) -> dict[str, Any]:
-            problems = [
-                f"{_json_path(e.absolute_path)}: {e.message}"
-                for e in sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
-            ]
-            if problems:
-                raise InvalidArguments("; ".join(problems))
-            return arguments
-
+        _check_name(name)
+        schema, validate = raw_parameters(parameters, name, python_type_names=python_type_names)
         return cls(
             name=name,
             description=description,
@@ -165,7 +158,7 @@ class Tool:
             timeout=timeout,
             requires_approval=requires_approval,
             idempotent=idempotent,
-            source_hash=_source_hash(func),
+            source_hash=source_hash(func),
         )
 
 
@@ -190,7 +183,11 @@ def tool(
     requires_approval: bool = False,
     idempotent: bool = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
-    """Make a tool of a sync or async function: ``@tool`` or ``@tool(name=..., timeout=...)``."""
+    """Make a tool of a sync or async function: ``@tool`` or ``@tool(name=..., timeout=...)``.
+
+    See ``Tool.from_function`` for the supported parameter types and how arguments are
+    validated.
+    """
 
     def build(fn: Callable[..., Any]) -> Tool:
         return Tool.from_function(
@@ -232,108 +229,15 @@ class Toolset(Mapping[str, Tool]):
         return [t.spec() for t in self._tools.values()]
 
 
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not TOOL_NAME.match(name):
+        fixed = re.sub(r"[^A-Za-z0-9_-]", "_", str(name))[:64] or "my_tool"
+        raise ToolDefinitionError(
+            f"tool name {name!r} is not allowed: use 1-64 letters, digits, '_' or '-' "
+            f"(pass name=... to rename it, e.g. name={fixed!r})"
+        )
+
+
 def _where(t: Tool) -> str:
-    fn = t.function
+    fn = underlying(t.function)
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
-
-
-def _arguments_model(
-    function: Callable[..., Any], tool_name: str, arg_docs: dict[str, str]
-) -> type[pydantic.BaseModel]:
-    try:
-        hints = get_type_hints(function, include_extras=True)
-    except Exception as exc:
-        raise ToolDefinitionError(f"tool {tool_name!r}: cannot resolve type hints: {exc}") from exc
-    fields: dict[str, Any] = {}
-    for param in inspect.signature(function).parameters.values():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            raise ToolDefinitionError(
-                f"tool {tool_name!r}: *{param.name} cannot be described to a model; "
-                "list the parameters explicitly"
-            )
-        if param.name not in hints:
-            raise ToolDefinitionError(
-                f"tool {tool_name!r}: parameter {param.name!r} needs a type hint"
-            )
-        default = ... if param.default is param.empty else param.default
-        # Fields get private names and the parameter name as alias, so parameters called
-        # "json" or "schema" cannot clash with BaseModel's own attributes.
-        fields[f"p_{param.name}"] = (
-            hints[param.name],
-            pydantic.Field(default, alias=param.name, description=arg_docs.get(param.name)),
-        )
-    try:
-        return pydantic.create_model(
-            f"{tool_name}_arguments",
-            __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=False),
-            **fields,
-        )
-    except (pydantic.PydanticSchemaGenerationError, TypeError) as exc:
-        raise ToolDefinitionError(f"tool {tool_name!r}: unsupported parameter type: {exc}") from exc
-
-
-def _pydantic_validator(model: type[pydantic.BaseModel]) -> Callable[[JSONObject], dict[str, Any]]:
-    names = {n: (f.alias or n) for n, f in model.model_fields.items()}
-
-    def validate(arguments: JSONObject) -> dict[str, Any]:
-        try:
-            parsed = model.model_validate(arguments)
-        except pydantic.ValidationError as exc:
-            raise InvalidArguments(
-                "; ".join(
-                    f"{_json_path(e['loc']) or '(arguments)'}: {e['msg']}" for e in exc.errors()
-                )
-            ) from None
-        return {names[k]: getattr(parsed, k) for k in type(parsed).model_fields}
-
-    return validate
-
-
-def _json_path(loc: Iterable[str | int]) -> str:
-    return ".".join(str(p) for p in loc)
-
-
-def _clean_schema(schema: JSONObject) -> JSONObject:
-    """Drop pydantic's generated ``title`` keys, which only add tokens for the model."""
-
-    def clean(node: Any, in_properties: bool = False) -> Any:
-        if isinstance(node, dict):
-            return {
-                k: clean(v, in_properties=(k in ("properties", "$defs") and not in_properties))
-                for k, v in node.items()
-                if in_properties or k != "title"
-            }
-        if isinstance(node, list):
-            return [clean(v) for v in node]
-        return node
-
-    cleaned: JSONObject = clean(schema)
-    return cleaned
-
-
-def _translate_python_types(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        out = {k: _translate_python_types(v) for k, v in schema.items()}
-        kind = schema.get("type")
-        if kind == "any":
-            del out["type"]
-        elif isinstance(kind, str) and kind in _PYTHON_TYPE_NAMES:
-            out["type"] = _PYTHON_TYPE_NAMES[kind]
-        return out
-    if isinstance(schema, list):
-        return [_translate_python_types(v) for v in schema]
-    return schema
-
-
-def _has_python_types(schema: Any) -> bool:
-    return bool(_translate_python_types(schema) != schema)
-
-
-def _source_hash(function: Callable[..., Any]) -> str:
-    """A hash of the function's source, or of its qualified name if no source exists."""
-    target = inspect.unwrap(function)
-    try:
-        text = inspect.getsource(target)
-    except (OSError, TypeError):
-        text = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', '')}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]

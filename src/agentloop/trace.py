@@ -21,16 +21,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentloop.errors import TraceError, TraceFormatError
 from agentloop.events import (
+    ANNOTATION_TYPES,
     TERMINAL_TYPES,
     BaseEvent,
+    CritiqueRecorded,
     Event,
     EventAdapter,
+    FeedbackRecorded,
     ModelResponded,
     RunFinished,
+    ScoreRecorded,
     ToolCallRequested,
     ToolResult,
 )
 from agentloop.messages import Message
+from agentloop.redaction import Redactor
 
 FORMAT_NAME = "agentloop.trace"
 FORMAT_VERSION = 1
@@ -108,8 +113,19 @@ class Trace(BaseModel):
     @property
     def terminal(self) -> Event | None:
         """The run's terminal event, or ``None`` if the run never finished (a crash)."""
-        last = self.events[-1] if self.events else None
-        return last if last is not None and last.type in TERMINAL_TYPES else None
+        for event in reversed(self.events):
+            if event.type not in ANNOTATION_TYPES:
+                return event if event.type in TERMINAL_TYPES else None
+        return None
+
+    def critiques(self) -> list[CritiqueRecorded]:
+        return [e for e in self.events if isinstance(e, CritiqueRecorded)]
+
+    def feedback(self) -> list[FeedbackRecorded]:
+        return [e for e in self.events if isinstance(e, FeedbackRecorded)]
+
+    def scores(self) -> list[ScoreRecorded]:
+        return [e for e in self.events if isinstance(e, ScoreRecorded)]
 
     @property
     def output(self) -> str | None:
@@ -140,6 +156,36 @@ class Trace(BaseModel):
             ):
                 last = event.response.to_message()
         return [*out, last] if last is not None else out
+
+
+def annotate(
+    path: str | os.PathLike[str],
+    event_type: type[BaseEvent],
+    *,
+    redact: Callable[[str], str] | None = None,
+    **fields: Any,
+) -> BaseEvent:
+    """Append an annotation (a critique, feedback or score event) to a finished trace.
+
+    The event gets the run's id, its last step and the next sequence number, and is redacted
+    (default patterns, or ``redact``) before it is written. A trace whose last line is torn
+    cannot be appended to, since the new line would join the broken one.
+    """
+    trace = read_trace(path)
+    if trace.torn:
+        raise TraceError(f"{path}: the last line is torn (a crashed write); cannot append to it")
+    last = trace.events[-1] if trace.events else None
+    event = event_type(
+        run_id=trace.run_id,
+        step=last.step if last else 0,
+        seq=last.seq + 1 if last else 0,
+        ts=time.time(),
+        **fields,
+    )
+    redact = redact or Redactor()
+    with Path(path).open("a", encoding="utf-8") as file:
+        file.write(redact(event.model_dump_json()) + "\n")
+    return event
 
 
 def trace_path(trace_dir: Path, run_id: str) -> Path:

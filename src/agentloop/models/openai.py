@@ -12,17 +12,21 @@ reported in ``ModelResponse.attempts`` (and on the raised error) so the trace sh
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
 import json
 import os
 import random
 import re
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2
 import openai
+from pydantic import ValidationError
 
 from agentloop.errors import (
     ContextWindowExceeded,
@@ -93,15 +97,22 @@ class OpenAIModel(Model):
                     "api_key=..., or point base_url (OPENAI_BASE_URL) at a local server"
                 )
             api_key = "no-key"
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key,
-            base_url=base_url,
-            max_retries=0,
-            timeout=httpx2.Timeout(timeout, connect=connect_timeout),
-            default_headers=default_headers,
+        self._client_options: dict[str, Any] = {
+            "api_key": api_key,
+            "base_url": base_url,
+            "max_retries": 0,
+            "timeout": httpx2.Timeout(timeout, connect=connect_timeout),
+            "default_headers": default_headers,
+        }
+        first = openai.AsyncOpenAI(**self._client_options)
+        self._unbound_client: openai.AsyncOpenAI | None = first
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
+            weakref.WeakKeyDictionary()
         )
         self._api_key = api_key
-        self.endpoint = str(self._client.base_url).rstrip("/")
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.endpoint = str(first.base_url).rstrip("/")
         self.max_retries = max_retries
         self.max_retry_after = max_retry_after
         self.backoff = backoff
@@ -111,6 +122,42 @@ class OpenAIModel(Model):
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "endpoint": self.endpoint}
+
+    async def aclose(self) -> None:
+        """Close the connections this model keeps open on the running event loop; the model
+        can still be used afterwards (it opens new ones).
+
+        Connections are also closed when their loop shuts down (``asyncio.run``,
+        ``Agent.run_sync``) if the model is still alive then. A model dropped just before its
+        loop ends may leave sockets for the garbage collector (a ``ResourceWarning``); close it
+        first, or use ``async with OpenAIModel(...) as model``.
+        """
+        bound = self._clients.pop(asyncio.get_running_loop(), None)
+        if bound is not None:
+            await bound.closer.aclose()
+
+    async def __aenter__(self) -> OpenAIModel:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _client(self) -> openai.AsyncOpenAI:
+        """The HTTP client for the running event loop.
+
+        Pooled keep-alive connections belong to the loop that opened them: reusing them on
+        another loop (a second ``run_sync``) fails, and leaving them open when their loop ends
+        leaks sockets. So each loop gets its own client, closed when that loop shuts down.
+        """
+        loop = asyncio.get_running_loop()
+        bound = self._clients.get(loop)
+        if bound is None:
+            client = self._unbound_client or openai.AsyncOpenAI(**self._client_options)
+            self._unbound_client = None
+            closer = _close_with_loop(client)
+            await anext(closer)  # now registered with the loop's async-generator shutdown
+            bound = self._clients[loop] = _LoopClient(client, closer)
+        return bound.client
 
     def secrets(self) -> list[str]:
         return [] if self._api_key == "no-key" else [self._api_key]
@@ -124,7 +171,8 @@ class OpenAIModel(Model):
         while True:
             started = time.perf_counter()
             try:
-                raw = await self._client.post(
+                client = await self._client()
+                raw = await client.post(
                     "/chat/completions",
                     cast_to=httpx2.Response,
                     content=body,
@@ -184,62 +232,54 @@ class OpenAIModel(Model):
     def _parse(
         self, content: bytes, latency_ms: float, attempts: tuple[RequestAttempt, ...]
     ) -> ModelResponse:
+        """The response in a 200 body. A body that is not a chat completion (not JSON, no
+        ``choices[0].message``, fields of the wrong type) raises ``ModelResponseError``
+        quoting the start of the body."""
         try:
             data = json.loads(content)
-            choice = data["choices"][0]
-            message = choice.get("message") or {}
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            snippet = content[:200].decode(errors="replace")
-            raise ModelResponseError(
-                f"malformed chat completion (no choices[0].message): {snippet!r}",
-                model=self.name,
-                endpoint=self.endpoint,
-            ) from None
-        calls = []
-        for index, call in enumerate(message.get("tool_calls") or ()):
-            function = call.get("function") or {}
-            arguments = function.get("arguments")
-            if not isinstance(arguments, str):  # some servers send the object itself
-                arguments = json.dumps(arguments if arguments is not None else {})
-            calls.append(
-                ToolCallPart(
-                    call_id=str(call.get("id") or f"call_{index}"),
-                    name=str(function.get("name") or ""),
-                    arguments=arguments,
-                )
-            )
-        usage = data.get("usage") or {}
-        text = message.get("content")
-        return ModelResponse(
-            text=text if isinstance(text, str) else None,
-            tool_calls=tuple(calls),
-            finish_reason=choice.get("finish_reason"),
-            usage=Usage(
-                input_tokens=usage.get("prompt_tokens") or 0,
-                output_tokens=usage.get("completion_tokens") or 0,
-            ),
-            model_name=data.get("model"),
-            latency_ms=latency_ms,
-            attempts=attempts,
+        except ValueError:
+            problem = "the body is not JSON"
+        else:
+            try:
+                return _response(data, latency_ms, attempts)
+            except (LookupError, TypeError, AttributeError, ValidationError) as exc:
+                problem = f"not a chat completion: {_problem(exc)}"
+        snippet = self._redact(content[:200].decode(errors="replace"))
+        error = ModelResponseError(
+            f"malformed response from the endpoint ({problem}): {snippet!r}",
+            model=self.name,
+            endpoint=self.endpoint,
         )
+        error.attempts = attempts  # type: ignore[attr-defined]
+        raise error
 
     # -- errors and retries ----------------------------------------------------------------
 
     def _classify(self, exc: openai.APIError) -> ModelError:
         where = {"model": self.name, "endpoint": self.endpoint}
         if isinstance(exc, openai.APITimeoutError):
-            return ModelTimeoutError("the endpoint did not answer in time", **where)
+            return ModelTimeoutError(
+                f"no answer within the {self.timeout:g} s timeout "
+                f"(connect timeout {self.connect_timeout:g} s)",
+                **where,
+            )
         if isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__
+            if cause is None or isinstance(cause, httpx2.ConnectError):
+                return ModelConnectionError(
+                    f"cannot connect to {self.endpoint}; is the server running?", **where
+                )
             return ModelConnectionError(
-                f"cannot connect to {self.endpoint}; is the server running?", **where
+                f"the connection to {self.endpoint} failed: {self._redact(str(cause))}", **where
             )
         if not isinstance(exc, openai.APIStatusError):
             return ModelResponseError(self._redact(str(exc)), **where)
         status = exc.status_code
         detail = self._redact(_error_detail(exc))
-        if status in (401, 403):
+        if status in (401, 403):  # the body is left out: servers may echo the key back
+            refused = "was refused" if status == 401 else "is not allowed to use this model"
             return ModelAuthError(
-                f"HTTP {status}: the API key was refused; check OPENAI_API_KEY or api_key",
+                f"HTTP {status}: the API key {refused}; check OPENAI_API_KEY or api_key",
                 status=status,
                 **where,
             )
@@ -276,11 +316,31 @@ class OpenAIModel(Model):
         return text.replace(self._api_key, "***") if len(self._api_key) >= 6 else text
 
 
+@dataclass(frozen=True, slots=True)
+class _LoopClient:
+    client: openai.AsyncOpenAI
+    closer: AsyncGenerator[None, None]
+
+
+async def _close_with_loop(client: openai.AsyncOpenAI) -> AsyncGenerator[None, None]:
+    """Closes ``client`` when its event loop shuts down.
+
+    Started once, this generator stays suspended for the life of the loop. ``asyncio.run`` (and
+    any runner that calls ``loop.shutdown_asyncgens()``) closes live async generators while the
+    loop still runs, which runs the ``finally`` below; if the model goes away first, the loop's
+    finalizer hook does the same.
+    """
+    try:
+        yield
+    finally:
+        await client.close()
+
+
 def _encoded(message: Message) -> bytes:
+    """The message's wire JSON, encoded once per message (messages never change)."""
     cached: bytes | None = message._wire.get(_WIRE)
     if cached is None:
-        cached = json.dumps(_wire_message(message)).encode()
-        message._wire[_WIRE] = cached
+        cached = message._wire[_WIRE] = json.dumps(_wire_message(message)).encode()
     return cached
 
 
@@ -301,6 +361,58 @@ def _wire_message(message: Message) -> dict[str, Any]:
         return {"role": "tool", "tool_call_id": message.call_id, "content": message.content}
     role = "system" if isinstance(message, SystemMessage) else "user"
     return {"role": role, "content": message.content}
+
+
+def _response(data: Any, latency_ms: float, attempts: tuple[RequestAttempt, ...]) -> ModelResponse:
+    """Read a decoded chat completion; raises on a shape that is not one."""
+    choice = data["choices"][0]
+    message = choice["message"] or {}
+    calls = []
+    for index, call in enumerate(message.get("tool_calls") or ()):
+        function = call.get("function") or {}
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str):  # some servers send the object itself
+            arguments = json.dumps(arguments if arguments is not None else {})
+        calls.append(
+            ToolCallPart(
+                call_id=str(call.get("id") or f"call_{index}"),
+                name=str(function.get("name") or ""),
+                arguments=arguments,
+            )
+        )
+    usage = data.get("usage")
+    text = message.get("content")
+    model_name = data.get("model")
+    return ModelResponse(
+        text=text if isinstance(text, str) else None,
+        tool_calls=tuple(calls),
+        finish_reason=choice.get("finish_reason"),
+        usage=Usage(
+            input_tokens=_count(usage, "prompt_tokens"),
+            output_tokens=_count(usage, "completion_tokens"),
+        ),
+        model_name=model_name if isinstance(model_name, str) else None,
+        latency_ms=latency_ms,
+        attempts=attempts,
+    )
+
+
+def _count(usage: Any, key: str) -> int:
+    """A token count from ``usage``; 0 when usage or the count is missing or not a number
+    (usage is bookkeeping: a server that garbles it should not fail the run)."""
+    value = usage.get(key) if isinstance(usage, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _problem(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"no {exc.args[0]!r} field"
+    if isinstance(exc, IndexError):
+        return "'choices' is empty"
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+    return "a field has the wrong type"
 
 
 def _error_detail(exc: openai.APIStatusError) -> str:
@@ -329,5 +441,11 @@ def _retry_after(headers: httpx2.Headers) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # unreadable: fall back to our own backoff
+    if parsed.tzinfo is None:  # "-0000" dates come back naive; HTTP dates are always UTC
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return max(0.0, parsed.timestamp() - time.time())

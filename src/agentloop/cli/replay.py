@@ -1,0 +1,240 @@
+"""``agentloop replay`` and ``agentloop resume``: run a recorded trace again.
+
+``replay`` needs nothing but the trace: the agent is rebuilt from its header and every model
+response and tool result is served from the recording. ``--tools``, ``--model`` and
+``--instructions`` swap in current code, another model or another prompt, to see where the run
+departs from the recording (``--live-tools``, ``--live-model``) or to continue live from a step
+(``--fork-at``). ``resume`` continues a run that did not finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from agentloop.agent import Agent
+from agentloop.cli._output import (
+    DEFAULT_TRACE_DIR,
+    EXIT_CODES,
+    EXIT_FAILED,
+    EXIT_OK,
+    out,
+    positive_int,
+    say,
+)
+from agentloop.cli.run import run_and_report
+from agentloop.cli.traces import find_trace
+from agentloop.errors import UserError
+from agentloop.events import ModelRequest
+from agentloop.loading import load_tools
+from agentloop.models import infer_model
+from agentloop.render import block, escape, event_lines, one_line
+from agentloop.replay import Recording, agent_from_trace, recorded_model, replay, resume_async
+from agentloop.settings import USE_AGENT_DEFAULT
+from agentloop.trace import Trace, read_trace
+
+REPLAY_EXIT_CODES = EXIT_CODES.replace(
+    "  1    the run failed", "  1    the replay diverged from the recording, or the run failed"
+)
+
+
+def register(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    replaying = commands.add_parser(
+        "replay",
+        parents=[common],
+        help="run a trace again offline and report where a changed agent departs from it",
+        description=__doc__,
+        epilog=REPLAY_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _agent_options(replaying)
+    replaying.add_argument(
+        "--live-tools",
+        action="store_true",
+        help="run the tools (from --tools) and compare their results with the recording",
+    )
+    replaying.add_argument(
+        "--live-model",
+        action="store_true",
+        help="ask the model (--model, or the recorded one) at every step and compare its actions",
+    )
+    replaying.add_argument(
+        "--fork-at",
+        metavar="K",
+        type=int,
+        help="serve steps before K from the recording, then continue live (another --model, "
+        "--instructions or --tools)",
+    )
+    replaying.add_argument(
+        "--lenient",
+        action="store_true",
+        help="note every divergence and go on (default: stop at the first)",
+    )
+    replaying.add_argument(
+        "--step",
+        action="store_true",
+        help="walk the recorded run one step at a time (Enter for the next, q to stop)",
+    )
+    replaying.add_argument("--json", action="store_true", help="print the report as JSON")
+    replaying.set_defaults(handler=cmd_replay)
+
+    resuming = commands.add_parser(
+        "resume",
+        parents=[common],
+        help="continue a run that did not finish",
+        description="Continue a run that was killed, crashed, was cancelled or hit a limit: the "
+        "recorded steps are served from TRACE, a tool call that started but has no result is "
+        "re-run only if its tool is idempotent (otherwise the model is told it was "
+        "interrupted), and the run goes on live to a final answer in a new trace.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _agent_options(resuming)
+    resuming.add_argument(
+        "--max-steps",
+        metavar="N",
+        type=positive_int,
+        help="most model requests in the whole run, recorded steps included",
+    )
+    resuming.add_argument("--json", action="store_true", help="print a JSON result object")
+    resuming.set_defaults(handler=cmd_resume)
+
+
+def _agent_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("trace", metavar="TRACE", help="a trace file, or a run id in --trace-dir")
+    parser.add_argument(
+        "--trace-dir",
+        metavar="DIR",
+        default=DEFAULT_TRACE_DIR,
+        help="where run ids are looked up and the new trace is written (default: ./traces)",
+    )
+    parser.add_argument(
+        "--tools",
+        metavar="PATH",
+        action="append",
+        default=None,
+        help="the agent's tools now (a file or folder of @tool functions); repeat for more",
+    )
+    parser.add_argument("--model", help="a model string (default: the recorded model)")
+    parser.add_argument("--instructions", metavar="TEXT", help="new system instructions")
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    source = read_trace(find_trace(args.trace, Path(args.trace_dir)))
+    if args.step:
+        walk_steps(source)
+    live = args.live_tools or args.live_model or args.fork_at is not None
+    if (args.live_tools or args.fork_at is not None) and _needs_tools(source, args):
+        raise UserError(
+            "running tools live needs them: pass --tools PATH (the file or folder that defines "
+            f"{', '.join(_tool_names(source))})"
+        )
+    wants_model = args.live_model or args.fork_at is not None
+    changed = args.tools is not None or args.model or args.instructions is not None
+    agent = _agent(source, args, live_model=wants_model) if (live or changed) else None
+    result = replay(
+        source,
+        agent,
+        tools="live" if args.live_tools else "recorded",
+        model="live" if args.live_model else "recorded",
+        fork_at=args.fork_at,
+        strict=not args.lenient,
+        trace_dir=args.trace_dir,
+    )
+    if result.trace_path is not None:
+        say(f"replay trace: {escape(str(result.trace_path))}")
+    if args.json:
+        out(json.dumps(_replay_json(result.__dict__)))
+    else:
+        for line in result.report().splitlines():
+            out(escape(line))
+    return EXIT_FAILED if result.diverged else EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    source = read_trace(find_trace(args.trace, Path(args.trace_dir)))
+    if source.output is not None:
+        raise UserError(f"run {source.run_id} already finished; nothing to resume")
+    if _needs_tools(source, args):
+        raise UserError(
+            f"resuming runs the tools live: pass --tools PATH for {', '.join(_tool_names(source))}"
+        )
+    agent = _agent(source, args, live_model=True)
+    agent.trace_dir = Path(args.trace_dir)
+    for call in Recording(source).interrupted_calls():
+        idempotent = agent.tools.get(call.name) is not None and agent.tools[call.name].idempotent
+        what = (
+            "runs again (idempotent)" if idempotent else "is reported to the model as interrupted"
+        )
+        say(f"interrupted call {escape(call.call_id)} to {escape(call.name)} {what}")
+    max_steps = args.max_steps if args.max_steps is not None else USE_AGENT_DEFAULT
+    return run_and_report(
+        args,
+        agent,
+        lambda listener: resume_async(source, agent, max_steps=max_steps, listener=listener),
+    )
+
+
+def _agent(source: Trace, args: argparse.Namespace, *, live_model: bool) -> Agent:
+    model = infer_model(args.model) if args.model else None
+    if model is None and live_model:
+        model = recorded_model(source)
+    return agent_from_trace(
+        source,
+        model=model,
+        tools=load_tools(args.tools) if args.tools is not None else None,
+        instructions=args.instructions,
+    )
+
+
+def _tool_names(source: Trace) -> list[str]:
+    return [str(t.get("name")) for t in source.header.agent.get("tools", [])]
+
+
+def _needs_tools(source: Trace, args: argparse.Namespace) -> bool:
+    return args.tools is None and bool(_tool_names(source))
+
+
+def walk_steps(trace: Trace) -> None:
+    """Show the recorded run a step at a time: what the model saw, said, and got back."""
+    interactive = sys.stdin.isatty()
+    for number, lines in enumerate(_steps(trace)):
+        if number and interactive:
+            print(f"-- Enter for step {number}, q to stop --", end=" ", file=sys.stderr, flush=True)
+            if sys.stdin.readline().strip().lower() == "q":
+                return
+        for line in lines:
+            out(line)
+
+
+def _steps(trace: Trace) -> Iterator[list[str]]:
+    lines: list[str] = [f"run {escape(trace.run_id)}: {one_line(trace.header.task, 200)}"]
+    for event in trace.events:
+        if isinstance(event, ModelRequest):
+            if event.step:
+                yield lines
+                lines = []
+            lines.append(
+                f"== step {event.step}: the model sees {len(event.messages)} new message(s)"
+            )
+            for message in event.messages:
+                text = getattr(message, "content", None) or ""
+                lines.extend(block(message.role, str(text), 500))
+        else:
+            lines.extend(event_lines(event, 500))
+    yield lines
+
+
+def _replay_json(fields: dict[str, Any]) -> dict[str, Any]:
+    data = dict(fields)
+    data["divergence"] = fields["divergence"].model_dump() if fields["divergence"] else None
+    data["divergences"] = [d.model_dump() for d in fields["divergences"]]
+    data["trace_path"] = str(fields["trace_path"]) if fields["trace_path"] else None
+    return json.loads(json.dumps(data, default=str))  # type: ignore[no-any-return]

@@ -1,0 +1,230 @@
+"""``agentloop run``: run an agent on a task, with live progress on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from agentloop.agent import Agent
+from agentloop.cli._output import (
+    DEFAULT_TRACE_DIR,
+    EXIT_CANCELLED,
+    EXIT_CODES,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    message,
+    out,
+    positive_int,
+    say,
+)
+from agentloop.errors import AgentLoopError, TraceError, UserError
+from agentloop.events import BaseEvent, EventListener, RunCancelled, RunFailed, RunFinished
+from agentloop.loading import load_tools
+from agentloop.render import escape, event_lines, plural, result_json, usage_json, usage_text
+from agentloop.result import RunResult
+from agentloop.settings import USE_AGENT_DEFAULT
+from agentloop.trace import read_trace, trace_path
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def register(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="run an agent on a task",
+        description="Run an agent on TASK. The final answer goes to stdout; each step is\n"
+        "reported on stderr as it happens. The run's trace is written to --trace-dir.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("task", metavar="TASK", help="what the agent should do")
+    run.add_argument(
+        "--model",
+        required=True,
+        help="model string, e.g. 'openai:<name>' for an OpenAI-compatible endpoint "
+        "(OPENAI_BASE_URL, OPENAI_API_KEY)",
+    )
+    run.add_argument(
+        "--tools",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="a Python file of @tool functions, or a folder of such files (not recursive; "
+        "names starting with '_' are skipped); repeat --tools for more",
+    )
+    run.add_argument(
+        "--trace-dir",
+        metavar="DIR",
+        default=DEFAULT_TRACE_DIR,
+        help="where the trace is written (default: ./traces)",
+    )
+    run.add_argument(
+        "--max-steps",
+        metavar="N",
+        type=positive_int,
+        help="most model requests in the run (default: 20)",
+    )
+    run.add_argument("--instructions", metavar="TEXT", help="system instructions for the model")
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON result object on stdout instead of the answer",
+    )
+    run.set_defaults(handler=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the agent, printing progress to stderr and the answer (or JSON) to stdout."""
+    agent = Agent(
+        args.model,
+        tools=load_tools(args.tools),
+        instructions=args.instructions,
+        max_steps=args.max_steps if args.max_steps is not None else USE_AGENT_DEFAULT,
+        trace_dir=args.trace_dir,
+    )
+    return run_and_report(args, agent, lambda listener: agent.run(args.task, listener=listener))
+
+
+def run_and_report(
+    args: argparse.Namespace,
+    agent: Agent,
+    start: Callable[[EventListener], Coroutine[Any, Any, RunResult]],
+) -> int:
+    """Run ``start(listener)`` (a run of ``agent``) with live progress on stderr, then report
+    how it ended; the exit code. Shared by ``run`` and ``resume``."""
+    progress = _Progress(agent.redact)
+    threads = _ToolThreads()
+
+    async def watched() -> RunResult:
+        asyncio.get_running_loop().set_default_executor(threads)
+        return await start(progress)
+
+    try:
+        result = asyncio.run(watched())
+    except KeyboardInterrupt:
+        code = _report_cancelled(args, agent, progress)
+    except AgentLoopError as exc:
+        code = _report_failed(args, agent, exc)
+    else:
+        code = _report_finished(args, agent, result)
+    if threads.running and args.standalone:
+        # A sync tool is still running in a thread (cancelled, or timed out): Python cannot
+        # stop it, and a normal exit would wait for it. The trace is already closed.
+        say(f"leaving {plural(threads.running, 'tool call')} running in the background")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+class _Progress:
+    """Prints each event of a running run to stderr as it happens, redacted and escaped."""
+
+    def __init__(self, redact: Callable[[str], str]) -> None:
+        self.redact = redact
+        self.run_id: str | None = None
+
+    def __call__(self, event: BaseEvent) -> None:
+        self.run_id = event.run_id
+        if isinstance(event, RunFinished | RunFailed | RunCancelled):
+            return  # the command reports how the run ended itself
+        for line in event_lines(event):
+            say(self.redact(line))
+
+
+class _ToolThreads(ThreadPoolExecutor):
+    """The threads sync tools run in, counting the calls still running.
+
+    Shutting down never waits: a call that was cancelled or timed out keeps its thread (Python
+    threads cannot be stopped), and the CLI should not hang on it after the run has ended.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(thread_name_prefix="agentloop-tool")
+        self._lock = threading.Lock()
+        self.running = 0
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        with self._lock:
+            self.running += 1
+        try:
+            future = super().submit(fn, *args, **kwargs)
+        except BaseException:
+            self._finished(None)
+            raise
+        future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, _: object) -> None:
+        with self._lock:
+            self.running -= 1
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        super().shutdown(wait=False, cancel_futures=True)
+
+
+def _report_finished(args: argparse.Namespace, agent: Agent, result: RunResult) -> int:
+    say(
+        f"finished: {plural(result.steps, 'step')}, {plural(result.tool_calls, 'tool call')}, "
+        f"{usage_text(result.usage)}, {result.duration_s:.2f} s"
+    )
+    say(f"trace: {escape(str(result.trace_path))}")
+    if args.json:
+        _emit_json(agent, result_json(result))
+    else:
+        out(escape(agent.redact(result.output or "")))
+    return EXIT_OK
+
+
+def _report_failed(args: argparse.Namespace, agent: Agent, exc: AgentLoopError) -> int:
+    reason = exc.partial.stop_reason if exc.partial else "error"
+    say(f"error: run failed ({reason}): {escape(agent.redact(message(exc)))}")
+    if exc.trace_path is not None:
+        say(f"trace: {escape(str(exc.trace_path))}")
+    if args.json and exc.partial is not None:
+        error = {"type": type(exc).__name__, "message": message(exc)}
+        _emit_json(agent, {**result_json(exc.partial), "error": error})
+    return EXIT_USAGE if isinstance(exc, UserError) else EXIT_FAILED
+
+
+def _report_cancelled(args: argparse.Namespace, agent: Agent, progress: _Progress) -> int:
+    """After Ctrl-C: the run is already recorded as cancelled; say where, from its trace."""
+    say("cancelled")
+    if progress.run_id is None:
+        return EXIT_CANCELLED
+    path = trace_path(Path(args.trace_dir), progress.run_id)
+    say(f"trace: {escape(str(path))}")
+    if args.json:
+        data: dict[str, Any] = {
+            "output": None,
+            "stop_reason": "cancelled",
+            "trace_path": str(path),
+            "run_id": progress.run_id,
+            "config_hash": agent.config_hash,
+        }
+        try:
+            end = read_trace(path).terminal
+        except TraceError:
+            end = None
+        if isinstance(end, RunCancelled):
+            data.update(steps=end.steps, usage=usage_json(end.usage), tool_calls=end.tool_calls)
+        _emit_json(agent, data)
+    return EXIT_CANCELLED
+
+
+def _emit_json(agent: Agent, data: dict[str, Any]) -> None:
+    # json.dumps escapes every control character (ensure_ascii), so the line is terminal-safe.
+    out(agent.redact(json.dumps(data)))

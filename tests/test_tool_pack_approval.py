@@ -113,6 +113,7 @@ async def test_tools_without_approval_record_none(tmp_path: Path) -> None:
         "[]",
         '"out.txt"',
         '{"path": "out.txt", "content": NaN}',
+        '{"path": "out.txt", "content": "a", "content": "b"}',
         '{"path": "out.txt", "content": "hi"',
         {"path": "out.txt"},
         {"path": "out.txt", "content": "hi", "mode": "append"},

@@ -486,6 +486,7 @@ class _Run:
             duration_ms=outcome.duration_ms if outcome else 0.0,
             truncated_from=observation.truncated_from,
             exception=outcome.exception_text if outcome else None,
+            approval=outcome.approval if outcome else None,
         )
         _log.debug(
             "tool call",

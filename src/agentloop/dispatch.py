@@ -13,7 +13,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias
+from typing import Literal, Protocol, TypeAlias
 
 from agentloop.actions import Call, ToolCall
 from agentloop.errors import ToolRetry
@@ -42,6 +42,15 @@ class ToolOutcome:
     duration_ms: float
     exception: BaseException | None = None
     exception_text: str | None = None
+    approved: bool | None = None
+    """For a ``requires_approval`` tool, the approver's verdict; ``None`` for other tools."""
+
+    @property
+    def approval(self) -> Literal["approved", "denied"] | None:
+        """The verdict as the trace records it."""
+        if self.approved is None:
+            return None
+        return "approved" if self.approved else "denied"
 
 
 async def run_tool_calls(
@@ -61,7 +70,8 @@ async def run_tool_calls(
 
 async def _run_one(call: ToolCall, limits: RunLimits, approver: Approver | None) -> ToolOutcome:
     tool = call.tool
-    started = time.perf_counter()
+    approved = await _approved(call, approver) if tool.requires_approval else None
+    started = time.perf_counter()  # after approval: a person's thinking time is not the tool's
 
     def outcome(observation: Observation, exc: BaseException | None = None) -> ToolOutcome:
         return ToolOutcome(
@@ -70,9 +80,10 @@ async def _run_one(call: ToolCall, limits: RunLimits, approver: Approver | None)
             duration_ms=(time.perf_counter() - started) * 1000,
             exception=exc,
             exception_text="".join(traceback.format_exception(exc)) if exc else None,
+            approved=approved,
         )
 
-    if tool.requires_approval and not await _approved(call, approver):
+    if approved is False:
         return outcome(
             Observation(
                 content=f"Error: the call to {tool.name!r} needs approval and was denied; "

@@ -71,6 +71,9 @@ class ToolResult(BaseEvent):
     never sees this."""
     untrusted: bool = True
     """Tool output is data from outside the agent, never instructions."""
+    approval: Literal["approved", "denied"] | None = None
+    """For a tool that requires approval: whether the call was approved (and ran) or denied
+    (and did not run). ``None`` for tools that need no approval."""
 
 
 class RunWarning(BaseEvent):

@@ -1,0 +1,43 @@
+"""examples/research_agent.py builds an agent from the tool pack (it is not run live here)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+from agentloop import ModelResponse
+from agentloop.testing import ScriptedModel
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "tests" / "data" / "docs"
+
+
+def load_example() -> ModuleType:
+    path = ROOT / "examples" / "research_agent.py"
+    spec = importlib.util.spec_from_file_location("research_agent_example", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_research_agent_has_search_fetch_retrieve_and_calculator(tmp_path: Path) -> None:
+    example = load_example()
+    agent = example.build_agent(ScriptedModel([]), DOCS, trace_dir=tmp_path)
+    assert list(agent.tools) == ["web_search", "fetch_url", "search_docs", "calculator"]
+    assert "[source: otters.md#2]" in agent.instructions
+    assert not any(t.requires_approval for t in agent.tools.values())
+
+
+async def test_the_research_agent_cites_a_local_passage(tmp_path: Path) -> None:
+    example = load_example()
+    model = ScriptedModel(
+        [
+            ModelResponse.tool_call("search_docs", {"query": "longest river"}),
+            "The Nile is often named the longest river [source: rivers.txt#1].",
+        ]
+    )
+    result = await example.build_agent(model, DOCS, trace_dir=tmp_path).run("Longest river?")
+    assert result.output.endswith("[source: rivers.txt#1].")
+    model.assert_consumed()

@@ -11,6 +11,7 @@ import pytest
 from agentloop import Agent, ModelResponse, RunLimits, ToolRetry, UserError, read_trace, tool
 from agentloop.errors import ModelResponseError, ScriptError, ToolDefinitionError
 from agentloop.messages import SystemMessage, ToolMessage, UserMessage
+from agentloop.safety import UNTRUSTED_NOTICE, delimit_untrusted
 from agentloop.testing import FunctionModel, ScriptedModel, capture_events
 
 
@@ -47,10 +48,11 @@ async def test_tool_call_round_trip_builds_the_conversation(tmp_path: Path) -> N
     assert result.output == "5"
     assert result.tool_calls == 1
     second = model.calls[1].messages
-    assert isinstance(second[0], SystemMessage) and second[0].content == "Be exact."
+    assert isinstance(second[0], SystemMessage)
+    assert second[0].content == f"Be exact.\n\n{UNTRUSTED_NOTICE}"
     assert isinstance(second[1], UserMessage) and second[1].content == "2+3?"
     assert isinstance(second[3], ToolMessage)
-    assert (second[3].call_id, second[3].content) == ("call_0", "5")
+    assert (second[3].call_id, second[3].content) == ("call_0", delimit_untrusted("add", "5"))
     assert model.calls[0].tools == ["add"]
     assert [m.role for m in result.messages] == ["system", "user", "assistant", "tool", "assistant"]
 
@@ -73,7 +75,10 @@ async def test_parallel_calls_each_get_one_result_in_order(tmp_path: Path) -> No
     await Agent(model, tools=[slow], trace_dir=tmp_path).run("go")
     assert order == ["second", "first"]  # they ran concurrently
     results = [m for m in model.calls[1].messages if isinstance(m, ToolMessage)]
-    assert [(m.call_id, m.content) for m in results] == [("a", "first"), ("b", "second")]
+    assert [(m.call_id, m.content) for m in results] == [
+        ("a", delimit_untrusted("slow", "first")),
+        ("b", delimit_untrusted("slow", "second")),
+    ]
 
 
 async def test_sync_tools_run_in_worker_threads(tmp_path: Path) -> None:
@@ -269,7 +274,8 @@ async def test_scripted_model_fails_loudly(tmp_path: Path) -> None:
 
 async def test_function_model_and_capture_events(tmp_path: Path) -> None:
     def reply(messages: list[object], call: object) -> ModelResponse | str:
-        return ModelResponse.tool_call("add", {"a": 4, "b": 5}) if len(messages) == 1 else "9"
+        last = messages[-1]
+        return ModelResponse.tool_call("add", {"a": 4, "b": 5}) if last.role == "user" else "9"  # type: ignore[attr-defined]
 
     with capture_events() as captured:
         result = await Agent(FunctionModel(reply), tools=[add], trace_dir=None).run("go")

@@ -28,6 +28,7 @@ from agentloop import __version__, read_trace
 from agentloop.cli import main
 from agentloop.loading import ToolLoadError, load_tools
 from agentloop.render import escape, one_line
+from agentloop.safety import UNTRUSTED_NOTICE
 from agentloop.trace import iter_trace_files
 
 # -- the fake model server ---------------------------------------------------------------------
@@ -224,7 +225,8 @@ def test_run_passes_instructions_and_max_steps(
     fake.script = [answer("ok")]
     result = cli(*run_args(tools_file, "--instructions", "Be brief.", "--max-steps", "3"))
     assert result.code == 0, result.err
-    assert fake.requests[0]["messages"][0] == {"role": "system", "content": "Be brief."}
+    system = fake.requests[0]["messages"][0]
+    assert system == {"role": "system", "content": f"Be brief.\n\n{UNTRUSTED_NOTICE}"}
     header = read_trace(only_trace(Path("traces"))).header  # the default ./traces
     assert header.agent["limits"]["max_steps"] == 3
 

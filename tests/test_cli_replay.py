@@ -10,6 +10,7 @@ import pytest
 from agentloop import Agent, ModelResponse, read_trace
 from agentloop.cli import main
 from agentloop.loading import load_tools
+from agentloop.safety import UNTRUSTED_NOTICE
 from agentloop.testing import ScriptedModel
 from fakes import FakeOpenAIServer, answer
 
@@ -152,7 +153,10 @@ def test_fork_continues_with_another_model(
     assert trace.header.parent is not None and trace.header.parent["step"] == 1
     sent = openai_server.bodies[0]
     assert sent["model"] == "other"
-    assert sent["messages"][0] == {"role": "system", "content": "Answer at once."}
+    assert sent["messages"][0] == {
+        "role": "system",
+        "content": f"Answer at once.\n\n{UNTRUSTED_NOTICE}",
+    }
     assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "tool"]
 
 

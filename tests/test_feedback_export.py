@@ -13,6 +13,7 @@ from agentloop.critique import DEFAULT_RUBRIC, critique, revise
 from agentloop.errors import UserError
 from agentloop.export import Export, Filters, dpo_export, read_traces, sft_export, write_jsonl
 from agentloop.feedback import add_feedback
+from agentloop.safety import UNTRUSTED_NOTICE, delimit_untrusted
 from agentloop.testing import ScriptedModel
 
 SECRET = "sk-live-PLANTED0123456789abcdef"
@@ -71,7 +72,7 @@ def test_sft_lines_follow_the_chat_format_with_tools(tmp_path: Path) -> None:
     assert messages[3] == {
         "role": "tool",
         "tool_call_id": "call_0",
-        "content": "Oslo: 18 C, cloudy",
+        "content": delimit_untrusted("weather", "Oslo: 18 C, cloudy"),
     }  # type: ignore[index]
     assert messages[4] == {"role": "assistant", "content": "18 C and cloudy."}  # type: ignore[index]
     assert line["tools"] == [
@@ -129,7 +130,7 @@ def test_differently_rated_runs_of_a_task_make_a_pair(tmp_path: Path) -> None:
     [pair] = lines(dpo_export(read_traces([tmp_path])), "dpo")
     assert pair["input"] == {
         "messages": [
-            {"role": "system", "content": "Be brief."},
+            {"role": "system", "content": f"Be brief.\n\n{UNTRUSTED_NOTICE}"},
             {"role": "user", "content": "Weather in Oslo?"},
         ]
     }

@@ -15,6 +15,7 @@ import pytest
 from agentloop import Agent, AgentLoopError
 from agentloop.errors import ModelAuthError, ModelResponseError, RetryBudgetExhausted
 from agentloop.events import RunWarning, ToolCallRequested, ToolResult
+from agentloop.safety import delimit_untrusted
 from fakes import (
     FakeOpenAIServer,
     Reply,
@@ -106,7 +107,7 @@ async def test_arguments_sent_as_an_object_are_accepted(
     sent = assistant["tool_calls"][0]["function"]["arguments"]
     assert isinstance(sent, str) and json.loads(sent) == {"a": 2, "b": 3}  # back as a string
     assert tool_messages(openai_server.bodies[1]) == [
-        {"role": "tool", "tool_call_id": "c1", "content": "5"}
+        {"role": "tool", "tool_call_id": "c1", "content": delimit_untrusted("add", "5")}
     ]
     finished_trace(result)
 
@@ -179,7 +180,7 @@ async def test_missing_and_duplicate_ids_get_stable_unique_ids_one_result_each(
     assistant = body["messages"][-1 - len(ids)]
     assert [c["id"] for c in assistant["tool_calls"]] == expected
     assert [(m["tool_call_id"], m["content"]) for m in tool_messages(body)] == [
-        (call_id, str(i + 10)) for i, call_id in enumerate(expected)
+        (call_id, delimit_untrusted("add", str(i + 10))) for i, call_id in enumerate(expected)
     ]
     trace = finished_trace(result)
     assert [c.call_id for c in trace.tool_calls()] == expected
@@ -257,7 +258,8 @@ async def test_an_empty_reply_once_then_an_answer_succeeds(
     assert result.output == "here" and result.steps == 2
     first, second = openai_server.bodies
     assert second["messages"][: len(first["messages"])] == first["messages"]
-    assert [m["role"] for m in second["messages"]] == ["user", "user"]  # no empty assistant
+    roles = [m["role"] for m in second["messages"]]
+    assert roles == ["system", "user", "user"]  # the tool-output notice; no empty assistant
     finished_trace(result)
 
 

@@ -21,6 +21,7 @@ from agentloop.messages import (
     UserMessage,
 )
 from agentloop.models.openai import OpenAIModel
+from agentloop.safety import UNTRUSTED_NOTICE, delimit_untrusted
 from agentloop.tools import Tool, Toolset
 from fakes import FakeOpenAIServer, answer, completion, tool_call, tool_calls
 from fakes.openai_server import Reply
@@ -90,7 +91,7 @@ async def test_the_body_carries_model_messages_tools_and_settings_and_each_step_
     assert [t["function"]["name"] for t in first["tools"]] == ["add", "echo"]
     assert first["tools"][0]["function"]["parameters"]["required"] == ["a", "b"]
     assert first["messages"] == [
-        {"role": "system", "content": "Be exact."},
+        {"role": "system", "content": f"Be exact.\n\n{UNTRUSTED_NOTICE}"},
         {"role": "user", "content": "Add 1 and 2, echo, then add 3 and 4."},
     ]
     assert second["messages"][:2] == first["messages"]
@@ -114,8 +115,12 @@ async def test_the_body_carries_model_messages_tools_and_settings_and_each_step_
                 },
             ],
         },
-        {"role": "tool", "tool_call_id": "call_a", "content": "3"},
-        {"role": "tool", "tool_call_id": "call_b", "content": 'hé \u2603 "q"'},
+        {"role": "tool", "tool_call_id": "call_a", "content": delimit_untrusted("add", "3")},
+        {
+            "role": "tool",
+            "tool_call_id": "call_b",
+            "content": delimit_untrusted("echo", 'hé \u2603 "q"'),
+        },
     ]
     assert third["messages"][:5] == second["messages"]
     assert third["messages"][5:] == [
@@ -130,7 +135,7 @@ async def test_the_body_carries_model_messages_tools_and_settings_and_each_step_
                 }
             ],
         },
-        {"role": "tool", "tool_call_id": "call_c", "content": "7"},
+        {"role": "tool", "tool_call_id": "call_c", "content": delimit_untrusted("add", "7")},
     ]
     for body in (second, third):  # every step sends the same settings and tools
         assert {k: v for k, v in body.items() if k != "messages"} == {

@@ -14,6 +14,7 @@ import pytest
 
 from agentloop import read_trace
 from agentloop.events import RunFinished
+from agentloop.safety import UNTRUSTED_NOTICE, delimit_untrusted
 from fakes import FakeOpenAIServer, answer, tool_call, tool_calls
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -57,5 +58,13 @@ def test_the_readme_example_runs_and_prints_the_answer_and_trace_path(
     first, second = openai_server.bodies
     assert first["model"] == "gpt-4o-mini"
     assert [t["function"]["name"] for t in first["tools"]] == ["word_count"]
-    assert first["messages"][0] == {"role": "system", "content": "Use tools to answer exactly."}
-    assert second["messages"][-1] == {"role": "tool", "tool_call_id": "wc1", "content": "4"}
+    system = first["messages"][0]
+    assert system == {
+        "role": "system",
+        "content": f"Use tools to answer exactly.\n\n{UNTRUSTED_NOTICE}",
+    }
+    assert second["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": "wc1",
+        "content": delimit_untrusted("word_count", "4"),
+    }

@@ -20,6 +20,7 @@ import pytest
 from agentloop import Agent
 from agentloop.errors import ToolDefinitionError
 from agentloop.messages import ModelResponse, ToolMessage
+from agentloop.safety import delimit_untrusted
 from agentloop.testing import ScriptedModel
 from agentloop.tool_schemas import MAX_PROBLEM_CHARS, MAX_PROBLEMS, InvalidArguments
 from agentloop.tools import Tool, Toolset, tool
@@ -890,4 +891,4 @@ async def test_from_schema_tool_in_a_run() -> None:
         "Error: invalid arguments for 'register': name: Field required; "
         "age: -1 is less than the minimum of 0. Fix them and call again."
     )
-    assert observations[1] == "registered"
+    assert observations[1] == delimit_untrusted("register", "registered")

@@ -55,7 +55,8 @@ def test_read_trace_round_trip(tmp_path: Path) -> None:
     assert trace.output == "HI" and not trace.torn
     assert trace.steps == 2
     assert [c.name for c in trace.tool_calls()] == ["shout"]
-    assert [m.role for m in trace.messages()] == ["user", "assistant", "tool", "assistant"]
+    roles = [m.role for m in trace.messages()]
+    assert roles == ["system", "user", "assistant", "tool", "assistant"]
 
 
 def test_a_torn_last_line_is_dropped(tmp_path: Path) -> None:

@@ -68,6 +68,7 @@ from agentloop.models import Model, infer_model
 from agentloop.observations import Observation
 from agentloop.redaction import Redactor
 from agentloop.result import RunResult, StopReason
+from agentloop.safety import UNTRUSTED_NOTICE, delimit_untrusted
 from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, RunLimits, UseAgentDefault
 from agentloop.tools import Tool, Toolset
 from agentloop.trace import TraceHeader, TraceWriter, new_run_id, now_iso, trace_path
@@ -116,11 +117,14 @@ class Agent:
         secrets: Iterable[str] = (),
         redact_patterns: Iterable[str] = (),
         approver: Approver | None = None,
+        delimit_tool_results: bool = True,
     ) -> None:
         """``tools`` are ``Tool`` objects or plain typed functions; ``trace_dir=None`` turns
         tracing off. ``secrets`` (and the model's API key) are masked in traces and logs, as is
         text matching ``redact_patterns``. ``approver`` decides calls to tools marked
-        ``requires_approval``; without one they are denied."""
+        ``requires_approval``; without one they are denied. ``delimit_tool_results`` wraps
+        what tools return in ``<tool_output>`` tags that the system prompt explains, so the
+        model treats it as data, not instructions (the trace keeps the raw result)."""
         self.model = infer_model(model)
         self.tools = Toolset(tools)
         self.instructions = instructions
@@ -136,6 +140,7 @@ class Agent:
         )
         self.trace_dir = Path(trace_dir) if trace_dir is not None else None
         self.approver = approver
+        self.delimit_tool_results = delimit_tool_results
         self.redact = Redactor([*secrets, *self.model.secrets()], redact_patterns)
         """Masks secrets in everything this agent writes (traces, logs)."""
 
@@ -150,6 +155,7 @@ class Agent:
             "name": self.name,
             "model": (model or self.model).config(),
             "instructions": self.instructions,
+            "delimit_tool_results": self.delimit_tool_results,
             "settings": (settings or self.settings).model_dump(exclude_none=True),
             "limits": (limits or self.limits).model_dump(),
             "tools": [
@@ -163,6 +169,12 @@ class Agent:
                 for t in self.tools.values()
             ],
         }
+
+    def system_prompt(self) -> str | None:
+        """The system message: the instructions, plus what the tool-output tags mean."""
+        notice = UNTRUSTED_NOTICE if self.tools and self.delimit_tool_results else None
+        parts = [p for p in (self.instructions, notice) if p]
+        return "\n\n".join(parts) if parts else None
 
     def replace(self, **changes: Any) -> Agent:
         """A copy of this agent with some attributes changed (``instructions``, ``model``,
@@ -309,8 +321,9 @@ class _Run:
         self.listeners = listeners
         self.redact = agent.redact
         self.messages: list[Message] = []
-        if agent.instructions:
-            self.messages.append(SystemMessage(content=agent.instructions))
+        system = agent.system_prompt()
+        if system:
+            self.messages.append(SystemMessage(content=system))
         self.messages.extend(history)
         self.messages.append(UserMessage(content=task))
         self.sent = 0  # messages already recorded in a model_request event
@@ -495,8 +508,13 @@ class _Run:
             error=observation.error,
             duration_ms=round(outcome.duration_ms, 2) if outcome else 0.0,
         )
+        content = observation.content
+        if self.agent.delimit_tool_results and observation.error in (None, "retry"):
+            # What the tool said (its result, or its ToolRetry message) is outside data; the
+            # error texts agentloop writes itself are not.
+            content = delimit_untrusted(action.part.name, content)
         self.messages.append(
-            ToolMessage(call_id=action.call_id, name=action.part.name, content=observation.content)
+            ToolMessage(call_id=action.call_id, name=action.part.name, content=content)
         )
 
     def count_mistakes(self, n: int) -> None:

@@ -573,6 +573,7 @@ def _served(call: ToolCall, result: ToolResult) -> ToolOutcome:
         duration_ms=result.duration_ms,
         exception=error,
         exception_text=result.exception,
+        approved=None if result.approval is None else result.approval == "approved",
     )
 
 

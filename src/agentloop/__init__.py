@@ -4,6 +4,7 @@ The public API is this module's ``__all__``; everything else is internal and may
 """
 
 from agentloop.agent import Agent, AgentRun
+from agentloop.datasets import Case, Dataset
 from agentloop.divergence import Divergence
 from agentloop.errors import (
     AgentLoopError,
@@ -20,12 +21,14 @@ from agentloop.errors import (
     TraceError,
     UserError,
 )
+from agentloop.evals import EvalRun, evaluate, evaluate_async
 from agentloop.messages import Message, ModelResponse, ToolCallPart, Usage
 from agentloop.models import Model
 from agentloop.observations import Observation
 from agentloop.redaction import Redactor
 from agentloop.replay import ReplayResult, replay, replay_async, resume, resume_async
 from agentloop.result import RunResult
+from agentloop.scorers import Score, Scorer
 from agentloop.settings import ModelSettings, RunLimits
 from agentloop.tools import Tool, Toolset, tool
 from agentloop.trace import Trace, read_trace
@@ -36,8 +39,11 @@ __all__ = [
     "Agent",
     "AgentLoopError",
     "AgentRun",
+    "Case",
     "ContextWindowExceeded",
+    "Dataset",
     "Divergence",
+    "EvalRun",
     "MaxStepsExceeded",
     "MaxToolCallsExceeded",
     "Message",
@@ -54,6 +60,8 @@ __all__ = [
     "RunLimits",
     "RunResult",
     "RunTimeout",
+    "Score",
+    "Scorer",
     "Tool",
     "ToolCallPart",
     "ToolExecutionError",
@@ -64,6 +72,8 @@ __all__ = [
     "Usage",
     "UserError",
     "__version__",
+    "evaluate",
+    "evaluate_async",
     "read_trace",
     "replay",
     "replay_async",

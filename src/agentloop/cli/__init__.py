@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from agentloop import __version__
-from agentloop.cli import replay, run, traces
+from agentloop.cli import evals, replay, run, traces
 from agentloop.cli._output import (
     EXIT_CANCELLED,
     EXIT_CODES,
@@ -85,4 +85,5 @@ def build_parser() -> argparse.ArgumentParser:
     run.register(commands, common)
     traces.register(commands, common)
     replay.register(commands, common)
+    evals.register(commands, common)
     return parser

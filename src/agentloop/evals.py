@@ -50,7 +50,7 @@ FORMAT = "agentloop.eval/1"
 META_FILE = "eval.json"
 RESULTS_FILE = "results.jsonl"
 TRACES_DIR = "traces"
-DEFAULT_ROOT = "evals"
+DEFAULT_ROOT = "runs"
 
 
 class EvalError(UserError):
@@ -233,7 +233,7 @@ async def evaluate_async(
     run longer than ``case_timeout`` seconds is stopped and recorded as an error.
 
     ``model`` replaces the agent's model. ``run_dir`` defaults to a new folder under
-    ``./evals``. With ``resume=True``, ``run_dir`` must hold an earlier run of the same agent
+    ``./runs``. With ``resume=True``, ``run_dir`` must hold an earlier run of the same agent
     version on the same dataset; only its unfinished attempts run. ``progress`` is called
     after every attempt. Returns the run, read back from its directory.
     """
@@ -332,6 +332,8 @@ def _prepare(folder: Path, meta: EvalMeta, resume: bool) -> dict[tuple[str, int]
     if before.meta.repeats != meta.repeats:
         raise EvalError(f"{folder} was run with repeats={before.meta.repeats}")
     (folder / TRACES_DIR).mkdir(parents=True, exist_ok=True)
+    # Rewrite the journal without a torn last line, so new lines do not glue onto it.
+    write_records(folder / RESULTS_FILE, before.records)
     return {r.key: r for r in before.records}
 
 

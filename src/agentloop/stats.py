@@ -53,7 +53,9 @@ def wilson_interval(passed: int, n: int, z: float = Z_95) -> tuple[float, float]
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    low = 0.0 if passed == 0 else max(0.0, centre - half)  # exact at the ends, not 1e-17
+    high = 1.0 if passed == n else min(1.0, centre + half)
+    return (low, high)
 
 
 def mean_interval(values: Sequence[float], z: float = Z_95) -> tuple[float, float]:

@@ -79,7 +79,7 @@ def register(
     parser.add_argument(
         "--out",
         metavar="DIR",
-        help="the run directory (default: evals/<time>-<agent>-<version>); with several "
+        help="the run directory (default: runs/<time>-<agent>-<version>); with several "
         "agents, one folder per agent inside DIR",
     )
     parser.add_argument(

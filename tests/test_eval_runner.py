@@ -280,3 +280,5 @@ def test_evaluate_checks_its_arguments(tmp_path: Path) -> None:
     fn: Callable[..., Any] = evaluate
     with pytest.raises(Exception, match="at least 1"):
         fn(plain, agent, concurrency=0, run_dir=tmp_path / "r4")
+    with pytest.raises(Exception, match="case_timeout must be a positive"):
+        fn(plain, agent, case_timeout=0, run_dir=tmp_path / "r5")

@@ -239,6 +239,8 @@ async def evaluate_async(
     """
     if concurrency < 1 or repeats < 1:
         raise UserError("concurrency and repeats must be at least 1")
+    if case_timeout is not None and not case_timeout > 0:
+        raise UserError(f"case_timeout must be a positive number of seconds, not {case_timeout}")
     cases, the_agent, folder, meta = _setup(
         dataset, agent, scorers, run_dir, model, repeats, case_timeout
     )

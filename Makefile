@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint typecheck test demo bench clean
+.PHONY: help install lint typecheck test demo eval-demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,12 @@ test: lint typecheck  ## lint, type-check and run the whole suite (what CI runs)
 
 demo: $(STAMP)  ## run an agent, write its trace, show it
 	$(BIN)/python examples/demo.py
+
+eval-demo: $(STAMP)  ## evaluate two example agents on the embedded local model, compare them
+	$(BIN)/agentloop eval datasets/demo.jsonl \
+		--agent agents/demo.toml --agent agents/demo-explain.toml \
+		--scorer contains:ignore_case=true --concurrency 1 \
+		--out runs/eval-demo-$$(date +%Y%m%dT%H%M%S)
 
 bench: $(STAMP)  ## print agentloop's per-step cost against raw baselines
 	$(BIN)/python bench/run.py

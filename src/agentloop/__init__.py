@@ -5,6 +5,7 @@ The public API is this module's ``__all__``; everything else is internal and may
 
 from agentloop.agent import Agent, AgentRun
 from agentloop.critique import critique
+from agentloop.datasets import Case, Dataset
 from agentloop.divergence import Divergence
 from agentloop.errors import (
     AgentLoopError,
@@ -21,6 +22,7 @@ from agentloop.errors import (
     TraceError,
     UserError,
 )
+from agentloop.evals import EvalRun, evaluate, evaluate_async
 from agentloop.feedback import add_feedback
 from agentloop.messages import Message, ModelResponse, ToolCallPart, Usage
 from agentloop.models import Model
@@ -28,6 +30,7 @@ from agentloop.observations import Observation
 from agentloop.redaction import Redactor
 from agentloop.replay import ReplayResult, replay, replay_async, resume, resume_async
 from agentloop.result import RunResult
+from agentloop.scorers import Score, Scorer
 from agentloop.settings import ModelSettings, RunLimits
 from agentloop.tools import Tool, Toolset, tool
 from agentloop.trace import Trace, read_trace
@@ -38,8 +41,11 @@ __all__ = [
     "Agent",
     "AgentLoopError",
     "AgentRun",
+    "Case",
     "ContextWindowExceeded",
+    "Dataset",
     "Divergence",
+    "EvalRun",
     "MaxStepsExceeded",
     "MaxToolCallsExceeded",
     "Message",
@@ -56,6 +62,8 @@ __all__ = [
     "RunLimits",
     "RunResult",
     "RunTimeout",
+    "Score",
+    "Scorer",
     "Tool",
     "ToolCallPart",
     "ToolExecutionError",
@@ -68,6 +76,8 @@ __all__ = [
     "__version__",
     "add_feedback",
     "critique",
+    "evaluate",
+    "evaluate_async",
     "read_trace",
     "replay",
     "replay_async",

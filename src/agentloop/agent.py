@@ -144,6 +144,14 @@ class Agent:
         self.redact = Redactor([*secrets, *self.model.secrets()], redact_patterns)
         """Masks secrets in everything this agent writes (traces, logs)."""
 
+    @classmethod
+    def from_file(cls, path: str | Path, **options: Any) -> Agent:
+        """The agent an agent file (TOML) describes; ``model=`` replaces its model, other
+        keyword arguments go to ``Agent``. See ``agentloop.agentfile``."""
+        from agentloop.agentfile import load_agent
+
+        return load_agent(path, **options)
+
     def config(
         self,
         limits: RunLimits | None = None,

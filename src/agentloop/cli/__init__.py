@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from agentloop import __version__
-from agentloop.cli import improve, replay, run, traces
+from agentloop.cli import evals, improve, replay, run, traces
 from agentloop.cli._output import (
     EXIT_CANCELLED,
     EXIT_CODES,
@@ -86,4 +86,5 @@ def build_parser() -> argparse.ArgumentParser:
     traces.register(commands, common)
     replay.register(commands, common)
     improve.register(commands, common)
+    evals.register(commands, common)
     return parser

@@ -53,9 +53,14 @@ def register(
     run.add_argument("task", metavar="TASK", help="what the agent should do")
     run.add_argument(
         "--model",
-        required=True,
         help="model string, e.g. 'openai:<name>' for an OpenAI-compatible endpoint "
-        "(OPENAI_BASE_URL, OPENAI_API_KEY)",
+        "(OPENAI_BASE_URL, OPENAI_API_KEY); with --agent, replaces the file's model",
+    )
+    run.add_argument(
+        "--agent",
+        metavar="FILE",
+        help="an agent file (TOML: model, instructions, tools, settings, limits); "
+        "--model and --max-steps override it",
     )
     run.add_argument(
         "--tools",
@@ -88,13 +93,24 @@ def register(
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the agent, printing progress to stderr and the answer (or JSON) to stdout."""
-    agent = Agent(
-        args.model,
-        tools=load_tools(args.tools),
-        instructions=args.instructions,
-        max_steps=args.max_steps if args.max_steps is not None else USE_AGENT_DEFAULT,
-        trace_dir=args.trace_dir,
-    )
+    max_steps = args.max_steps if args.max_steps is not None else USE_AGENT_DEFAULT
+    if args.agent is not None:
+        if args.tools or args.instructions is not None:
+            raise UserError("with --agent, put tools and instructions in the agent file")
+        agent = Agent.from_file(
+            args.agent, model=args.model, trace_dir=args.trace_dir, max_steps=max_steps
+        )
+        say(f"agent {escape(args.agent)}, version {agent.config_hash}")
+    elif args.model is None:
+        raise UserError("give --model MODEL or --agent FILE")
+    else:
+        agent = Agent(
+            args.model,
+            tools=load_tools(args.tools),
+            instructions=args.instructions,
+            max_steps=max_steps,
+            trace_dir=args.trace_dir,
+        )
     return run_and_report(args, agent, lambda listener: agent.run(args.task, listener=listener))
 
 

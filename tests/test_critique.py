@@ -164,3 +164,38 @@ def test_revise_forks_at_the_flagged_step_and_makes_a_preference(tmp_path: Path)
     assert len(retry_model.calls) == 1  # step 0 came from the recording
     [stored] = forked.critiques()
     assert stored.compared_with is not None and stored.compared_with["preferred"] == "revised"
+
+
+def test_the_judge_scorer_inside_an_eval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentloop import Case, Dataset, evaluate
+    from agentloop.critique import JudgeScorer
+    from agentloop.export import eval_score
+    from agentloop.scorers import parse_scorer
+
+    answers = {"Paris?": "2.1 million", "Lyon?": "12 million"}
+    agent = Agent(
+        ScriptedModel([answers["Paris?"], answers["Lyon?"]]), trace_dir=tmp_path / "unused"
+    )
+    dataset = Dataset([Case(id="paris", input="Paris?"), Case(id="lyon", input="Lyon?")])
+    judge = ScriptedModel([verdict(ALL_HIGH, verdict="good"), verdict(ALL_LOW)])
+    run = evaluate(
+        dataset,
+        agent,
+        scorers=[JudgeScorer(judge, threshold=0.5)],
+        run_dir=tmp_path / "run",
+        concurrency=1,
+    )
+    scores = {r.case_id: r.scores["judge"] for r in run.records}
+    assert (scores["paris"].value, scores["paris"].passed) == (1.0, True)
+    assert (scores["lyon"].value, scores["lyon"].passed) == (0.0, False)
+    assert scores["lyon"].explanation.startswith("poor:")
+    for record in run.records:
+        trace = read_trace(run.trace_file(record))  # type: ignore[arg-type]
+        assert len(trace.critiques()) == 1  # the critique is stored with the case's run
+        assert [s.scorer for s in trace.scores()] == ["judge"]
+        assert eval_score(trace) == scores[record.case_id].value
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # built, never called
+    [spec_scorer] = parse_scorer("judge:model=openai:j,threshold=0.7")
+    assert isinstance(spec_scorer, JudgeScorer) and spec_scorer.threshold == 0.7
+    with pytest.raises(UserError, match="judge:model=MODEL"):
+        parse_scorer("judge:rubric=x.toml")

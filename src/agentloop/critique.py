@@ -378,6 +378,36 @@ def revise(
     )
 
 
+class JudgeScorer:
+    """The model-judged scorer for evaluation: a critique's overall score is the value, and
+    the run passes at ``threshold`` or above. The critique is stored in the case's trace."""
+
+    def __init__(
+        self,
+        judge: Model | str,
+        rubric: Rubric | str | Path | None = None,
+        *,
+        threshold: float = 0.6,
+        name: str = "judge",
+    ) -> None:
+        self.judge = infer_model(judge)
+        self.rubric = _rubric(rubric)
+        self.threshold = threshold
+        self.__name__ = name
+        self.spec = f"judge:model={judge if isinstance(judge, str) else self.judge.name}"
+
+    async def __call__(self, case: Any, trace: Trace) -> Any:
+        from agentloop.scorers import Score
+
+        result = await critique_async(trace, self.judge, self.rubric, store=trace.path is not None)
+        return Score(
+            value=result.overall,
+            passed=result.overall >= self.threshold,
+            explanation=f"{result.critique.verdict}: {result.critique.summary}",
+            scorer=self.__name__,
+        )
+
+
 def _rubric(rubric: Rubric | str | Path | None) -> Rubric:
     if rubric is None:
         return DEFAULT_RUBRIC

@@ -32,7 +32,7 @@ from agentloop._sync import run_blocking
 from agentloop.agent import Agent
 from agentloop.datasets import Case, Dataset
 from agentloop.errors import TraceError, UserError
-from agentloop.events import BaseEvent, RunCancelled, RunFailed, RunFinished
+from agentloop.events import BaseEvent, RunCancelled, RunFailed, RunFinished, ScoreRecorded
 from agentloop.models.base import Model
 from agentloop.scorers import (
     Score,
@@ -44,7 +44,7 @@ from agentloop.scorers import (
     scorers_for,
 )
 from agentloop.settings import USE_AGENT_DEFAULT
-from agentloop.trace import Trace, now_iso, read_trace, trace_path
+from agentloop.trace import Trace, annotate, now_iso, read_trace, trace_path
 
 FORMAT = "agentloop.eval/1"
 META_FILE = "eval.json"
@@ -464,6 +464,17 @@ async def score_attempt(
             **facts,
         )
     scores = [await apply_scorer(s, case, trace) for s in scorers_for(case, scorers)]
+    if trace is not None and trace.path is not None:
+        for score in scores:  # the verdicts travel with the run (export filters on them)
+            annotate(
+                trace.path,
+                ScoreRecorded,
+                scorer=score.scorer,
+                value=score.value,
+                passed=score.passed,
+                explanation=score.explanation,
+                eval_run=folder.name,
+            )
     return AttemptRecord(
         case_id=case.id,
         attempt=attempt,

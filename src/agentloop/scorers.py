@@ -464,7 +464,29 @@ def parse_scorer(spec: str, base: Path | None = None) -> list[Scorer]:
         return load_scorer_file(path, rest or None)
     options = _options(spec, rest)
     name = options.pop("name", None)
+    if head == "judge":
+        return [_judge(spec, options, name, base)]
     return [BuiltinScorer(head, options, str(name) if name is not None else None)]
+
+
+def _judge(spec: str, options: dict[str, Any], name: Any, base: Path | None) -> Scorer:
+    """``judge:model=MODEL[,rubric=FILE][,threshold=X]``: the model-judged scorer."""
+    from agentloop.critique import JudgeScorer
+
+    unknown = set(options) - {"model", "rubric", "threshold"}
+    if "model" not in options or unknown:
+        raise ScorerError(f"scorer {spec!r}: use judge:model=MODEL[,rubric=FILE][,threshold=X]")
+    rubric = options.get("rubric")
+    if rubric is not None and base is not None and not Path(str(rubric)).is_absolute():
+        rubric = base / str(rubric)
+    judge = JudgeScorer(
+        str(options["model"]),
+        rubric,
+        threshold=float(options.get("threshold", 0.6)),
+        name=str(name) if name is not None else "judge",
+    )
+    judge.spec = spec
+    return judge
 
 
 def _options(spec: str, text: str) -> dict[str, Any]:

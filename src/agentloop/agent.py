@@ -141,6 +141,7 @@ class Agent:
         self.trace_dir = Path(trace_dir) if trace_dir is not None else None
         self.approver = approver
         self.delimit_tool_results = delimit_tool_results
+        self._config_cache: tuple[tuple[Any, ...], dict[str, Any], str] | None = None
         self.redact = Redactor([*secrets, *self.model.secrets()], redact_patterns)
         """Masks secrets in everything this agent writes (traces, logs)."""
 
@@ -199,7 +200,27 @@ class Agent:
     @property
     def config_hash(self) -> str:
         """The agent's version: changes with any prompt, setting, schema or tool source."""
-        return config_hash(self.config())
+        return self.versioned_config(self.limits, self.settings, self.model)[1]
+
+    def versioned_config(
+        self, limits: RunLimits, settings: ModelSettings, model: Model
+    ) -> tuple[dict[str, Any], str]:
+        """``config()`` and its hash, remembered for the last combination asked for: runs of
+        the same agent share them, and hashing the configuration is not free."""
+        key = (
+            limits,
+            settings,
+            model,
+            self.tools,
+            self.instructions,
+            self.name,
+            self.delimit_tool_results,
+        )
+        cached = self._config_cache
+        if cached is None or not all(a is b or a == b for a, b in zip(cached[0], key, strict=True)):
+            config = self.config(limits, settings, model)
+            cached = self._config_cache = (key, config, config_hash(config))
+        return cached[1], cached[2]
 
     async def run(
         self,
@@ -323,8 +344,7 @@ class _Run:
         self.model = model
         self.run_tools = tool_runner or self.run_tools_live
         self.run_id = new_run_id()
-        self.config = agent.config(limits, settings, model)
-        self.config_hash = config_hash(self.config)
+        self.config, self.config_hash = agent.versioned_config(limits, settings, model)
         listeners = (*capture_listeners.get(), *((listener,) if listener else ()))
         self.listeners = listeners
         self.redact = agent.redact

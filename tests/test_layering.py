@@ -19,6 +19,7 @@ LAYERS: dict[str, int] = {
     "types": 1,
     "settings": 1,
     "redaction": 1,
+    "terminal": 1,
     "messages": 2,
     "tools": 2,
     "tool_schemas": 2,

@@ -16,32 +16,18 @@ import asyncio
 import json
 import sys
 import threading
-import unicodedata
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TextIO
+
+from agentloop.terminal import escape
 
 if TYPE_CHECKING:
     from agentloop.actions import ToolCall
 
-_CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-
 
 def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
-    """``text`` with every control, format (bidi overrides), separator and unassigned
-    character written as an escape (``\\x1b``, ``\\u202e``), so a terminal shows it as is."""
-    out: list[str] = []
-    for char in text:
-        if (keep_newlines and char == "\n") or unicodedata.category(
-            char
-        ) not in _CONTROL_CATEGORIES:
-            out.append(char)
-        elif ord(char) < 0x100:
-            out.append(f"\\x{ord(char):02x}")
-        elif ord(char) < 0x10000:
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(f"\\U{ord(char):08x}")
-    return "".join(out)
+    """``text`` with every control character escaped, newlines too unless ``keep_newlines``."""
+    return escape(text, keep="\n" if keep_newlines else "")
 
 
 def describe_call(call: ToolCall) -> str:

@@ -26,6 +26,7 @@ from agentloop.events import (
 )
 from agentloop.messages import Usage
 from agentloop.result import RunResult
+from agentloop.terminal import escape
 from agentloop.trace import Trace
 
 PROGRESS_LIMIT = 300
@@ -35,25 +36,6 @@ SHOW_LIMIT = 2000
 TASK_WIDTH = 50
 """Characters of the task's first line in ``agentloop traces list``."""
 INDENT = "    "
-
-_SAFE = {ord("\n"), ord("\t")}
-_BIDI = [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
-_ESCAPES: dict[int, str] = {
-    code: f"\\x{code:02x}"
-    for code in (*range(0x20), *range(0x7F, 0xA0))  # C0 controls, DEL, C1 controls
-    if code not in _SAFE
-}
-_ESCAPES.update({code: f"\\u{code:04x}" for code in _BIDI})
-
-
-def escape(text: str) -> str:
-    """``text`` with every terminal control character shown as a visible escape.
-
-    C0 controls (ESC, ``\\r``, backspace, ...) other than newline and tab, DEL, the C1 controls
-    (which include a one-byte CSI) and the Unicode bidirectional overrides become ``\\xNN`` or
-    ``\\uNNNN``; everything else, newlines and tabs included, is kept.
-    """
-    return text.translate(_ESCAPES)
 
 
 def clip(text: str, limit: int | None) -> str:

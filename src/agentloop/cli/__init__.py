@@ -28,7 +28,7 @@ from agentloop.cli._output import (
     say,
 )
 from agentloop.errors import AgentLoopError
-from agentloop.render import escape
+from agentloop.terminal import escape
 
 __all__ = ["build_parser", "main"]
 

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import structlog
 
-from agentloop.render import escape
+from agentloop.terminal import escape
 
 EXIT_OK = 0
 EXIT_FAILED = 1

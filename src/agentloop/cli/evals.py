@@ -22,9 +22,10 @@ from agentloop.cli._output import EXIT_OK, out, positive_int, say
 from agentloop.comparison import Comparison, compare
 from agentloop.errors import UserError
 from agentloop.evals import EvalProgress, EvalRun, evaluate_async, rescore_async
-from agentloop.render import escape, one_line, plural
+from agentloop.render import one_line, plural
 from agentloop.scorers import Scorer, parse_scorer
 from agentloop.summary import Summary, summarize
+from agentloop.terminal import escape
 
 USAGE = """\
 agentloop eval DATASET --agent FILE [--agent FILE ...] [options]

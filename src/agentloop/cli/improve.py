@@ -20,8 +20,8 @@ from agentloop.export import Filters, dpo_export, read_traces, sft_export, write
 from agentloop.feedback import add_feedback
 from agentloop.loading import load_tools
 from agentloop.models import infer_model
-from agentloop.render import escape
 from agentloop.replay import agent_from_trace, recorded_model
+from agentloop.terminal import escape
 from agentloop.trace import read_trace
 
 

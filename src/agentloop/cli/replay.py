@@ -32,9 +32,10 @@ from agentloop.errors import UserError
 from agentloop.events import ModelRequest
 from agentloop.loading import load_tools
 from agentloop.models import infer_model
-from agentloop.render import block, escape, event_lines, one_line
+from agentloop.render import block, event_lines, one_line
 from agentloop.replay import Recording, agent_from_trace, recorded_model, replay, resume_async
 from agentloop.settings import USE_AGENT_DEFAULT
+from agentloop.terminal import escape
 from agentloop.trace import Trace, read_trace
 
 REPLAY_EXIT_CODES = EXIT_CODES.replace(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from agentloop.agent import Agent
+from agentloop.approval import terminal_approver
 from agentloop.cli._output import (
     DEFAULT_TRACE_DIR,
     EXIT_CANCELLED,
@@ -29,9 +30,10 @@ from agentloop.cli._output import (
 from agentloop.errors import AgentLoopError, TraceError, UserError
 from agentloop.events import BaseEvent, EventListener, RunCancelled, RunFailed, RunFinished
 from agentloop.loading import load_tools
-from agentloop.render import escape, event_lines, plural, result_json, usage_json, usage_text
+from agentloop.render import event_lines, plural, result_json, usage_json, usage_text
 from agentloop.result import RunResult
 from agentloop.settings import USE_AGENT_DEFAULT
+from agentloop.terminal import escape
 from agentloop.trace import read_trace, trace_path
 
 P = ParamSpec("P")
@@ -123,6 +125,8 @@ def run_and_report(
     how it ended; the exit code. Shared by ``run`` and ``resume``."""
     progress = _Progress(agent.redact)
     threads = _ToolThreads()
+    if agent.approver is None:  # asks on the terminal; denies when there is none
+        agent.approver = terminal_approver()
 
     async def watched() -> RunResult:
         asyncio.get_running_loop().set_default_executor(threads)

@@ -11,7 +11,8 @@ from pathlib import Path
 from agentloop.cli._output import DEFAULT_TRACE_DIR, EXIT_FAILED, EXIT_OK, message, out, say
 from agentloop.divergence import TraceDiff, diff_traces
 from agentloop.errors import TraceError, UserError
-from agentloop.render import SHOW_LIMIT, TraceSummary, escape, one_line, trace_lines, trace_table
+from agentloop.render import SHOW_LIMIT, TraceSummary, one_line, trace_lines, trace_table
+from agentloop.terminal import escape
 from agentloop.trace import Trace, iter_trace_files, read_trace, trace_path
 
 

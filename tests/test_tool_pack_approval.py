@@ -5,11 +5,9 @@ escaped and denies by default."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import io
 import json
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -19,17 +17,7 @@ from agentloop.actions import ToolCall
 from agentloop.approval import describe_call, escape_controls, terminal_approver
 from agentloop.events import ToolResult
 from agentloop.testing import ScriptedModel
-
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
-
-
-def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"toolpack_test_{name}", TOOLS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from toolpack import load
 
 files = load("files")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import importlib.util
 import ipaddress
 import os
 import threading
@@ -15,7 +14,6 @@ import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 
 import httpx2
 import pytest
@@ -23,17 +21,7 @@ import pytest
 from agentloop import Agent, ModelResponse, read_trace
 from agentloop.safety import BlockedURL, FetchFailed, blocked_reason, safe_fetch
 from agentloop.testing import ScriptedModel
-
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
-
-
-def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"toolpack_test_{name}", TOOLS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from toolpack import load
 
 fetch_module = load("fetch_url")
 

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from agentloop import Tool, ToolRetry
 from agentloop.errors import UserError
 from agentloop.safety import UnsafePath, safe_path
-
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
-
-
-def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"toolpack_test_{name}", TOOLS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from toolpack import load
 
 files = load("files")
 

@@ -3,27 +3,17 @@ with stable source ids an answer can cite."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from agentloop import Agent, ModelResponse, ToolRetry, read_trace
 from agentloop.errors import UserError
 from agentloop.testing import ScriptedModel
+from toolpack import load
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
 DOCS = Path(__file__).resolve().parent / "data" / "docs"
-
-
-def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"toolpack_test_{name}", TOOLS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 retrieve = load("retrieve")

@@ -3,10 +3,8 @@ No test reaches the internet: every search goes to ``FakeDDGS``."""
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -15,17 +13,7 @@ from ddgs.exceptions import DDGSException, RatelimitException, TimeoutException
 
 from agentloop import Agent, ModelResponse, ToolRetry, read_trace
 from agentloop.testing import ScriptedModel
-
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
-
-
-def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"toolpack_test_{name}", TOOLS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from toolpack import load
 
 search = load("web_search")
 

@@ -140,7 +140,14 @@ class LocalModel(Model):
             schemas = {}
             self._schemas = (tools, schemas)
         if answer not in schemas:
-            schemas[answer] = protocol.action_schema(tools, answer=answer)
+            schema = protocol.action_schema(tools, answer=answer)
+            # llguidance: JSON spaced like the prompt's examples, and no runs of whitespace.
+            schema["x-guidance"] = {
+                "whitespace_flexible": False,
+                "item_separator": ", ",
+                "key_separator": ": ",
+            }
+            schemas[answer] = schema
         return schemas[answer]
 
     def _response(self, raw: Any, messages: Sequence[Message], latency_ms: float) -> ModelResponse:

@@ -152,10 +152,7 @@ def action_schema(tools: Toolset, *, answer: bool = True) -> JSONObject:
                 "additionalProperties": False,
             }
         )
-    schema: JSONObject = {
-        "anyOf": branches,
-        "x-guidance": {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "},
-    }
+    schema: JSONObject = {"anyOf": branches}
     if defs:
         schema["$defs"] = defs
     return schema

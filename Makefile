@@ -13,10 +13,10 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,tools]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,local,tools]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install agentloop with its dev tools
+install: $(STAMP)  ## create .venv: agentloop, its dev tools, the local model and the tool pack
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -28,7 +28,7 @@ typecheck: $(STAMP)  ## mypy --strict over src/
 test: lint typecheck  ## lint, type-check and run the whole suite (what CI runs)
 	$(BIN)/python -m pytest
 
-demo: $(STAMP)  ## run an agent, write its trace, show it
+demo: $(STAMP)  ## run an agent on the embedded local model, write its trace, show it
 	$(BIN)/python examples/demo.py
 
 eval-demo: $(STAMP)  ## evaluate two example agents on the embedded local model, compare them

@@ -1,53 +1,56 @@
-"""The `make demo` script: run an agent with a calculator tool, print each step, show the trace.
+"""The `make demo` script: a real agent on the embedded local model, offline, with no key.
 
-Until the embedded local model lands this runs on the scripted test model, so it needs no key,
-no server and no network.
+It runs Gemma 3 270M (bundled by the `local` extra) with a calculator tool on an arithmetic
+question, prints each step and the answer, writes the trace, shows it, and replays it offline.
+The first run joins the model file into the cache (a few seconds); later runs start in about
+two seconds.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
-from agentloop import Agent, ModelResponse, read_trace, tool
-from agentloop.events import ModelResponded, ToolResult
-from agentloop.testing import ScriptedModel
+from calculator_tool import calculator
+
+from agentloop import Agent, read_trace, replay
+
+TASK = sys.argv[1] if len(sys.argv) > 1 else "What is 17 * 23?"
 
 
-@tool
-def multiply(a: float, b: float) -> float:
-    """Multiply two numbers.
-
-    Args:
-        a: The first factor.
-        b: The second factor.
-    """
-    return a * b
-
-
-async def main() -> int:
-    model = ScriptedModel(
-        [ModelResponse.tool_call("multiply", {"a": 17, "b": 23}), "17 × 23 = 391"]
-    )
-    agent = Agent(model, tools=[multiply], instructions="Use the tools to compute.")
-    task = "What is 17 * 23?"
-    print(f"task: {task}")
-    async with agent.iter(task) as run:
-        async for event in run:
-            if isinstance(event, ModelResponded):
-                for call in event.response.tool_calls:
-                    print(f"  step {event.step}: call {call.name}({call.arguments})")
-            elif isinstance(event, ToolResult):
-                print(f"  step {event.step}: {event.name} -> {event.content}")
-    result = run.result
+def main() -> int:
+    agent = Agent("local", tools=[calculator], trace_dir="traces", max_steps=6)
+    print(f"task: {TASK}")
+    result = agent.run_sync(TASK)
     print(f"answer: {result.output}")
     assert result.trace_path is not None
+
     trace = read_trace(result.trace_path)
-    version = trace.header.config_hash
-    print(f"trace: {Path(result.trace_path)} ({len(trace.events)} events, version {version})")
-    return 0
+    print(f"\ntrace: {Path(result.trace_path)} (agent version {trace.header.config_hash})")
+    for event in trace.events:
+        if event.type == "model_response":
+            r = event.response
+            action = [f"{c.name}({c.arguments})" for c in r.tool_calls] or [repr(r.text)]
+            speed = (r.timings or {}).get("predicted_per_second", 0.0)
+            print(
+                f"  step {event.step}  model -> {action[0]}   "
+                f"[{r.usage.input_tokens} in / {r.usage.output_tokens} out tokens, "
+                f"{r.latency_ms or 0:.0f} ms, {speed:.0f} tokens/s]"
+            )
+        elif event.type == "tool_result":
+            print(f"  step {event.step}  {event.name} -> {event.content}")
+        elif event.type in ("run_finished", "run_failed", "run_cancelled"):
+            print(f"  end     {event.type} after {event.steps} steps, {event.duration_s:.1f} s")
+
+    replayed = replay(result.trace_path, trace_dir="traces/replays")
+    verdict = "the same answer, no divergence" if not replayed.diverged else replayed.report()
+    print(f"\nreplayed offline (no model, no tools): {replayed.output!r}: {verdict}")
+    print(f"replay trace: {replayed.trace_path}")
+    print("\nnext, with the environment active (. .venv/bin/activate):")
+    print(f"  agentloop traces show {result.trace_path}")
+    print(f"  agentloop replay {result.trace_path} --step")
+    return 0 if not replayed.diverged else 1
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(main())

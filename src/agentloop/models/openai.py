@@ -82,6 +82,7 @@ class OpenAIModel(Model):
         backoff: float = 0.5,
         max_backoff: float = 8.0,
         default_headers: dict[str, str] | None = None,
+        native_tools: bool = True,
     ) -> None:
         """``base_url`` and ``api_key`` default to ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``.
 
@@ -121,9 +122,12 @@ class OpenAIModel(Model):
         self.backoff = backoff
         self.max_backoff = max_backoff
         self._tools_wire: tuple[Toolset | None, bytes] = (None, b"")
+        self.native_tools = native_tools
+        """``False``: offer tools through the JSON action protocol (``models/protocol.py``)."""
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "endpoint": self.endpoint}
+        config = {**super().config(), "endpoint": self.endpoint}
+        return config if self.native_tools else {**config, "protocol": "json"}
 
     async def aclose(self) -> None:
         """Close the connections this model keeps open on the running event loop; the model
@@ -167,6 +171,10 @@ class OpenAIModel(Model):
         self, messages: Sequence[Message], tools: Toolset, settings: ModelSettings
     ) -> ModelResponse:
         check_request_allowed(self.name, self.endpoint)
+        if not self.native_tools and tools:  # the JSON action protocol: see models/protocol.py
+            from agentloop.models.protocol import request_json_actions
+
+            return await request_json_actions(self, messages, tools, settings)
         body = self._body(messages, tools, settings)
         attempts: list[RequestAttempt] = []
         while True:

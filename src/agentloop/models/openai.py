@@ -127,7 +127,11 @@ class OpenAIModel(Model):
 
     def config(self) -> dict[str, Any]:
         config = {**super().config(), "endpoint": self.endpoint}
-        return config if self.native_tools else {**config, "protocol": "json"}
+        if self.native_tools:
+            return config
+        from agentloop.models.protocol import prompt_hash
+
+        return {**config, "protocol": "json", "protocol_prompt": prompt_hash()}
 
     async def aclose(self) -> None:
         """Close the connections this model keeps open on the running event loop; the model

@@ -133,6 +133,59 @@ def measure_replay(steps: int, repeats: int) -> dict[str, float]:
     return summary(times)
 
 
+LOCAL = """
+import asyncio, sys, time
+from agentloop import ModelSettings, tool
+from agentloop.messages import UserMessage
+from agentloop.models.local import LocalModel
+from agentloop.tools import Toolset
+
+@tool
+def calculator(expression: str) -> str:
+    \"\"\"Compute an arithmetic expression.\"\"\"
+    return expression
+
+repeats, max_tokens = int(sys.argv[1]), int(sys.argv[2])
+model = LocalModel()
+server = model.load()
+messages = [UserMessage(content="Write the numbers from one to fifty in words.")]
+tools = Toolset([calculator])
+settings = ModelSettings(max_tokens=max_tokens, temperature=0, seed=0)
+body = model.body(messages, tools, settings)
+
+async def through_agentloop():
+    started = time.perf_counter()
+    response = await model.request(messages, tools, settings)
+    return response.usage.output_tokens / (time.perf_counter() - started)
+
+def direct():
+    started = time.perf_counter()
+    raw = server.handle_completions(body)
+    return raw["usage"]["completion_tokens"] / (time.perf_counter() - started)
+
+direct()  # warm the prompt cache for both
+a, b = [], []
+for _ in range(repeats):
+    a.append(asyncio.run(through_agentloop()))
+    b.append(direct())
+print(f"{sorted(a)[len(a) // 2]} {sorted(b)[len(b) // 2]}")
+"""
+
+
+def measure_local(repeats: int, max_tokens: int) -> dict[str, float] | None:
+    """Generated tokens per second through LocalModel and through xllamacpp directly, with the
+    same request; ``None`` when the local extra is not installed."""
+    out = subprocess.run(
+        [PYTHON, "-c", LOCAL, str(repeats), str(max_tokens)], capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        if "optional packages" in out.stderr or "No module named" in out.stderr:
+            return None
+        raise SystemExit(f"local model benchmark failed:\n{out.stderr}")
+    agentloop_tps, direct_tps = map(float, out.stdout.split())
+    return {"agentloop": agentloop_tps, "direct": direct_tps}
+
+
 def measure_imports(repeats: int) -> dict[str, dict[str, float]]:
     code = "import time; t = time.perf_counter(); import {m}; print(time.perf_counter() - t)"
     samples: dict[str, list[float]] = {"agentloop": [], "openai": []}
@@ -181,6 +234,15 @@ def report(results: dict[str, Any]) -> str:
         f"- import agentloop: {fmt(imports['agentloop'], 0)} ms; "
         f"import openai: {fmt(imports['openai'], 0)} ms"
     )
+    local = results.get("local")
+    if local:
+        lines.append(
+            f"- local model, generated tokens/s: through LocalModel {local['agentloop']:.1f}, "
+            f"xllamacpp directly {local['direct']:.1f} "
+            f"({local['agentloop'] / local['direct']:.2f}x)"
+        )
+    else:
+        lines.append("- local model: not measured (install the extra: agentloop[local])")
     lines += ["", "## Targets", ""]
     lines += [f"- {'PASS' if ok else 'MISS'}: {what}" for what, ok in targets(results)]
     return "\n".join(lines)
@@ -233,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     results["replay"] = measure_replay(replay_steps, repeats)
     results["imports"] = measure_imports(repeats)
+    results["local"] = measure_local(1 if args.quick else 5, 8 if args.quick else 96)
     print(report(results))
     print(f"\n(took {time.perf_counter() - started:.0f} s)", file=sys.stderr)
     if args.json:

@@ -74,8 +74,9 @@ from agentloop.tools import Tool, Toolset
 from agentloop.trace import TraceHeader, TraceWriter, new_run_id, now_iso, trace_path
 from agentloop.types import ToolErrorPolicy
 
+_stdlib_log = logging.getLogger("agentloop")
 _log = structlog.wrap_logger(
-    logging.getLogger("agentloop"),
+    _stdlib_log,
     wrapper_class=structlog.stdlib.BoundLogger,
     processors=[structlog.stdlib.render_to_log_kwargs],
 )
@@ -529,13 +530,14 @@ class _Run:
             exception=outcome.exception_text if outcome else None,
             approval=outcome.approval if outcome else None,
         )
-        _log.debug(
-            "tool call",
-            run_id=self.run_id,
-            tool=action.part.name,
-            error=observation.error,
-            duration_ms=round(outcome.duration_ms, 2) if outcome else 0.0,
-        )
+        if _stdlib_log.isEnabledFor(logging.DEBUG):  # per call: skip structlog's work when off
+            _log.debug(
+                "tool call",
+                run_id=self.run_id,
+                tool=action.part.name,
+                error=observation.error,
+                duration_ms=round(outcome.duration_ms, 2) if outcome else 0.0,
+            )
         content = observation.content
         if self.agent.delimit_tool_results and observation.error in (None, "retry"):
             # What the tool said (its result, or its ToolRetry message) is outside data; the

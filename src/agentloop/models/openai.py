@@ -116,7 +116,7 @@ class OpenAIModel(Model):
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.endpoint = str(configured.base_url).rstrip("/")
-        self._url = f"{self.endpoint}/chat/completions"
+        self._url = httpx2.URL(f"{self.endpoint}/chat/completions")  # parsed once
         self.max_retries = max_retries
         self.max_retry_after = max_retry_after
         self.backoff = backoff

@@ -53,6 +53,8 @@ def test_offline_replay_needs_only_the_trace(
     assert "replay trace:" in err
     [replayed] = (tmp_path / "r").glob("*.jsonl")
     assert read_trace(replayed).header.parent["kind"] == "replay"  # type: ignore[index]
+    assert main(["traces", "list", str(tmp_path / "r")]) == 0
+    assert f"[replay of {read_trace(source).run_id}] add things" in capsys.readouterr().out
 
 
 def test_live_tools_report_a_changed_result(

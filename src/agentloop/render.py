@@ -188,6 +188,16 @@ def trace_status(trace: Trace) -> str:
     return "incomplete"
 
 
+def _lineage(trace: Trace) -> str:
+    """``[replay of RUN] ``, ``[fork of RUN at step K] `` or ``[resume of RUN] ``, if any."""
+    parent = trace.header.parent or {}
+    kind, run = parent.get("kind"), parent.get("run_id")
+    if not kind or not run:
+        return ""
+    at = f" at step {parent['step']}" if kind == "fork" and parent.get("step") is not None else ""
+    return f"[{kind} of {run}{at}] "
+
+
 def model_name(trace: Trace) -> str:
     model = trace.header.agent.get("model")
     if isinstance(model, dict):
@@ -223,7 +233,7 @@ class TraceSummary:
             steps=trace.steps,
             tool_calls=len(trace.tool_calls()),
             model=model_name(trace),
-            task=trace.header.task,
+            task=_lineage(trace) + trace.header.task,
             config_hash=trace.header.config_hash,
         )
 

@@ -11,9 +11,9 @@ import pytest
 from agentloop import Agent, ModelResponse, read_trace, tool
 from agentloop.critique import (
     DEFAULT_RUBRIC,
-    Critique,
     Rubric,
     critique,
+    critique_schema,
     first_json_object,
     render_run,
     revise,
@@ -80,8 +80,11 @@ def test_critique_is_typed_stored_and_constrained(tmp_path: Path) -> None:
     assert result.critique.first_flagged_step == 1
     assert result.critique.revised_answer == "About 2.1 million."
     [call] = judge.calls
-    assert call.settings.json_schema == Critique.model_json_schema()
+    assert call.settings.json_schema == critique_schema(DEFAULT_RUBRIC, steps=2)
     assert call.settings.temperature == 0
+    import jsonschema
+
+    jsonschema.validate(json.loads(judge.steps[0]), call.settings.json_schema)  # type: ignore[arg-type]
     assert "Paris has 9 million people." in call.messages[1].content  # type: ignore[union-attr]
     [stored] = read_trace(path).critiques()
     assert stored.critique == result.critique.model_dump()

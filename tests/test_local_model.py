@@ -123,6 +123,28 @@ def test_both_sets_score_at_least_four_of_five_and_the_same(
     assert abs(scores["arith_dev"] - scores["arith_heldout"]) <= 1, scores
 
 
+def test_the_local_model_judges_a_run_with_a_valid_stored_critique(
+    local_model: LocalModel, trace_dir: Path
+) -> None:
+    """Quality is not the point with a 270M model; a critique that validates and is stored is.
+    The rubric's schema is the grammar, so the answer parses at the first try."""
+    from agentloop.critique import DEFAULT_RUBRIC, critique
+
+    _, path = outcome(local_model, trace_dir, "arith_dev", 0)
+    before = len(read_trace(path).events)
+    result = critique(path, local_model)
+    names = [s.principle for s in result.critique.scores]
+    assert names == [p.name for p in DEFAULT_RUBRIC.principles]
+    assert all(1 <= s.score <= 5 for s in result.critique.scores)
+    assert 0.0 <= result.overall <= 1.0
+    trace = read_trace(path)
+    assert len(trace.events) == before + 1
+    [stored] = trace.critiques()
+    assert stored.critique == result.critique.model_dump()
+    assert stored.judge["kind"] == "LocalModel"
+    assert trace.output is not None  # still a finished run
+
+
 async def test_concurrent_runs_share_one_loaded_model(local_model: LocalModel) -> None:
     other = LocalModel()  # same file, threads and context: the same engine
     assert other.load() is local_model.load()

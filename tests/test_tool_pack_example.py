@@ -6,6 +6,8 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from agentloop import ModelResponse
 from agentloop.testing import ScriptedModel
 
@@ -41,3 +43,12 @@ async def test_the_research_agent_cites_a_local_passage(tmp_path: Path) -> None:
     result = await example.build_agent(model, DOCS, trace_dir=tmp_path).run("Longest river?")
     assert result.output.endswith("[source: rivers.txt#1].")
     model.assert_consumed()
+
+
+def test_the_research_agent_file_loads_the_tool_pack(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentloop import Agent
+
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # built, never called
+    agent = Agent.from_file(ROOT / "agents" / "research.toml")
+    assert sorted(agent.tools) == ["fetch_url", "search_docs", "web_search"]
+    assert agent.limits.max_steps == 12 and "Cite every fact" in (agent.instructions or "")

@@ -158,6 +158,57 @@ class CritiqueResult:
     """The event appended to the trace (``None`` when ``store=False``)."""
 
 
+def critique_schema(rubric: Rubric, steps: int) -> dict[str, Any]:
+    """The JSON Schema a judge's answer must follow for this rubric and run: each principle
+    scored once, in order, within its scale; problems on steps the run has; bounded texts (a
+    grammar-constrained small model cannot ramble past them)."""
+
+    def text(limit: int) -> dict[str, Any]:
+        return {"type": "string", "maxLength": limit}
+
+    score_items = [
+        {
+            "type": "object",
+            "properties": {
+                "principle": {"const": p.name},
+                "score": {"type": "integer", "minimum": p.scale[0], "maximum": p.scale[1]},
+                "rationale": text(200),
+            },
+            "required": ["principle", "score", "rationale"],
+            "additionalProperties": False,
+        }
+        for p in rubric.principles
+    ]
+    problem = {
+        "type": "object",
+        "properties": {
+            "step": {"type": "integer", "minimum": 0, "maximum": max(steps - 1, 0)},
+            "problem": text(200),
+            "fix": text(200),
+        },
+        "required": ["step", "problem", "fix"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "scores": {
+                "type": "array",
+                "prefixItems": score_items,
+                "items": False,
+                "minItems": len(score_items),
+                "maxItems": len(score_items),
+            },
+            "problems": {"type": "array", "items": problem, "maxItems": 5},
+            "verdict": {"enum": ["good", "acceptable", "poor"]},
+            "summary": text(300),
+            "revised_answer": {"anyOf": [text(300), {"type": "null"}]},
+        },
+        "required": ["scores", "problems", "verdict", "summary", "revised_answer"],
+        "additionalProperties": False,
+    }
+
+
 def render_run(trace: Trace, limit: int = RENDER_LIMIT) -> str:
     """The run as the judge sees it: task, instructions, each step's actions and results."""
     lines = [f"TASK: {trace.header.task}"]
@@ -214,8 +265,9 @@ async def critique_async(
     prompt_hash = hashlib.sha256(
         "\n".join(getattr(m, "content", "") or "" for m in messages).encode()
     ).hexdigest()[:16]
-    base = settings or ModelSettings(temperature=0)
-    constrained = base.model_copy(update={"json_schema": Critique.model_json_schema()})
+    base = settings or ModelSettings(temperature=0, max_tokens=1024)
+    schema = critique_schema(the_rubric, source.steps)
+    constrained = base.model_copy(update={"json_schema": schema})
     critique = await _ask_judge(model, messages, constrained, the_rubric, source.steps)
     event: CritiqueRecorded | None = None
     if store:

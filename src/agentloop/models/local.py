@@ -112,6 +112,13 @@ class LocalModel(Model):
             "json_schema": self._action_schema(tools, answer=self._may_answer(messages)),
             "cache_prompt": True,
         }
+        if settings.json_schema is not None and not tools:
+            # Structured output (a judge's critique, an extraction): the caller's schema
+            # becomes the grammar and the conversation is the prompt, with no action protocol.
+            body["json_schema"] = settings.json_schema
+            body["prompt"] = _plain_prompt(messages)
+            body.update(settings.extra)
+            return body
         if settings.top_p is not None:
             body["top_p"] = settings.top_p
         if settings.stop is not None:
@@ -129,9 +136,11 @@ class LocalModel(Model):
         body = self.body(messages, tools, settings)
         engine = await asyncio.to_thread(_engine, self._file(), self.threads, self.context_size)
         started = time.perf_counter()
-        raw = await asyncio.to_thread(engine.call, self.prompt_form, body)
+        form: PromptForm = "completion" if "prompt" in body else "chat"
+        raw = await asyncio.to_thread(engine.call, form, body)
         latency_ms = (time.perf_counter() - started) * 1000
-        return self._response(raw, messages, latency_ms)
+        structured = settings.json_schema is not None and not tools
+        return self._response(raw, messages, latency_ms, structured=structured)
 
     def _may_answer(self, messages: Sequence[Message]) -> bool:
         return not self.tool_first or any(isinstance(m, ToolMessage) for m in messages)
@@ -152,7 +161,9 @@ class LocalModel(Model):
             schemas[answer] = schema
         return schemas[answer]
 
-    def _response(self, raw: Any, messages: Sequence[Message], latency_ms: float) -> ModelResponse:
+    def _response(
+        self, raw: Any, messages: Sequence[Message], latency_ms: float, *, structured: bool = False
+    ) -> ModelResponse:
         where = {"model": self.name, "endpoint": "in-process"}
         if not isinstance(raw, dict) or "error" in raw:
             error = raw.get("error") if isinstance(raw, dict) else raw
@@ -170,6 +181,18 @@ class LocalModel(Model):
         text = message.get("content") if isinstance(message, dict) else choice.get("text")
         usage = raw.get("usage") or {}
         timings = raw.get("timings") or {}
+        if structured:
+            return ModelResponse(
+                text=text or "",
+                finish_reason=choice.get("finish_reason") or "stop",
+                usage=Usage(
+                    input_tokens=usage.get("prompt_tokens") or 0,
+                    output_tokens=usage.get("completion_tokens") or 0,
+                ),
+                model_name=self.name,
+                latency_ms=latency_ms,
+                timings={k: float(v) for k, v in timings.items() if isinstance(v, int | float)},
+            )
         return protocol.response_from_text(
             text or "",
             messages,
@@ -182,6 +205,12 @@ class LocalModel(Model):
             latency_ms=latency_ms,
             timings={k: float(v) for k, v in timings.items() if isinstance(v, int | float)},
         )
+
+
+def _plain_prompt(messages: Sequence[Message]) -> str:
+    """The conversation as plain text ending where the answer starts (for a base model)."""
+    parts = [f"{m.role.upper()}:\n{getattr(m, 'content', '') or ''}" for m in messages]
+    return "\n\n".join(parts) + "\n\nANSWER (JSON):\n"
 
 
 def _first(value: float | int | None, default: float | int) -> float | int:

@@ -272,7 +272,15 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool]]:
             replay_s < 0.5,
         ),
         ("import agentloop < import openai", ratio(imports["agentloop"], imports["openai"]) < 1),
+        *_local_target(results.get("local")),
     ]
+
+
+def _local_target(local: dict[str, float] | None) -> list[tuple[str, bool]]:
+    if not local:
+        return []
+    cost = 1 - local["agentloop"] / local["direct"]
+    return [(f"LocalModel costs < 5% of xllamacpp's tokens/s ({cost:.1%})", cost < 0.05)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agentloop.testing import block_model_requests
+from agentloop.trace import TraceWriter
 from fakes import FakeOpenAIServer
 from fakes.runs import close_models
+
+WRITTEN_TRACES: list[Path] = []
+"""Every trace a test run in this process wrote; tests/test_zz_replay_corpus.py replays them."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _record_written_traces() -> Iterator[None]:
+    original = TraceWriter.__init__
+
+    def recording(self: TraceWriter, path: Path, *args: Any, **kwargs: Any) -> None:
+        original(self, path, *args, **kwargs)
+        WRITTEN_TRACES.append(path)
+
+    TraceWriter.__init__ = recording  # type: ignore[method-assign]
+    yield
+    TraceWriter.__init__ = original  # type: ignore[method-assign]
 
 
 @pytest.fixture(autouse=True)

@@ -166,8 +166,8 @@ class Agent:
             "model": (model or self.model).config(),
             "instructions": self.instructions,
             "delimit_tool_results": self.delimit_tool_results,
-            "settings": (settings or self.settings).model_dump(exclude_none=True),
-            "limits": (limits or self.limits).model_dump(),
+            "settings": (settings or self.settings).model_dump(mode="json", exclude_none=True),
+            "limits": (limits or self.limits).model_dump(mode="json"),
             "tools": [
                 {
                     **t.spec(),

@@ -476,6 +476,7 @@ def agent_from_trace(
         name=config.get("name", "agent"),
         settings=ModelSettings.model_validate(config.get("settings", {})),
         limits=RunLimits.model_validate(config.get("limits", {})),
+        delimit_tool_results=bool(config.get("delimit_tool_results", True)),
     )
 
 

@@ -1,0 +1,75 @@
+"""Every trace the test suite wrote replays offline to the same outcome and actions.
+
+This file's name sorts last, so it runs after the others in the same process; conftest.py
+records the path of every trace written until then. Offline replay rebuilds each agent from
+its trace header and serves the recorded model responses and tool results with sockets
+blocked. Left out, because no recording can reproduce them: runs that were cancelled or never
+finished (killed), runs stopped by the wall clock, and runs whose last model request got no
+response (a transport failure, an exhausted script).
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from agentloop import replay
+from agentloop.errors import TraceError
+from agentloop.events import ToolCallRequested
+from agentloop.trace import Trace, read_trace
+from conftest import WRITTEN_TRACES
+
+
+def replayable(path: Path) -> Trace | None:
+    try:
+        trace = read_trace(path)
+    except TraceError:
+        return None  # a test broke it on purpose, or removed it
+    end = trace.terminal
+    if end is None or end.type == "run_cancelled":
+        return None
+    requests = sum(1 for e in trace.events if e.type == "model_request")
+    if end.type == "run_failed" and (
+        getattr(end, "reason", "") in ("run_timeout", "replay_diverged") or requests != trace.steps
+    ):
+        return None
+    return trace
+
+
+def actions(trace: Trace) -> list[tuple[int, str, str]]:
+    return [
+        (e.step, e.name, e.raw_arguments) for e in trace.events if isinstance(e, ToolCallRequested)
+    ]
+
+
+def test_every_trace_the_suite_wrote_replays_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = [t for t in map(replayable, dict.fromkeys(WRITTEN_TRACES)) if t is not None]
+    if len(WRITTEN_TRACES) < 50:
+        pytest.skip("run with the whole suite: only it writes a corpus of traces to replay")
+    real = socket.socket
+
+    class NoInternet(real):  # type: ignore[misc, valid-type]
+        def __init__(self, family: int = -1, *args: object, **kwargs: object) -> None:
+            if family in (socket.AF_INET, socket.AF_INET6, -1):
+                raise AssertionError("replay touched the network")
+            super().__init__(family, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "socket", NoInternet)
+    failures = []
+    for trace in corpus:
+        result = replay(trace, trace_dir=tmp_path)
+        replayed = read_trace(result.trace_path) if result.trace_path else None
+        same = (
+            not result.diverged
+            and replayed is not None
+            and replayed.output == trace.output
+            and actions(replayed) == actions(trace)
+        )
+        if not same:
+            failures.append(f"{trace.path}: {result.report()} {result.error or ''}")
+    assert len(corpus) > 200
+    assert failures == [], "\n".join(failures[:10])

@@ -32,8 +32,9 @@ from agentloop.errors import UserError
 from agentloop.events import ModelRequest
 from agentloop.loading import load_tools
 from agentloop.models import infer_model
+from agentloop.recording import Recording
 from agentloop.render import block, event_lines, one_line
-from agentloop.replay import Recording, agent_from_trace, recorded_model, replay, resume_async
+from agentloop.replay import agent_from_trace, recorded_model, replay, resume_async
 from agentloop.settings import USE_AGENT_DEFAULT
 from agentloop.terminal import escape
 from agentloop.trace import Trace, read_trace

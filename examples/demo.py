@@ -11,15 +11,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from calculator_tool import calculator
-
 from agentloop import Agent, read_trace, replay
+from agentloop.loading import load_tools
 
 TASK = sys.argv[1] if len(sys.argv) > 1 else "What is 17 * 23?"
 
 
+CALCULATOR = Path(__file__).resolve().parents[1] / "tools" / "calculator.py"  # the tool pack's
+
+
 def main() -> int:
-    agent = Agent("local", tools=[calculator], trace_dir="traces", max_steps=6)
+    agent = Agent("local", tools=load_tools([str(CALCULATOR)]), trace_dir="traces", max_steps=6)
     print(f"task: {TASK}")
     result = agent.run_sync(TASK)
     print(f"answer: {result.output}")

@@ -10,7 +10,6 @@ so that the measurement can be repeated.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import re
 import subprocess
@@ -26,25 +25,14 @@ from agentloop.errors import MaxStepsExceeded, UserError
 from agentloop.models import infer_model
 from agentloop.models.local import LocalModel, bundled_model_path
 from agentloop.models.openai import OpenAIModel
+from toolpack import load
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 pytestmark = pytest.mark.slow
 
 
-def _calculator() -> Tool:
-    spec = importlib.util.spec_from_file_location(
-        "calculator_tool", ROOT / "examples/calculator_tool.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    calculator: Tool = module.calculator
-    return calculator
-
-
-CALCULATOR = _calculator()
+CALCULATOR: Tool = load("calculator").calculator  # the tool pack's, as in make demo
 
 
 def questions(name: str, kind: str = "arithmetic") -> list[dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 Built on the stdlib ``argparse``, with no terminal library. stdout carries only data (the final
 answer, ``--json`` objects, trace listings); progress, warnings and logs go to stderr. Text that
-comes from a model, a tool or a trace is escaped before it is printed (``agentloop.terminal.escape``).
+comes from a model, a tool or a trace is escaped before it is printed
+(``agentloop.terminal.escape``).
 
 Exit codes: 0 success; 1 the run failed (a limit, a model error, a tool error); 2 a usage or
 configuration error (bad arguments, unknown model string, missing tool file or trace); 130

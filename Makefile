@@ -28,7 +28,7 @@ typecheck: $(STAMP)  ## mypy --strict over src/
 test: lint typecheck  ## lint, type-check and run the whole suite (what CI runs)
 	$(BIN)/python -m pytest
 
-demo: $(STAMP)  ## run an agent on the embedded local model, write its trace, show it
+demo: $(STAMP)  ## run an agent on the embedded local model, write its trace, show and replay it
 	$(BIN)/python examples/demo.py
 
 eval-demo: $(STAMP)  ## evaluate two example agents on the embedded local model, compare them

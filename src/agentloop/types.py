@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeAlias
 
-JSONValue: TypeAlias = Any
-"""Any value that ``json.dumps`` accepts."""
-
 JSONObject: TypeAlias = dict[str, Any]
 """A JSON object: what tool arguments and JSON Schemas are."""
 

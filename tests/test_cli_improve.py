@@ -93,3 +93,52 @@ def test_feedback_then_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["export", "sft", str(path)]) == 0
     line = json.loads(capsys.readouterr().out)
     assert line["messages"][-1] == {"role": "assistant", "content": "About 2.1 million."}
+
+
+def test_critique_revise_forks_and_records_the_preference(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    openai_server: FakeOpenAIServer,
+) -> None:
+    tools = tmp_path / "lookup.py"
+    tools.write_text(
+        "from agentloop import tool\n\n@tool\ndef lookup(city: str) -> str:\n"
+        '    """Population of a city."""\n    return "2.1 million"\n'
+    )
+    from agentloop.loading import load_tools
+
+    model = ScriptedModel([ModelResponse.tool_call("lookup", {"city": "Paris"}), "9 million"])
+    agent = Agent(model, tools=load_tools([str(tools)]), trace_dir=tmp_path / "t")
+    source = agent.run_sync("People in Paris?").trace_path
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.url)
+    # in order: the judge on the original, the agent's new step 1, the judge on the revision
+    openai_server.script(answer(verdict(1)), answer("About 2.1 million."), answer(verdict(5)))
+    code = main(
+        [
+            "critique",
+            str(source),
+            "--judge",
+            "openai:judge",
+            "--revise",
+            "--tools",
+            str(tools),
+            "--model",
+            "openai:agent",
+            "--trace-dir",
+            str(tmp_path / "rev"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "the judge prefers the revised run" in err
+    [revised] = (tmp_path / "rev").glob("*.jsonl")
+    fork = read_trace(revised)
+    assert fork.output == "About 2.1 million."
+    assert fork.header.parent is not None and fork.header.parent["step"] == 1
+    assert fork.critiques()[-1].compared_with["preferred"] == "revised"  # type: ignore[index]
+    assert [b["model"] for b in openai_server.bodies] == ["judge", "agent", "judge"]
+    assert main(["export", "dpo", str(tmp_path / "t"), str(tmp_path / "rev")]) == 0
+    pair = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert pair["preferred_output"][0]["content"] == "About 2.1 million."
+    assert pair["non_preferred_output"][0]["content"] == "9 million"

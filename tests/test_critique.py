@@ -14,11 +14,11 @@ from agentloop.critique import (
     Rubric,
     critique,
     critique_schema,
-    first_json_object,
     render_run,
     revise,
 )
 from agentloop.errors import ModelResponseError, UserError
+from agentloop.models.protocol import first_json_object
 from agentloop.testing import ScriptedModel
 
 
@@ -135,10 +135,9 @@ def test_rubric_files(tmp_path: Path) -> None:
 
 
 def test_first_json_object() -> None:
-    assert first_json_object('Sure! {"a": {"b": 1}} trailing {"c": 2}') == {"a": {"b": 1}}
-    assert first_json_object('{broken {"ok": true}') == {"ok": True}
-    with pytest.raises(ValueError, match="no JSON object"):
-        first_json_object("[1, 2]")
+    assert first_json_object('Sure! {"a": {"b": 1}} trailing {"c": 2}') == ({"a": {"b": 1}}, None)
+    assert first_json_object('{broken {"ok": true}') == ({"ok": True}, None)
+    assert first_json_object("[1, 2]") == (None, "the reply holds no JSON object")
 
 
 def test_revise_forks_at_the_flagged_step_and_makes_a_preference(tmp_path: Path) -> None:

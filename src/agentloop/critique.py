@@ -25,6 +25,7 @@ from agentloop.errors import ModelResponseError, UserError
 from agentloop.events import CritiqueRecorded
 from agentloop.messages import AssistantMessage, Message, SystemMessage, UserMessage
 from agentloop.models import Model, infer_model
+from agentloop.models.protocol import first_json_object
 from agentloop.settings import ModelSettings
 from agentloop.tools import Toolset
 from agentloop.trace import Trace, annotate, read_trace
@@ -318,7 +319,10 @@ async def _ask_judge(
         response = await model.request(conversation, Toolset(), settings)
         text = response.text or ""
         try:
-            critique = Critique.model_validate(first_json_object(text))
+            found, why = first_json_object(text)
+            if found is None:
+                raise ValueError(why or "no JSON object in the answer")
+            critique = Critique.model_validate(found)
             critique.check(rubric, steps)
             return critique
         except (ValueError, ValidationError) as exc:
@@ -333,22 +337,6 @@ async def _ask_judge(
     raise ModelResponseError(
         f"the judge gave no valid critique after a retry ({problem})", model=model.name
     )
-
-
-def first_json_object(text: str) -> Any:
-    """The first JSON object in ``text`` (models wrap JSON in prose or code fences)."""
-    decoder = json.JSONDecoder()
-    start = text.find("{")
-    while start != -1:
-        try:
-            value, _ = decoder.raw_decode(text, start)
-        except ValueError:
-            start = text.find("{", start + 1)
-            continue
-        if isinstance(value, dict):
-            return value
-        start = text.find("{", start + 1)
-    raise ValueError("no JSON object in the answer")
 
 
 def guidance(critique: Critique) -> str:

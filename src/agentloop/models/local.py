@@ -180,31 +180,23 @@ class LocalModel(Model):
         message = choice.get("message")
         text = message.get("content") if isinstance(message, dict) else choice.get("text")
         usage = raw.get("usage") or {}
-        timings = raw.get("timings") or {}
-        if structured:
-            return ModelResponse(
-                text=text or "",
-                finish_reason=choice.get("finish_reason") or "stop",
-                usage=Usage(
-                    input_tokens=usage.get("prompt_tokens") or 0,
-                    output_tokens=usage.get("completion_tokens") or 0,
-                ),
-                model_name=self.name,
-                latency_ms=latency_ms,
-                timings={k: float(v) for k, v in timings.items() if isinstance(v, int | float)},
-            )
-        return protocol.response_from_text(
-            text or "",
-            messages,
-            finish_reason=choice.get("finish_reason") or "stop",
-            usage=Usage(
+        fields: dict[str, Any] = {
+            "finish_reason": choice.get("finish_reason") or "stop",
+            "usage": Usage(
                 input_tokens=usage.get("prompt_tokens") or 0,
                 output_tokens=usage.get("completion_tokens") or 0,
             ),
-            model_name=self.name,
-            latency_ms=latency_ms,
-            timings={k: float(v) for k, v in timings.items() if isinstance(v, int | float)},
-        )
+            "model_name": self.name,
+            "latency_ms": latency_ms,
+            "timings": {
+                k: float(v)
+                for k, v in (raw.get("timings") or {}).items()
+                if isinstance(v, int | float)
+            },
+        }
+        if structured:  # the caller's schema, not an action: the text is the answer
+            return ModelResponse(text=text or "", **fields)
+        return protocol.response_from_text(text or "", messages, **fields)
 
 
 def _plain_prompt(messages: Sequence[Message]) -> str:

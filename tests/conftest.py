@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,20 @@ def _record_written_traces() -> Iterator[None]:
 def _no_real_model_requests() -> Iterator[None]:
     with block_model_requests():
         yield
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any internet socket fails the test (the event loop's own Unix socketpair still works)."""
+    real = socket.socket
+
+    class NoInternet(real):  # type: ignore[misc, valid-type]
+        def __init__(self, family: int = -1, *args: object, **kwargs: object) -> None:
+            if family in (socket.AF_INET, socket.AF_INET6, -1):
+                raise AssertionError("a socket was opened where no network may be used")
+            super().__init__(family, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "socket", NoInternet)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -53,20 +52,6 @@ def actions(path: Path | None) -> list[tuple[str, str | None]]:
         for e in read_trace(path).events
         if isinstance(e, ToolCallRequested)
     ]
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any internet socket fails the test (the event loop's own Unix socketpair still works)."""
-    real = socket.socket
-
-    class NoInternet(real):  # type: ignore[misc, valid-type]
-        def __init__(self, family: int = -1, *args: object, **kwargs: object) -> None:
-            if family in (socket.AF_INET, socket.AF_INET6, -1):
-                raise AssertionError("replay touched the network")
-            super().__init__(family, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(socket, "socket", NoInternet)
 
 
 def test_offline_replay_reproduces_output_and_actions(tmp_path: Path, no_network: None) -> None:

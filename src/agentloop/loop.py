@@ -60,7 +60,7 @@ from agentloop.messages import (
     UserMessage,
 )
 from agentloop.models import Model
-from agentloop.observations import Observation
+from agentloop.observations import MISTAKES, Observation
 from agentloop.result import RunResult, StopReason
 from agentloop.safety import delimit_untrusted
 from agentloop.settings import ModelSettings, RunLimits
@@ -74,17 +74,6 @@ _log = structlog.wrap_logger(
     _stdlib_log,
     wrapper_class=structlog.stdlib.BoundLogger,
     processors=[structlog.stdlib.render_to_log_kwargs],
-)
-MISTAKES = frozenset(
-    {
-        "invalid_json",
-        "invalid_arguments",
-        "unknown_tool",
-        "retry",
-        "timeout",
-        "truncated_call",
-        "tool_error",
-    }
 )
 EMPTY_RESPONSE_NUDGE = (
     "Your last reply was empty. Call one of the tools, or give your final answer as text."

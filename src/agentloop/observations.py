@@ -34,6 +34,20 @@ ErrorKind: TypeAlias = Literal[
 ]
 """Why a tool call produced an error observation instead of a result."""
 
+MISTAKES: frozenset[ErrorKind] = frozenset(
+    {
+        "invalid_json",
+        "invalid_arguments",
+        "unknown_tool",
+        "retry",
+        "timeout",
+        "truncated_call",
+        "tool_error",
+    }
+)
+"""The error kinds that are the model's mistakes and count against a run's retry budget
+(``interrupted``, ``not_run`` and ``denied`` are not its doing)."""
+
 
 class Observation(BaseModel):
     """The result of one tool call as the model will see it."""

@@ -75,11 +75,17 @@ def test_sft_lines_follow_the_chat_format_with_tools(tmp_path: Path) -> None:
         "content": delimit_untrusted("weather", "Oslo: 18 C, cloudy"),
     }  # type: ignore[index]
     assert messages[4] == {"role": "assistant", "content": "18 C and cloudy."}  # type: ignore[index]
+    recorded = read_trace(path).header.agent["tools"][0]
     assert line["tools"] == [
-        {"type": "function", "function": read_trace(path).header.agent["tools"][0] | {}}
-    ] or (
-        line["tools"][0]["function"]["name"] == "weather"  # type: ignore[index]
-    )
+        {
+            "type": "function",
+            "function": {
+                "name": "weather",
+                "description": "Today's weather in a city.",
+                "parameters": recorded["parameters"],
+            },
+        }
+    ]
 
 
 def test_a_correction_replaces_the_final_answer_and_makes_a_pair(tmp_path: Path) -> None:

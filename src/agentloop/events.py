@@ -158,7 +158,6 @@ class ScoreRecorded(BaseEvent):
     eval_run: str | None = None
 
 
-TerminalEvent: TypeAlias = RunFinished | RunFailed | RunCancelled
 Event: TypeAlias = Annotated[
     ModelRequest
     | ModelResponded

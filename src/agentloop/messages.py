@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Self, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 
 class _Frozen(BaseModel):
@@ -68,8 +68,6 @@ class ToolMessage(_Message):
 Message: TypeAlias = Annotated[
     SystemMessage | UserMessage | AssistantMessage | ToolMessage, Field(discriminator="role")
 ]
-MessageList = TypeAdapter(list[Message])
-"""Validates and serializes a list of messages (for traces and message history)."""
 
 
 class Usage(_Frozen):

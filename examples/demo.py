@@ -12,16 +12,16 @@ import sys
 from pathlib import Path
 
 from agentloop import Agent, read_trace, replay
-from agentloop.loading import load_tools
 
 TASK = sys.argv[1] if len(sys.argv) > 1 else "What is 17 * 23?"
 
 
-CALCULATOR = Path(__file__).resolve().parents[1] / "tools" / "calculator.py"  # the tool pack's
+# "local" (the bundled model) with the tool pack's calculator, at temperature 0.
+AGENT_FILE = Path(__file__).resolve().parents[1] / "agents" / "local-calculator.toml"
 
 
 def main() -> int:
-    agent = Agent("local", tools=load_tools([str(CALCULATOR)]), trace_dir="traces", max_steps=6)
+    agent = Agent.from_file(AGENT_FILE, trace_dir="traces")
     print(f"task: {TASK}")
     result = agent.run_sync(TASK)
     print(f"answer: {result.output}")

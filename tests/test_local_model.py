@@ -211,7 +211,8 @@ async def test_openai_model_runs_an_agent_on_the_llama_cpp_server_with_json_acti
     action schema goes as response_format, so every action parses and the tool runs.
 
     The 270M *base* model answers badly through its chat template: it repeats the right tool
-    call instead of answering, so this run ends at max_steps, recorded as such in the trace.
+    call instead of answering, so this run ends at max_steps, recorded as such in the trace
+    (the completion form, below, is the one for base models).
     """
     model = OpenAIModel("gemma", base_url=llama_server, native_tools=False)
     agent = Agent(model, tools=[CALCULATOR], trace_dir=tmp_path, max_steps=2)
@@ -236,3 +237,30 @@ async def test_openai_model_runs_an_agent_on_the_llama_cpp_server_with_json_acti
     assert calls[0].arguments == {"expression": "17 * 23"}
     results = [e for e in trace.events if e.type == "tool_result"]
     assert results[0].content == "391"
+
+
+async def test_openai_model_answers_through_the_llama_cpp_server_with_the_completion_form(
+    llama_server: str, tmp_path: Path
+) -> None:
+    """The same base model behind the same server, asked with the completion form of the
+    protocol (``/v1/completions``, no schema: each reply stops after one action and is read
+    leniently): it calls the calculator, then answers."""
+    model = OpenAIModel(
+        "gemma", base_url=llama_server, native_tools=False, prompt_form="completion"
+    )
+    agent = Agent(model, tools=[CALCULATOR], trace_dir=tmp_path, max_steps=3)
+    settings = ModelSettings(temperature=0, seed=0, max_tokens=64)
+    try:
+        result = await agent.run("What is 17 * 23?", settings=settings)
+    finally:
+        await model.aclose()
+    assert result.stop_reason == "final_answer"
+    assert result.output is not None and "391" in result.output
+    assert result.trace_path is not None
+    trace = read_trace(result.trace_path)
+    assert trace.header.agent["model"]["prompt_form"] == "completion"
+    responses = [e.response for e in trace.events if e.type == "model_response"]
+    assert len(responses) == 2
+    assert all(r.protocol == "json" and r.usage.input_tokens > 0 for r in responses)
+    [call] = [e for e in trace.events if e.type == "tool_call"]
+    assert call.valid and call.arguments == {"expression": "17 * 23"}

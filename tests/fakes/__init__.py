@@ -1,6 +1,6 @@
 """Test fakes that stand in for the outside world over loopback only.
 
-``openai_server`` is an OpenAI-compatible chat completions server on 127.0.0.1 with scripted
+``openai_server`` is an OpenAI-compatible (chat) completions server on 127.0.0.1 with scripted
 replies and fault injection (errors, delays, stalls, dropped connections).
 """
 
@@ -17,6 +17,7 @@ from fakes.openai_server import (
     error,
     raw,
     refused_url,
+    text_completion,
     tool_call,
     tool_call_raw,
     tool_calls,
@@ -35,6 +36,7 @@ __all__ = [
     "error",
     "raw",
     "refused_url",
+    "text_completion",
     "tool_call",
     "tool_call_raw",
     "tool_calls",

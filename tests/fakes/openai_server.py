@@ -1,12 +1,13 @@
-"""A loopback OpenAI-compatible chat completions server, scripted, with fault injection.
+"""A loopback OpenAI-compatible completions server, scripted, with fault injection.
 
 The server runs its own asyncio loop in a background thread on 127.0.0.1 (a random free port),
 so it serves sync code (``Agent.run_sync``) and async tests alike. It speaks just enough
 HTTP/1.1 for an HTTP client: keep-alive, ``Content-Length`` or chunked request bodies.
 
-``POST /v1/chat/completions`` answers with the next scripted ``Reply`` (or a function of the
-request that returns one); when the script runs out, ``fallback`` is used if set, else the
-server answers 418 and counts an overrun, so a test that asks more than it scripted fails.
+``POST /v1/chat/completions`` and ``POST /v1/completions`` answer with the next scripted
+``Reply`` (or a function of the request that returns one); when the script runs out,
+``fallback`` is used if set, else the server answers 418 and counts an overrun, so a test that
+asks more than it scripted fails.
 Every request is recorded (``requests``) with its headers and body, so tests assert what was
 sent. Faults: any status with any headers and body, a delay, a stall before or after the
 headers, a dropped connection, a body cut short.
@@ -86,6 +87,7 @@ STALL_AFTER_HEADERS = Reply(action="stall_after_headers", body=b'{"choices": []}
 CLOSE = Reply(action="close")
 TRUNCATE_BODY = Reply(action="truncate_body", body={"choices": [{"message": {"content": "x"}}]})
 CHAT_PATH = "/v1/chat/completions"
+COMPLETIONS_PATH = "/v1/completions"
 _ids = itertools.count(1)
 
 
@@ -115,6 +117,22 @@ def completion(
     if usage is not None:
         body["usage"] = {**usage, "total_tokens": sum(usage.values())}
     return body
+
+
+def text_completion(
+    text: str, *, finish_reason: str = "stop", usage: dict[str, int] | None = None
+) -> Reply:
+    """A 200 reply to ``/v1/completions`` whose continuation is ``text``."""
+    body: dict[str, Any] = {
+        "id": "cmpl-fake",
+        "object": "text_completion",
+        "created": 0,
+        "model": "fake-model",
+        "choices": [{"index": 0, "text": text, "finish_reason": finish_reason}],
+    }
+    if usage is not None:
+        body["usage"] = {**usage, "total_tokens": sum(usage.values())}
+    return Reply(body=body)
 
 
 def answer(content: str, *, usage: dict[str, int] | None = None, **kw: Any) -> Reply:
@@ -219,14 +237,14 @@ class FakeOpenAIServer:
 
     @property
     def bodies(self) -> list[Any]:
-        """The JSON bodies of the chat requests received, in order."""
-        return [r.json() for r in self.requests if r.path == CHAT_PATH]
+        """The JSON bodies of the (chat) completion requests received, in order."""
+        return [r.json() for r in self.requests if r.path in (CHAT_PATH, COMPLETIONS_PATH)]
 
     def _next_reply(self, request: RecordedRequest) -> Reply:
         with self._lock:
             self.requests.append(request)
             item = self._script.popleft() if self._script else None
-        if request.path != CHAT_PATH or request.method != "POST":
+        if request.path not in (CHAT_PATH, COMPLETIONS_PATH) or request.method != "POST":
             if item is not None:  # not for us: keep the script for the right request
                 with self._lock:
                     self._script.appendleft(item)

@@ -1,5 +1,9 @@
 """Any OpenAI-compatible chat completions endpoint: OpenAI, vLLM, Ollama, llama.cpp server.
 
+With ``native_tools=False`` tools are offered through the JSON action protocol instead
+(``models/protocol.py``): as chat messages, or with ``prompt_form="completion"`` as one prompt
+to the endpoint's ``/completions``, for base models served by vLLM or llama.cpp.
+
 The ``openai`` client resolves the configuration (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``,
 its default headers); requests go out as ready-made JSON through ``httpx2``, the client openai
 itself uses. Two costs are avoided that way, both measured against a loopback server: the typed
@@ -25,7 +29,7 @@ import time
 import weakref
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx2
 import openai
@@ -83,6 +87,7 @@ class OpenAIModel(Model):
         max_backoff: float = 8.0,
         default_headers: dict[str, str] | None = None,
         native_tools: bool = True,
+        prompt_form: Literal["chat", "completion"] = "chat",
     ) -> None:
         """``base_url`` and ``api_key`` default to ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``.
 
@@ -90,7 +95,18 @@ class OpenAIModel(Model):
         ``max_retries`` transient failures (connection errors, 408/409/429/5xx) are retried with
         exponential backoff and jitter, honouring ``Retry-After`` up to ``max_retry_after``
         seconds; a longer ``Retry-After`` fails at once.
+
+        ``native_tools=False`` offers tools through the JSON action protocol, rendered as chat
+        messages, or with ``prompt_form="completion"`` as one text sent to ``/completions``
+        (a base model behind vLLM or llama.cpp's server).
         """
+        if prompt_form not in ("chat", "completion"):
+            raise UserError(f"prompt_form must be 'chat' or 'completion', not {prompt_form!r}")
+        if prompt_form == "completion" and native_tools:
+            raise UserError(
+                "prompt_form='completion' renders the JSON action protocol: "
+                "pass native_tools=False too"
+            )
         self.name = model
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
@@ -117,6 +133,7 @@ class OpenAIModel(Model):
         self.connect_timeout = connect_timeout
         self.endpoint = str(configured.base_url).rstrip("/")
         self._url = httpx2.URL(f"{self.endpoint}/chat/completions")  # parsed once
+        self._completions_url = httpx2.URL(f"{self.endpoint}/completions")
         self.max_retries = max_retries
         self.max_retry_after = max_retry_after
         self.backoff = backoff
@@ -124,6 +141,7 @@ class OpenAIModel(Model):
         self._tools_wire: tuple[Toolset | None, bytes] = (None, b"")
         self.native_tools = native_tools
         """``False``: offer tools through the JSON action protocol (``models/protocol.py``)."""
+        self.prompt_form = prompt_form
 
     def config(self) -> dict[str, Any]:
         config = {**super().config(), "endpoint": self.endpoint}
@@ -131,7 +149,12 @@ class OpenAIModel(Model):
             return config
         from agentloop.models.protocol import prompt_hash
 
-        return {**config, "protocol": "json", "protocol_prompt": prompt_hash()}
+        return {
+            **config,
+            "protocol": "json",
+            "protocol_prompt": prompt_hash(),
+            "prompt_form": self.prompt_form,
+        }
 
     async def aclose(self) -> None:
         """Close the connections this model keeps open on the running event loop; the model
@@ -178,14 +201,23 @@ class OpenAIModel(Model):
         if not self.native_tools and tools:  # the JSON action protocol: see models/protocol.py
             from agentloop.models.protocol import request_json_actions
 
-            return await request_json_actions(self, messages, tools, settings)
-        body = self._body(messages, tools, settings)
+            return await request_json_actions(self, messages, tools, settings, self.prompt_form)
+        return await self._send(self._url, self._body(messages, tools, settings))
+
+    async def complete(self, prompt: str, settings: ModelSettings) -> ModelResponse:
+        """The endpoint's continuation of ``prompt`` (``/completions``, for base models)."""
+        check_request_allowed(self.name, self.endpoint)
+        body = {"model": self.name, "prompt": prompt, **self._sampling(settings)}
+        return await self._send(self._completions_url, json.dumps(body).encode())
+
+    async def _send(self, url: httpx2.URL, body: bytes) -> ModelResponse:
+        """Post ``body``, retrying transient failures; every failed try is recorded."""
         attempts: list[RequestAttempt] = []
         while True:
             started = time.perf_counter()
             try:
                 client = await self._client()
-                raw = await client.post(self._url, content=body)
+                raw = await client.post(url, content=body)
                 error = None if raw.status_code < 400 else self._status_error(raw)
             except httpx2.TransportError as exc:
                 raw, error = None, self._transport_error(exc)
@@ -211,12 +243,6 @@ class OpenAIModel(Model):
 
     def _body(self, messages: Sequence[Message], tools: Toolset, settings: ModelSettings) -> bytes:
         head: dict[str, Any] = {"model": self.name}
-        for key in ("temperature", "top_p", "max_tokens", "seed"):
-            value = getattr(settings, key)
-            if value is not None:
-                head[key] = value
-        if settings.stop is not None:
-            head["stop"] = list(settings.stop)
         if tools and settings.parallel_tool_calls is not None:
             head["parallel_tool_calls"] = settings.parallel_tool_calls
         if settings.json_schema is not None:
@@ -224,7 +250,7 @@ class OpenAIModel(Model):
                 "type": "json_schema",
                 "json_schema": {"name": "answer", "schema": settings.json_schema},
             }
-        head.update(settings.extra)
+        head.update(self._sampling(settings))
         parts = [json.dumps(head)[:-1].encode(), b',"messages":[']
         parts.append(b",".join(_encoded(m) for m in messages))
         parts.append(b"]")
@@ -232,6 +258,18 @@ class OpenAIModel(Model):
             parts.append(self._tools_bytes(tools))
         parts.append(b"}")
         return b"".join(parts)
+
+    @staticmethod
+    def _sampling(settings: ModelSettings) -> dict[str, Any]:
+        """The sampling fields that are set, and ``extra`` (which may override anything)."""
+        fields: dict[str, Any] = {}
+        for key in ("temperature", "top_p", "max_tokens", "seed"):
+            value = getattr(settings, key)
+            if value is not None:
+                fields[key] = value
+        if settings.stop is not None:
+            fields["stop"] = list(settings.stop)
+        return {**fields, **settings.extra}
 
     def _tools_bytes(self, tools: Toolset) -> bytes:
         cached_for, encoded = self._tools_wire
@@ -246,9 +284,9 @@ class OpenAIModel(Model):
     def _parse(
         self, content: bytes, latency_ms: float, attempts: tuple[RequestAttempt, ...]
     ) -> ModelResponse:
-        """The response in a 200 body. A body that is not a chat completion (not JSON, no
-        ``choices[0].message``, fields of the wrong type) raises ``ModelResponseError``
-        quoting the start of the body."""
+        """The response in a 200 body. A body that is not a completion (not JSON, no
+        ``choices[0].message`` or ``.text``, fields of the wrong type) raises
+        ``ModelResponseError`` quoting the start of the body."""
         try:
             data = json.loads(content)
         except ValueError:
@@ -257,7 +295,7 @@ class OpenAIModel(Model):
             try:
                 return _response(data, latency_ms, attempts)
             except (LookupError, TypeError, AttributeError, ValidationError) as exc:
-                problem = f"not a chat completion: {_problem(exc)}"
+                problem = f"not a completion: {_problem(exc)}"
         snippet = self._redact(content[:200].decode(errors="replace"))
         error = ModelResponseError(
             f"malformed response from the endpoint ({problem}): {snippet!r}",
@@ -377,9 +415,10 @@ def wire_message(message: Message) -> dict[str, Any]:
 
 
 def _response(data: Any, latency_ms: float, attempts: tuple[RequestAttempt, ...]) -> ModelResponse:
-    """Read a decoded chat completion; raises on a shape that is not one."""
+    """Read a decoded chat completion (or a text completion: ``choices[0].text``); raises on
+    a shape that is neither."""
     choice = data["choices"][0]
-    message = choice["message"] or {}
+    message = {"content": choice["text"]} if "text" in choice else choice["message"] or {}
     calls = []
     for index, call in enumerate(message.get("tool_calls") or ()):
         function = call.get("function") or {}

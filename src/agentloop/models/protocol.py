@@ -29,7 +29,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal, Protocol
 
 from agentloop.messages import (
     AssistantMessage,
@@ -45,11 +45,10 @@ from agentloop.settings import ModelSettings
 from agentloop.tools import Toolset
 from agentloop.types import JSONObject
 
-if TYPE_CHECKING:
-    from agentloop.models.base import Model
-
 __all__ = [
+    "ACTION_STOP",
     "DEFAULT_EXAMPLES",
+    "CompletionBackend",
     "Example",
     "action_schema",
     "parse_action",
@@ -328,7 +327,7 @@ def _actions_of(message: AssistantMessage) -> list[str]:
         except json.JSONDecodeError:
             arguments = None
         if not part.name or arguments is None:  # a reply that did not parse: show it as it was
-            actions.append(part.arguments)
+            actions.append(part.arguments.strip())
         else:
             actions.append(_dumps({TOOL_KEY: part.name, ARGUMENTS_KEY: arguments}))
     if not message.tool_calls and message.content:
@@ -435,32 +434,57 @@ def response_from_text(text: str, messages: Sequence[Message], **fields: Any) ->
     return ModelResponse(tool_calls=(action,), protocol="json", **fields)
 
 
-# -- over a chat endpoint ------------------------------------------------------------------
+# -- over an OpenAI-compatible endpoint --------------------------------------------------
+
+ACTION_STOP = ("\nObservation", "\nAction", "\nTask", "\n\n")
+"""Where a completion stops: after one action, before the model writes the observation or
+the next example itself (four sequences: OpenAI's limit)."""
+
+
+class CompletionBackend(Protocol):
+    """A chat model that can also continue a plain prompt (``OpenAIModel``)."""
+
+    async def request(
+        self, messages: Sequence[Message], tools: Toolset, settings: ModelSettings
+    ) -> ModelResponse: ...
+
+    async def complete(self, prompt: str, settings: ModelSettings) -> ModelResponse: ...
 
 
 async def request_json_actions(
-    model: Model,
+    model: CompletionBackend,
     messages: Sequence[Message],
     tools: Toolset,
     settings: ModelSettings,
+    form: Literal["chat", "completion"] = "chat",
     examples: Sequence[Example] = DEFAULT_EXAMPLES,
 ) -> ModelResponse:
-    """One step of the JSON action protocol over a chat model that is asked with no tools
-    (``OpenAIModel(native_tools=False)``): render the chat, ask for the action constrained by
-    ``action_schema`` (as ``response_format``, unless the settings already set one), and
-    read the reply."""
-    chat: list[Message] = []
-    for turn in render_chat(messages, tools, examples):
-        if turn["role"] == "system":
-            chat.append(SystemMessage(content=turn["content"]))
-        elif turn["role"] == "user":
-            chat.append(UserMessage(content=turn["content"]))
-        else:
-            chat.append(AssistantMessage(content=turn["content"]))
-    if "response_format" not in settings.extra:
-        schema = {"name": "action", "schema": action_schema(tools)}
-        response_format = {"type": "json_schema", "json_schema": schema}
-        settings = settings.merged(ModelSettings(extra={"response_format": response_format}))
-    raw = await model.request(chat, Toolset(), settings)
+    """One step of the JSON action protocol over an endpoint asked with no tools
+    (``OpenAIModel(native_tools=False)``), and the action read from its reply.
+
+    ``form="chat"`` renders the chat and asks for the action constrained by
+    ``action_schema`` (as ``response_format``, unless the settings already set one).
+    ``form="completion"`` renders one prompt for ``/completions`` (base models), which has no
+    portable way to carry a schema: it stops after one action (``ACTION_STOP``) and the reply
+    is read leniently. A server's own grammar field can go in ``settings.extra``.
+    """
+    if form == "completion":
+        prompt = render_completion(messages, tools, examples)
+        stop = ModelSettings(stop=(*(settings.stop or ()), *ACTION_STOP))
+        raw = await model.complete(prompt, settings.merged(stop))
+    else:
+        chat: list[Message] = []
+        for turn in render_chat(messages, tools, examples):
+            if turn["role"] == "system":
+                chat.append(SystemMessage(content=turn["content"]))
+            elif turn["role"] == "user":
+                chat.append(UserMessage(content=turn["content"]))
+            else:
+                chat.append(AssistantMessage(content=turn["content"]))
+        if "response_format" not in settings.extra:
+            schema = {"name": "action", "schema": action_schema(tools)}
+            response_format = {"type": "json_schema", "json_schema": schema}
+            settings = settings.merged(ModelSettings(extra={"response_format": response_format}))
+        raw = await model.request(chat, Toolset(), settings)
     fields = raw.model_dump(exclude={"text", "tool_calls", "protocol"})
     return response_from_text(raw.text or "", messages, **fields)

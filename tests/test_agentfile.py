@@ -11,8 +11,11 @@ import pytest
 from agentloop import Agent, UserError, read_trace
 from agentloop.agentfile import AgentFileError, load_agent, read_agent_file
 from agentloop.cli import main
+from agentloop.models.local import LocalModel
+from agentloop.models.openai import OpenAIModel
 from agentloop.safety import UNTRUSTED_NOTICE
-from fakes import FakeOpenAIServer, answer
+from fakes import FakeOpenAIServer, answer, text_completion
+from fakes.openai_server import COMPLETIONS_PATH
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = '''\
@@ -123,6 +126,46 @@ def test_errors_name_the_file_and_field(tmp_path: Path, content: str, message: s
         assert str(file) in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ("temprature = 1", "takes no option 'temprature' (options: base_url, api_key"),
+        ('api_key = "sk-live"', "set OPENAI_API_KEY instead"),
+        ('prompt_form = "completion"', "pass native_tools=False too"),
+    ],
+)
+def test_model_option_errors_name_the_file(tmp_path: Path, options: str, message: str) -> None:
+    file = tmp_path / "bad.toml"
+    file.write_text(f'model = "openai:m"\n[model_options]\n{options}\n')
+    with pytest.raises(AgentFileError) as caught:
+        load_agent(file)
+    assert message in str(caught.value)
+    assert f"agent file {file}: model_options:" in str(caught.value)
+
+
+def test_model_options_configure_the_backend_and_its_version(tmp_path: Path) -> None:
+    plain = write_agent(tmp_path / "plain")
+    options = "[model_options]\nbase_url = 'http://127.0.0.1:8/v1'\nnative_tools = false\n"
+    chat = write_agent(tmp_path / "chat", extra=options)
+    completion = write_agent(
+        tmp_path / "completion", extra=options + "prompt_form = 'completion'\n"
+    )
+    model = load_agent(completion).model
+    assert isinstance(model, OpenAIModel)
+    assert (model.endpoint, model.native_tools, model.prompt_form) == (
+        "http://127.0.0.1:8/v1",
+        False,
+        "completion",
+    )
+    versions = {load_agent(f).config_hash for f in (plain, chat, completion)}
+    assert len(versions) == 3  # how the model is asked is part of what the agent does
+    local = tmp_path / "local.toml"
+    local.write_text('model = "local"\n[model_options]\nthreads = 1\ncontext_size = 2048\n')
+    local_model = load_agent(local).model
+    assert isinstance(local_model, LocalModel)
+    assert (local_model.threads, local_model.context_size) == (1, 2048)
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(AgentFileError, match="cannot read agent file"):
         read_agent_file(tmp_path / "nope.toml")
@@ -167,3 +210,23 @@ def test_cli_run_with_an_agent_file(
     assert read_trace(second).header.config_hash != version
     assert main(["run", "x", "--agent", str(file), "--instructions", "no"]) == 2
     assert "put tools and instructions in the agent file" in capsys.readouterr().err
+
+
+def test_cli_run_with_a_base_model_behind_an_endpoint(
+    tmp_path: Path, openai_server: FakeOpenAIServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The agent file alone says how to reach a base model: its server, and the completion
+    form of the JSON action protocol."""
+    options = (
+        f"[model_options]\nbase_url = '{openai_server.url}'\nnative_tools = false\n"
+        "prompt_form = 'completion'\n"
+    )
+    file = write_agent(tmp_path, extra=options)
+    openai_server.script(
+        text_completion(' {"tool": "shout", "arguments": {"text": "hi"}}'),
+        text_completion(' {"answer": "HI"}'),
+    )
+    assert main(["run", "shout hi", "--agent", str(file), "--trace-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == "HI"
+    assert [r.path for r in openai_server.requests] == [COMPLETIONS_PATH] * 2
+    assert "Observation: HI" in openai_server.bodies[1]["prompt"]

@@ -415,3 +415,17 @@ async def test_tools_from_schema_are_sent_as_given(openai_server: FakeOpenAIServ
             },
         }
     ]
+
+
+def test_model_strings_take_the_backends_options() -> None:
+    from agentloop.models import infer_model
+
+    model = infer_model("openai:m", base_url="http://127.0.0.1:8/v1", native_tools=False)
+    assert isinstance(model, OpenAIModel)
+    assert (model.name, model.endpoint, model.native_tools) == ("m", "http://127.0.0.1:8/v1", False)
+    with pytest.raises(
+        UserError, match=r"'openai:m' takes no option 'threads' \(options: base_url"
+    ):
+        infer_model("openai:m", threads=2)
+    with pytest.raises(UserError, match="need a model string"):
+        infer_model(model, base_url="http://127.0.0.1:8/v1")

@@ -9,6 +9,9 @@ reviewed and evaluated like code.
     temperature = 0
     [limits]                             # RunLimits: max_steps, max_tool_calls, ...
     max_steps = 5
+    [model_options]                      # keyword options of the model's backend: threads,
+    threads = 2                          # context_size (local); base_url, native_tools,
+                                         # prompt_form (openai). Never api_key: use the env.
 
 The agent's version is its ``config_hash``, computed from the ``Agent`` the file builds
 (instructions, model, settings, limits, tool schemas and tool source), so neither the file's
@@ -51,6 +54,8 @@ class AgentSpec(BaseModel):
 
     model: str = Field(min_length=1)
     """A model string: ``"openai:<name>"``, ``"local"``, ..."""
+    model_options: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments for the model's backend (``OpenAIModel``, ``LocalModel``)."""
     instructions: str | None = None
     name: str = "agent"
     tools: list[str] = Field(default_factory=list)
@@ -93,7 +98,7 @@ def load_agent(
     file = Path(path)
     spec = read_agent_file(file)
     return Agent(
-        model if model is not None else spec.model,
+        model if model is not None else _model(spec, file),
         tools=resolve_tools(spec.tools, file.parent),
         instructions=spec.instructions,
         name=spec.name,
@@ -102,6 +107,22 @@ def load_agent(
         trace_dir=trace_dir,
         **options,
     )
+
+
+def _model(spec: AgentSpec, file: Path) -> Model:
+    from agentloop.models import infer_model
+
+    if "api_key" in spec.model_options:
+        raise AgentFileError(
+            f"agent file {file}: model_options: api_key does not belong in a file that is "
+            "versioned and shared: set OPENAI_API_KEY instead"
+        )
+    try:
+        return infer_model(spec.model, **spec.model_options)
+    except AgentFileError:
+        raise
+    except UserError as exc:
+        raise AgentFileError(f"agent file {file}: model_options: {exc}") from None
 
 
 def resolve_tools(refs: list[str], base: Path) -> list[Tool | Callable[..., Any]]:

@@ -11,10 +11,10 @@ import jsonschema
 import pytest
 
 from agentloop import Agent, read_trace
-from agentloop.errors import UserError
+from agentloop.errors import ModelResponseError, UserError
 from agentloop.models.openai import OpenAIModel
 from agentloop.models.protocol import ACTION_STOP, FORMAT_REMINDER
-from fakes import FakeOpenAIServer, answer, error, text_completion
+from fakes import FakeOpenAIServer, Reply, answer, error, text_completion
 from fakes.openai_server import CHAT_PATH, COMPLETIONS_PATH
 from fakes.runs import Adder, fast_model
 
@@ -139,3 +139,15 @@ def test_prompt_form_is_checked() -> None:
         OpenAIModel("m", base_url="http://127.0.0.1:9/v1", prompt_form="completion")
     with pytest.raises(UserError, match="'chat' or 'completion'"):
         OpenAIModel("m", base_url="http://127.0.0.1:9/v1", native_tools=False, prompt_form="text")  # type: ignore[arg-type]
+
+
+def test_a_body_that_is_no_text_completion_is_a_clear_error_and_the_trace_says_so(
+    openai_server: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    openai_server.script(Reply(body={"choices": [{"index": 0, "message": {"content": "hi"}}]}))
+    model = fast_model(openai_server.url, native_tools=False, prompt_form="completion")
+    agent = Agent(model, tools=[Adder().tool], trace_dir=tmp_path)
+    with pytest.raises(ModelResponseError, match="not a completion: no 'text' field") as caught:
+        agent.run_sync("What is 2 + 3?")
+    assert caught.value.trace_path is not None
+    assert read_trace(caught.value.trace_path).events[-1].type == "run_failed"

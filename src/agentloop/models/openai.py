@@ -208,10 +208,11 @@ class OpenAIModel(Model):
         """The endpoint's continuation of ``prompt`` (``/completions``, for base models)."""
         check_request_allowed(self.name, self.endpoint)
         body = {"model": self.name, "prompt": prompt, **self._sampling(settings)}
-        return await self._send(self._completions_url, json.dumps(body).encode())
+        return await self._send(self._completions_url, json.dumps(body).encode(), text=True)
 
-    async def _send(self, url: httpx2.URL, body: bytes) -> ModelResponse:
-        """Post ``body``, retrying transient failures; every failed try is recorded."""
+    async def _send(self, url: httpx2.URL, body: bytes, *, text: bool = False) -> ModelResponse:
+        """Post ``body``, retrying transient failures; every failed try is recorded.
+        ``text``: the reply is a text completion (``choices[0].text``), not a chat one."""
         attempts: list[RequestAttempt] = []
         while True:
             started = time.perf_counter()
@@ -223,7 +224,7 @@ class OpenAIModel(Model):
                 raw, error = None, self._transport_error(exc)
             if error is None and raw is not None:
                 latency_ms = (time.perf_counter() - started) * 1000
-                return self._parse(raw.content, latency_ms, tuple(attempts))
+                return self._parse(raw.content, latency_ms, tuple(attempts), text)
             assert error is not None
             delay = self._retry_delay(raw, error, len(attempts))
             attempts.append(
@@ -282,18 +283,22 @@ class OpenAIModel(Model):
     # -- the response ----------------------------------------------------------------------
 
     def _parse(
-        self, content: bytes, latency_ms: float, attempts: tuple[RequestAttempt, ...]
+        self,
+        content: bytes,
+        latency_ms: float,
+        attempts: tuple[RequestAttempt, ...],
+        text: bool = False,
     ) -> ModelResponse:
         """The response in a 200 body. A body that is not a completion (not JSON, no
-        ``choices[0].message`` or ``.text``, fields of the wrong type) raises
-        ``ModelResponseError`` quoting the start of the body."""
+        ``choices[0].message``, or ``.text`` for a text completion, fields of the wrong type)
+        raises ``ModelResponseError`` quoting the start of the body."""
         try:
             data = json.loads(content)
         except ValueError:
             problem = "the body is not JSON"
         else:
             try:
-                return _response(data, latency_ms, attempts)
+                return _response(data, latency_ms, attempts, text)
             except (LookupError, TypeError, AttributeError, ValidationError) as exc:
                 problem = f"not a completion: {_problem(exc)}"
         snippet = self._redact(content[:200].decode(errors="replace"))
@@ -414,11 +419,13 @@ def wire_message(message: Message) -> dict[str, Any]:
     return {"role": role, "content": message.content}
 
 
-def _response(data: Any, latency_ms: float, attempts: tuple[RequestAttempt, ...]) -> ModelResponse:
-    """Read a decoded chat completion (or a text completion: ``choices[0].text``); raises on
-    a shape that is neither."""
+def _response(
+    data: Any, latency_ms: float, attempts: tuple[RequestAttempt, ...], text: bool = False
+) -> ModelResponse:
+    """Read a decoded chat completion (or with ``text``, a text completion); raises on a
+    shape that is not one."""
     choice = data["choices"][0]
-    message = {"content": choice["text"]} if "text" in choice else choice["message"] or {}
+    message = {"content": choice["text"]} if text else choice["message"] or {}
     calls = []
     for index, call in enumerate(message.get("tool_calls") or ()):
         function = call.get("function") or {}
@@ -433,10 +440,10 @@ def _response(data: Any, latency_ms: float, attempts: tuple[RequestAttempt, ...]
             )
         )
     usage = data.get("usage")
-    text = message.get("content")
+    content = message.get("content")
     model_name = data.get("model")
     return ModelResponse(
-        text=text if isinstance(text, str) else None,
+        text=content if isinstance(content, str) else None,
         tool_calls=tuple(calls),
         finish_reason=choice.get("finish_reason"),
         usage=Usage(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agentloop import Agent, ModelResponse, ToolRetry, read_trace, tool
+from agentloop import Agent, ModelResponse, ToolRetry, UserError, read_trace, tool
 from agentloop.events import ToolCallRequested
 from agentloop.replay import agent_from_trace, replay, resume
 from agentloop.testing import ScriptedModel
@@ -85,6 +85,9 @@ def test_replay_without_an_agent_rebuilds_it_from_the_header(
     assert read_trace(result.trace_path).header.config_hash == read_trace(source).header.config_hash  # type: ignore[arg-type]
     rebuilt = agent_from_trace(read_trace(source))
     assert rebuilt.instructions == "Be exact." and set(rebuilt.tools) == {"add", "mul"}
+    assert all(t.stand_in for t in rebuilt.tools.values())  # they only serve the recording
+    with pytest.raises(UserError, match="not available in an offline replay"):
+        rebuilt.tools["add"].function(a=1, b=2)
 
 
 @pytest.mark.parametrize(

@@ -78,9 +78,9 @@ async def replay_async(
     checker = None if forking else Checker(strict)
     if checker is not None:
         checker.found.extend(config_divergences(source.header.agent, agent.config()))
-    # Placeholder tools (agent_from_trace without tools) accept what the recording accepted;
+    # Stand-in tools (agent_from_trace without tools) accept what the recording accepted;
     # only real tools can tell whether a recorded call would still be valid.
-    offline = all(t.validate is dict for t in agent.tools.values())
+    offline = all(t.stand_in for t in agent.tools.values())
     replay_model = ReplayModel(
         recording,
         live=agent.model,
@@ -335,4 +335,6 @@ def _offline_tool(spec: dict[str, Any]) -> Tool:
     # Validation already happened in the recorded run, and its outcome (a rejection message or
     # the result) is served from the trace; re-validating with jsonschema could disagree with
     # the original validator (pydantic converts "3" to 3, jsonschema does not).
-    return dataclasses.replace(tool, validate=dict, source_hash=spec.get("source_hash", ""))
+    return dataclasses.replace(
+        tool, validate=dict, source_hash=spec.get("source_hash", ""), stand_in=True
+    )

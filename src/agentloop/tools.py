@@ -53,6 +53,9 @@ class Tool:
     """Running a call twice is harmless; lets resume re-run a call that was cut off."""
     source_hash: str = ""
     """Hash of the function's source, part of the agent's ``config_hash``."""
+    stand_in: bool = False
+    """Rebuilt from a trace's schema for an offline replay: it cannot run, and whether a call
+    was valid is what the recording says (it accepts any arguments)."""
 
     def __post_init__(self) -> None:
         _check_name(self.name)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentloop.errors import UserError
+from agentloop.errors import UserError, first_problem
 from agentloop.loading import load_tools
 from agentloop.settings import ModelSettings, RunLimits
 from agentloop.tools import Tool, Toolset
@@ -76,12 +76,12 @@ def read_agent_file(path: str | os.PathLike[str]) -> AgentSpec:
     try:
         return AgentSpec.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "file"
+        problem = first_problem(exc)
         hint = ""
-        if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
+        if problem.kind == "extra_forbidden" and "." not in problem.where:
             hint = f" (fields: {', '.join(AgentSpec.model_fields)})"
-        raise AgentFileError(f"agent file {file}: {field}: {err['msg']}{hint}") from None
+        where = problem.where or "file"
+        raise AgentFileError(f"agent file {file}: {where}: {problem.message}{hint}") from None
 
 
 def load_agent(

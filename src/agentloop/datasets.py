@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agentloop.errors import UserError
+from agentloop.errors import UserError, first_problem
 
 
 class DatasetError(UserError):
@@ -126,12 +126,12 @@ def _parse_line(file: Path, number: int, line: str) -> Case:
     try:
         return Case.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "case"
+        problem = first_problem(exc)
         hint = ""
-        if err["type"] == "extra_forbidden":
-            hint = " (known fields: id, input, expected, scorers, metadata)"
-        raise DatasetError(f"{file}:{number}: field {field!r}: {err['msg']}{hint}") from None
+        if problem.kind == "extra_forbidden":
+            hint = f" (known fields: {', '.join(Case.model_fields)})"
+        where = problem.where or "case"
+        raise DatasetError(f"{file}:{number}: field {where!r}: {problem.message}{hint}") from None
 
 
 def _kind(value: Any) -> str:

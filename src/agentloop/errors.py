@@ -35,9 +35,11 @@ purpose, and it is deliberately not an ``AgentLoopError``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from agentloop.result import RunResult
 
 
@@ -50,6 +52,26 @@ class AgentLoopError(Exception):
 
     partial: RunResult | None = None
     trace_path: Path | None = None
+
+
+class ValidationProblem(NamedTuple):
+    """The first thing pydantic found wrong with a value, for an error message that names the
+    field to fix."""
+
+    where: str
+    """The dotted path of the field (``settings.temperature``); empty for the value itself."""
+    message: str
+    kind: str
+    """Pydantic's error type, e.g. ``extra_forbidden`` for an unknown field."""
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+
+def first_problem(exc: ValidationError) -> ValidationProblem:
+    """The first error in ``exc``."""
+    error = exc.errors(include_url=False)[0]
+    return ValidationProblem(".".join(str(p) for p in error["loc"]), error["msg"], error["type"])
 
 
 class UserError(AgentLoopError):

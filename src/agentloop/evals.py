@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agentloop._sync import run_blocking
 from agentloop.agent import Agent
 from agentloop.datasets import Case, Dataset
-from agentloop.errors import TraceError, UserError
+from agentloop.errors import TraceError, UserError, first_problem
 from agentloop.events import BaseEvent, RunCancelled, RunFailed, RunFinished, ScoreRecorded
 from agentloop.models.base import Model
 from agentloop.scorers import (
@@ -145,7 +145,7 @@ class EvalRun:
         except OSError:
             raise EvalError(f"{folder} is not an eval run directory (no {META_FILE})") from None
         except ValidationError as exc:
-            raise EvalError(f"{meta_file} is not valid: {exc.errors()[0]['msg']}") from None
+            raise EvalError(f"{meta_file} is not valid: {first_problem(exc).message}") from None
         return cls(folder, meta, read_records(folder / RESULTS_FILE))
 
     def trace_file(self, record: AttemptRecord) -> Path | None:

@@ -21,7 +21,7 @@ from typing import IO, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentloop.critique import Critique, Rubric
-from agentloop.errors import TraceError
+from agentloop.errors import TraceError, first_problem
 from agentloop.messages import AssistantMessage, Message
 from agentloop.models.openai import wire_message
 from agentloop.redaction import Redactor
@@ -226,8 +226,7 @@ def write_jsonl(
         try:
             schema.model_validate_json(line)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            export.skipped[f"invalid {kind} line: {first['msg']}"] += 1
+            export.skipped[f"invalid {kind} line: {first_problem(exc).message}"] += 1
             continue
         out.write(line + "\n")
         written += 1

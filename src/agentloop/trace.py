@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentloop.errors import TraceError, TraceFormatError
+from agentloop.errors import TraceError, TraceFormatError, first_problem
 from agentloop.events import (
     ANNOTATION_TYPES,
     TERMINAL_TYPES,
@@ -216,7 +216,8 @@ def read_trace(path: str | os.PathLike[str]) -> Trace:
         except ValidationError as exc:
             if torn and number == len(lines):
                 break
-            raise TraceError(f"{file}:{number}: not a valid trace event: {_first(exc)}") from None
+            problem = first_problem(exc)
+            raise TraceError(f"{file}:{number}: not a valid trace event: {problem}") from None
     else:
         torn = False
     return Trace(path=file, header=header, events=events, torn=torn)
@@ -247,13 +248,7 @@ def _read_header(file: Path, line: bytes) -> TraceHeader:
     try:
         return TraceHeader.model_validate(raw)
     except ValidationError as exc:
-        raise TraceError(f"{file}: invalid trace header: {_first(exc)}") from None
-
-
-def _first(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"])
-    return f"{where}: {err['msg']}" if where else err["msg"]
+        raise TraceError(f"{file}: invalid trace header: {first_problem(exc)}") from None
 
 
 def now_iso() -> str:

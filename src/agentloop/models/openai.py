@@ -46,6 +46,7 @@ from agentloop.errors import (
     ModelResponseError,
     ModelTimeoutError,
     UserError,
+    first_problem,
 )
 from agentloop.messages import (
     AssistantMessage,
@@ -469,8 +470,7 @@ def _problem(exc: Exception) -> str:
     if isinstance(exc, IndexError):
         return "'choices' is empty"
     if isinstance(exc, ValidationError):
-        error = exc.errors()[0]
-        return f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+        return str(first_problem(exc))
     return "a field has the wrong type"
 
 

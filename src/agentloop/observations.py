@@ -16,7 +16,7 @@ import math
 import uuid
 from collections.abc import Mapping
 from pathlib import PurePath
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, get_args
 
 from pydantic import BaseModel, ConfigDict
 
@@ -34,19 +34,10 @@ ErrorKind: TypeAlias = Literal[
 ]
 """Why a tool call produced an error observation instead of a result."""
 
-MISTAKES: frozenset[ErrorKind] = frozenset(
-    {
-        "invalid_json",
-        "invalid_arguments",
-        "unknown_tool",
-        "retry",
-        "timeout",
-        "truncated_call",
-        "tool_error",
-    }
-)
-"""The error kinds that are the model's mistakes and count against a run's retry budget
-(``interrupted``, ``not_run`` and ``denied`` are not its doing)."""
+_NOT_MISTAKES: frozenset[ErrorKind] = frozenset({"interrupted", "not_run", "denied"})
+MISTAKES: frozenset[ErrorKind] = frozenset(get_args(ErrorKind)) - _NOT_MISTAKES
+"""The error kinds that are the model's mistakes and count against a run's retry budget: every
+kind but a call cut off by cancellation, skipped, or denied approval."""
 
 
 class Observation(BaseModel):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from agentloop.errors import UserError
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def run_blocking(
@@ -23,3 +25,17 @@ def run_blocking(
     raise UserError(
         f"{what} cannot run inside a running event loop (async code, Jupyter); use `{use}` there"
     )
+
+
+def blocking(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """The sync door to an ``<name>_async`` function: ``<name>``, with the same parameters
+    (type checkers see them) and docstring, run to completion by ``run_blocking``."""
+    name = function.__name__.removesuffix("_async")
+    what, use = f"{name}()", f"await {function.__name__}(...)"
+
+    @functools.wraps(function)
+    def door(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run_blocking(function, *args, what=what, use=use, **kwargs)
+
+    door.__name__ = door.__qualname__ = name
+    return door

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentloop._sync import run_blocking
+from agentloop._sync import blocking
 from agentloop.agent import Agent
 from agentloop.errors import ModelResponseError, UserError
 from agentloop.events import CritiqueRecorded
@@ -288,25 +288,7 @@ async def critique_async(
     return CritiqueResult(critique, the_rubric, critique.overall(the_rubric), prompt_hash, event)
 
 
-def critique(
-    trace: Trace | str | Path,
-    judge: Model | str,
-    rubric: Rubric | str | Path | None = None,
-    *,
-    store: bool = True,
-    settings: ModelSettings | None = None,
-) -> CritiqueResult:
-    """Blocking ``critique_async``: a judge model's typed critique of a recorded run."""
-    return run_blocking(
-        critique_async,
-        trace,
-        judge,
-        rubric,
-        what="critique()",
-        use="await critique_async(...)",
-        store=store,
-        settings=settings,
-    )
+critique = blocking(critique_async)
 
 
 async def _ask_judge(
@@ -406,16 +388,7 @@ async def revise_async(
     return Revision(original, revised, forked.trace_path, preferred)
 
 
-def revise(
-    trace: Trace | str | Path,
-    agent: Agent,
-    judge: Model | str,
-    rubric: Rubric | str | Path | None = None,
-) -> Revision:
-    """Blocking ``revise_async``."""
-    return run_blocking(
-        revise_async, trace, agent, judge, rubric, what="revise()", use="await revise_async(...)"
-    )
+revise = blocking(revise_async)
 
 
 class JudgeScorer:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentloop._sync import run_blocking
+from agentloop._sync import blocking
 from agentloop.agent import Agent
 from agentloop.datasets import Case, Dataset
 from agentloop.errors import TraceError, UserError, first_problem
@@ -196,25 +196,6 @@ def write_records(path: Path, records: Sequence[AttemptRecord]) -> None:
 # -- running -----------------------------------------------------------------------------------
 
 
-def evaluate(
-    dataset: Dataset | str | os.PathLike[str],
-    agent: Agent | str | os.PathLike[str],
-    *,
-    scorers: Sequence[Scorer] = (),
-    **options: Any,
-) -> EvalRun:
-    """Blocking ``evaluate_async``, for scripts; inside an event loop, await that instead."""
-    return run_blocking(
-        evaluate_async,
-        dataset,
-        agent,
-        scorers=scorers,
-        what="evaluate()",
-        use="await evaluate_async(...)",
-        **options,
-    )
-
-
 async def evaluate_async(
     dataset: Dataset | str | os.PathLike[str],
     agent: Agent | str | os.PathLike[str],
@@ -254,6 +235,9 @@ async def evaluate_async(
     ]
     await runner.run_all(todo, concurrency, len(cases) * repeats, done)
     return EvalRun.load(folder)
+
+
+evaluate = blocking(evaluate_async)
 
 
 def _setup(
@@ -553,11 +537,7 @@ async def rescore_async(
     return EvalRun.load(run.path)
 
 
-def rescore(run_dir: str | os.PathLike[str], scorers: Sequence[Scorer], **options: Any) -> EvalRun:
-    """Blocking ``rescore_async``."""
-    return run_blocking(
-        rescore_async, run_dir, scorers, what="rescore()", use="await rescore_async(...)", **options
-    )
+rescore = blocking(rescore_async)
 
 
 def results_json(run: EvalRun) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from agentloop._sync import run_blocking
+from agentloop._sync import blocking
 from agentloop.agent import Agent
 from agentloop.divergence import Divergence, config_divergences
 from agentloop.errors import AgentLoopError, ReplayDiverged, UserError
@@ -66,8 +66,17 @@ async def replay_async(
     trace_dir: str | Path | UseAgentDefault | None = USE_AGENT_DEFAULT,
     listener: EventListener | None = None,
 ) -> ReplayResult:
-    """Replay ``trace`` with ``agent`` (by default, an agent rebuilt from the trace header,
-    whose tools can only serve recorded results). See ``replay``."""
+    """Run a recorded trace again and report where the run departs from it.
+
+    ``agent`` defaults to an agent rebuilt from the trace header, whose tools can only serve
+    recorded results. ``tools="recorded"`` serves the recorded tool results (nothing runs,
+    nothing external is touched); ``"live"`` runs the agent's tools and compares their
+    results. ``model="live"`` asks the agent's model at every step and compares its actions
+    with the recorded ones. ``fork_at=k`` serves steps before ``k`` from the recording and
+    continues live with the agent given, with no comparison. ``strict`` stops at the first
+    step divergence; ``strict=False`` notes them all. The replay writes its own trace naming
+    its parent.
+    """
     source = trace if isinstance(trace, Trace) else read_trace(trace)
     recording = Recording(source)
     if agent is None:
@@ -117,39 +126,7 @@ async def replay_async(
     )
 
 
-def replay(
-    trace: Trace | str | Path,
-    agent: Agent | None = None,
-    *,
-    tools: Literal["recorded", "live"] = "recorded",
-    model: Literal["recorded", "live"] = "recorded",
-    fork_at: int | None = None,
-    strict: bool = True,
-    trace_dir: str | Path | UseAgentDefault | None = USE_AGENT_DEFAULT,
-    listener: EventListener | None = None,
-) -> ReplayResult:
-    """Run a recorded trace again and report where the run departs from it.
-
-    ``tools="recorded"`` serves the recorded tool results (nothing runs, nothing external is
-    touched); ``"live"`` runs the agent's tools and compares their results. ``model="live"``
-    asks the agent's model at every step and compares its actions with the recorded ones.
-    ``fork_at=k`` serves steps before ``k`` from the recording and continues live with the
-    agent given, with no comparison. ``strict`` stops at the first step divergence;
-    ``strict=False`` notes them all. The replay writes its own trace naming its parent.
-    """
-    return run_blocking(
-        replay_async,
-        trace,
-        agent,
-        what="replay()",
-        use="await replay_async(...)",
-        tools=tools,
-        model=model,
-        fork_at=fork_at,
-        strict=strict,
-        trace_dir=trace_dir,
-        listener=listener,
-    )
+replay = blocking(replay_async)
 
 
 async def resume_async(
@@ -160,7 +137,12 @@ async def resume_async(
     max_steps: int | UseAgentDefault | None = USE_AGENT_DEFAULT,
     listener: EventListener | None = None,
 ) -> RunResult:
-    """Continue a run that did not finish. See ``resume``."""
+    """Continue a run that did not finish (killed, crashed, cancelled, failed on a limit).
+
+    The recorded steps are served from the trace; a tool call that started but has no result
+    is re-run only if its tool is ``idempotent``, otherwise the model is told it was
+    interrupted; then the run goes on live to a final answer, in a new trace naming its parent.
+    """
     source = trace if isinstance(trace, Trace) else read_trace(trace)
     if source.output is not None:
         raise UserError(f"run {source.run_id} already finished; nothing to resume")
@@ -187,30 +169,7 @@ async def resume_async(
     )
 
 
-def resume(
-    trace: Trace | str | Path,
-    agent: Agent,
-    *,
-    trace_dir: str | Path | UseAgentDefault | None = USE_AGENT_DEFAULT,
-    max_steps: int | UseAgentDefault | None = USE_AGENT_DEFAULT,
-    listener: EventListener | None = None,
-) -> RunResult:
-    """Continue a run that did not finish (killed, crashed, cancelled, failed on a limit).
-
-    The recorded steps are served from the trace; a tool call that started but has no result
-    is re-run only if its tool is ``idempotent``, otherwise the model is told it was
-    interrupted; then the run goes on live to a final answer, in a new trace naming its parent.
-    """
-    return run_blocking(
-        resume_async,
-        trace,
-        agent,
-        what="resume()",
-        use="await resume_async(...)",
-        trace_dir=trace_dir,
-        max_steps=max_steps,
-        listener=listener,
-    )
+resume = blocking(resume_async)
 
 
 def agent_from_trace(

@@ -119,8 +119,6 @@ def _model(spec: AgentSpec, file: Path) -> Model:
         )
     try:
         return infer_model(spec.model, **spec.model_options)
-    except AgentFileError:
-        raise
     except UserError as exc:
         raise AgentFileError(f"agent file {file}: model_options: {exc}") from None
 

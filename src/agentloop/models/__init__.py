@@ -48,6 +48,8 @@ def infer_model(model: Model | str, **options: Any) -> Model:
 
 def _checked(backend: type[Model], model: str, options: dict[str, Any]) -> dict[str, Any]:
     """``options``, if the backend's constructor takes each of them by keyword."""
+    if not options:
+        return options
     accepted = [
         p.name
         for p in inspect.signature(backend).parameters.values()

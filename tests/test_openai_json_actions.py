@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from agentloop import Agent, read_trace
+from agentloop import Agent, ModelSettings, read_trace
 from agentloop.errors import ModelResponseError, UserError
 from agentloop.models.openai import OpenAIModel
 from agentloop.models.protocol import ACTION_STOP, FORMAT_REMINDER
@@ -89,8 +89,6 @@ def test_the_completion_form_sends_one_prompt_that_stops_after_one_action(
 def test_the_completion_form_keeps_the_runs_own_stop_sequences(
     openai_server: FakeOpenAIServer, tmp_path: Path
 ) -> None:
-    from agentloop import ModelSettings
-
     openai_server.script(text_completion(' {"answer": "5"}'))
     model = fast_model(openai_server.url, native_tools=False, prompt_form="completion")
     agent = Agent(model, tools=[Adder().tool], trace_dir=tmp_path)

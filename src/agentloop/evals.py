@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentloop._sync import blocking
@@ -44,13 +46,26 @@ from agentloop.scorers import (
     scorers_for,
 )
 from agentloop.settings import USE_AGENT_DEFAULT
-from agentloop.trace import Trace, annotate, now_iso, read_trace, trace_path
+from agentloop.trace import (
+    Trace,
+    append_annotations,
+    in_memory_trace,
+    now_iso,
+    read_trace,
+    trace_path,
+)
 
 FORMAT = "agentloop.eval/1"
 META_FILE = "eval.json"
 RESULTS_FILE = "results.jsonl"
 TRACES_DIR = "traces"
 DEFAULT_ROOT = "runs"
+
+_log = structlog.wrap_logger(
+    logging.getLogger("agentloop"),
+    wrapper_class=structlog.stdlib.BoundLogger,
+    processors=[structlog.stdlib.render_to_log_kwargs],
+)
 
 
 class EvalError(UserError):
@@ -78,6 +93,9 @@ class AttemptRecord(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     duration_s: float = 0.0
+    retries: list[str] = Field(default_factory=list)
+    """Why earlier tries of this attempt were lost (the worker running it died); a backend
+    that spreads cases over processes runs such an attempt once more elsewhere."""
 
     @property
     def passed(self) -> bool:
@@ -123,6 +141,20 @@ class EvalProgress:
     passed: int
     errors: int
     last: AttemptRecord
+    elapsed_s: float = 0.0
+    """Seconds since this session of the eval started."""
+    done_here: int = 0
+    """Attempts finished in this session (``done`` also counts those resumed from disk)."""
+
+    @property
+    def rate(self) -> float:
+        """Attempts finished per second in this session."""
+        return self.done_here / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds until every attempt is done at the current rate (``None``: no rate yet)."""
+        return (self.total - self.done) / self.rate if self.rate > 0 else None
 
 
 ProgressListener = Callable[[EvalProgress], None]
@@ -226,6 +258,7 @@ async def evaluate_async(
         dataset, agent, scorers, run_dir, model, repeats, case_timeout
     )
     done = _prepare(folder, meta, resume)
+    warn_if_queued(the_agent.model, concurrency)
     runner = _Runner(folder, the_agent, cases, scorers, case_timeout, progress)
     todo = [
         (case, attempt)
@@ -277,6 +310,22 @@ def _setup(
     return cases, the_agent, folder, meta
 
 
+def warn_if_queued(model: Model, concurrency: int) -> int:
+    """Ready ``model`` for ``concurrency`` requests at once; if it serves fewer, say so (a
+    warning on the ``agentloop`` logger, which the CLI prints): the rest queue, and their
+    latency is mostly waiting. Returns how many it serves at once."""
+    serves = model.expect_concurrency(concurrency)
+    if serves < concurrency:
+        _log.warning(
+            f"{model.name} serves {serves} request(s) at once; with concurrency {concurrency} "
+            "the other requests queue (their latency is mostly waiting)",
+            model=model.name,
+            serves=serves,
+            concurrency=concurrency,
+        )
+    return serves
+
+
 def _check_scorers(scorers: Sequence[Scorer], cases: Dataset) -> None:
     names = [scorer_name(s) for s in scorers]
     twice = {n for n in names if names.count(n) > 1}
@@ -323,6 +372,32 @@ def _prepare(folder: Path, meta: EvalMeta, resume: bool) -> dict[tuple[str, int]
     return {r.key: r for r in before.records}
 
 
+class Tally:
+    """Counts finished attempts for progress reports (every backend keeps one)."""
+
+    def __init__(self, total: int, done: Iterable[AttemptRecord]) -> None:
+        self.total, self.started, self.done_here = total, time.perf_counter(), 0
+        earlier = list(done)
+        self.done = len(earlier)
+        self.passed = sum(r.passed for r in earlier)
+        self.errors = sum(r.status == "error" for r in earlier)
+
+    def add(self, record: AttemptRecord) -> EvalProgress:
+        self.done += 1
+        self.done_here += 1
+        self.passed += record.passed
+        self.errors += record.status == "error"
+        return EvalProgress(
+            done=self.done,
+            total=self.total,
+            passed=self.passed,
+            errors=self.errors,
+            last=record,
+            elapsed_s=time.perf_counter() - self.started,
+            done_here=self.done_here,
+        )
+
+
 class _Runner:
     def __init__(
         self,
@@ -345,21 +420,15 @@ class _Runner:
         done: dict[tuple[str, int], AttemptRecord],
     ) -> None:
         gate = asyncio.Semaphore(concurrency)
-        counts = {
-            "done": len(done),
-            "passed": sum(r.passed for r in done.values()),
-            "errors": sum(r.status == "error" for r in done.values()),
-        }
+        tally = Tally(total, done.values())
 
         async def one(case: Case, attempt: int) -> None:
             async with gate:
                 record = await self.attempt(case, attempt)
             self.save(record)
-            counts["done"] += 1
-            counts["passed"] += record.passed
-            counts["errors"] += record.status == "error"
+            progress = tally.add(record)
             if self.progress is not None:
-                self.progress(EvalProgress(last=record, total=total, **counts))
+                self.progress(progress)
 
         async with asyncio.TaskGroup() as group:
             for case, attempt in todo:
@@ -372,40 +441,55 @@ class _Runner:
 
     async def attempt(self, case: Case, attempt: int) -> AttemptRecord:
         """Run one case once and score it; whatever goes wrong becomes an error record."""
-        run_ids: list[str] = []
-
-        def first_event(event: BaseEvent) -> None:
-            if not run_ids:
-                run_ids.append(event.run_id)
-
-        traces = self.folder / TRACES_DIR
-        error: Exception | None = None
-        try:
-            await self.agent.run(
-                case.input,
-                trace_dir=traces,
-                metadata={
-                    "eval": self.folder.name,
-                    "case_id": case.id,
-                    "attempt": attempt,
-                    **({"case": case.metadata} if case.metadata else {}),
-                },
-                listener=first_event,
-                run_timeout=self.timeout if self.timeout is not None else USE_AGENT_DEFAULT,
-            )
-        except Exception as exc:
-            error = exc
-        path = trace_path(traces, run_ids[0]) if run_ids else None
-        trace = _read(path)
-        return await score_attempt(case, attempt, trace, self.folder, self.scorers, error)
+        return await run_attempt(
+            self.agent, case, attempt, self.folder, self.scorers, self.timeout, eval_name=None
+        )
 
 
-def _read(path: Path | None) -> Trace | None:
-    if path is None:
+async def run_attempt(
+    agent: Agent,
+    case: Case,
+    attempt: int,
+    folder: Path,
+    scorers: Sequence[Scorer],
+    case_timeout: float | None,
+    *,
+    eval_name: str | None,
+) -> AttemptRecord:
+    """Run one case once, its trace going to ``folder/traces``, and score it from the events
+    the run emitted (the trace is not read back); whatever goes wrong becomes an error record.
+    ``eval_name`` (default: the folder's name) is what the trace's metadata calls the eval."""
+    events: list[BaseEvent] = []
+    traces = folder / TRACES_DIR
+    error: Exception | None = None
+    try:
+        await agent.run(
+            case.input,
+            trace_dir=traces,
+            metadata={
+                "eval": eval_name or folder.name,
+                "case_id": case.id,
+                "attempt": attempt,
+                **({"case": case.metadata} if case.metadata else {}),
+            },
+            listener=events.append,
+            run_timeout=case_timeout if case_timeout is not None else USE_AGENT_DEFAULT,
+        )
+    except Exception as exc:
+        error = exc
+    trace = _held(traces, events)
+    return await score_attempt(
+        case, attempt, trace, folder, scorers, error, redact=agent.redact, eval_name=eval_name
+    )
+
+
+def _held(traces: Path, events: list[BaseEvent]) -> Trace | None:
+    """The run's trace as its listener saw it, or ``None`` if it wrote none."""
+    if not events:
         return None
     try:
-        return read_trace(path)
-    except TraceError:
+        return in_memory_trace(trace_path(traces, events[0].run_id), events)
+    except (OSError, TraceError):
         return None
 
 
@@ -416,9 +500,13 @@ async def score_attempt(
     folder: Path,
     scorers: Sequence[Scorer],
     error: BaseException | None = None,
+    *,
+    redact: Callable[[str], str] | None = None,
+    eval_name: str | None = None,
 ) -> AttemptRecord:
-    """The record of one attempt: its trace's facts and its scores. An attempt whose run did
-    not finish with an answer is an error, and every scorer gives it 0."""
+    """The record of one attempt: its trace's facts and its scores, which are also appended
+    to the trace (redacted with ``redact``, default patterns if not given). An attempt whose
+    run did not finish with an answer is an error, and every scorer gives it 0."""
     end = trace.terminal if trace is not None else None
     facts: dict[str, Any] = {}
     if isinstance(end, RunFinished | RunFailed | RunCancelled):
@@ -448,17 +536,22 @@ async def score_attempt(
             **facts,
         )
     scores = [await apply_scorer(s, case, trace) for s in scorers_for(case, scorers)]
-    if trace is not None and trace.path is not None:
-        for score in scores:  # the verdicts travel with the run (export filters on them)
-            annotate(
-                trace.path,
+    if trace.path is not None and scores and not trace.torn:
+        # The verdicts travel with the run (export filters on them), in one write.
+        annotations: list[tuple[type[BaseEvent], dict[str, Any]]] = [
+            (
                 ScoreRecorded,
-                scorer=score.scorer,
-                value=score.value,
-                passed=score.passed,
-                explanation=score.explanation,
-                eval_run=folder.name,
+                {
+                    "scorer": score.scorer,
+                    "value": score.value,
+                    "passed": score.passed,
+                    "explanation": score.explanation,
+                    "eval_run": eval_name or folder.name,
+                },
             )
+            for score in scores
+        ]
+        append_annotations(trace, annotations, redact=redact)
     return AttemptRecord(
         case_id=case.id,
         attempt=attempt,

@@ -240,8 +240,8 @@ def _report(args: argparse.Namespace, runs: list[EvalRun]) -> None:
 
 
 class _ProgressBar:
-    """``[#####.....] 12/20  pass 75%  errors 1`` on stderr: redrawn in place on a terminal,
-    otherwise a line every tenth of the way."""
+    """``[#####.....] 12/20  pass 75%  errors 1  3.2/s  ETA 0:03`` on stderr: redrawn in
+    place on a terminal, otherwise a line every tenth of the way."""
 
     WIDTH = 24
 
@@ -256,6 +256,10 @@ class _ProgressBar:
         bar = "#" * filled + "." * (self.WIDTH - filled)
         rate = f"{100 * p.passed / p.done:.0f}%" if p.done else "-"
         line = f"[{bar}] {p.done}/{p.total}  pass {rate}  errors {p.errors}"
+        if p.rate > 0:
+            line += f"  {p.rate:.1f}/s"
+        if p.eta_s is not None and p.done < p.total:
+            line += f"  ETA {_clock(p.eta_s)}"
         if self.tty:
             sys.stderr.write("\r" + line)
             sys.stderr.flush()
@@ -270,6 +274,13 @@ class _ProgressBar:
         if self.drawn:
             sys.stderr.write("\n")
             sys.stderr.flush()
+
+
+def _clock(seconds: float) -> str:
+    """``0:42``, ``12:05``, ``3:12:05``."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _pct(x: float) -> str:

@@ -240,6 +240,10 @@ async def evaluate_async(
     case_timeout: float | None = None,
     resume: bool = False,
     progress: ProgressListener | None = None,
+    backend: Literal["local", "ray"] = "local",
+    ray_address: str | None = None,
+    workers: int | None = None,
+    collect_traces: bool = False,
 ) -> EvalRun:
     """Run ``agent`` (an ``Agent`` or an agent file) on every case of ``dataset`` (a
     ``Dataset`` or a JSONL file), ``repeats`` times, scoring each run with ``scorers``; a
@@ -249,25 +253,85 @@ async def evaluate_async(
     ``./runs``. With ``resume=True``, ``run_dir`` must hold an earlier run of the same agent
     version on the same dataset; only its unfinished attempts run. ``progress`` is called
     after every attempt. Returns the run, read back from its directory.
+
+    ``backend="ray"`` spreads the cases over a Ray cluster (``agentloop[ray]``; see
+    ``agentloop.evals_ray``): ``agent`` must be an agent file and ``model`` a string, since
+    every worker builds the agent itself; ``concurrency`` is then per worker. ``ray_address``
+    (``"auto"``, ``"HOST:PORT"``, ``"ray://HOST:PORT"``; default: as ``ray.init()``),
+    ``workers`` (default: one per CPU of the cluster) and ``collect_traces`` (ship traces back
+    through Ray's object store instead of writing them to a folder every worker reaches)
+    apply to it only.
     """
     if concurrency < 1 or repeats < 1:
         raise UserError("concurrency and repeats must be at least 1")
     if case_timeout is not None and not case_timeout > 0:
         raise UserError(f"case_timeout must be a positive number of seconds, not {case_timeout}")
+    _check_backend(backend, agent, model, ray_address, workers, collect_traces)
     cases, the_agent, folder, meta = _setup(
         dataset, agent, scorers, run_dir, model, repeats, case_timeout
     )
     done = _prepare(folder, meta, resume)
-    warn_if_queued(the_agent.model, concurrency)
-    runner = _Runner(folder, the_agent, cases, scorers, case_timeout, progress)
     todo = [
         (case, attempt)
         for attempt in range(repeats)
         for case in cases
         if (case.id, attempt) not in done
     ]
-    await runner.run_all(todo, concurrency, len(cases) * repeats, done)
+    tally = Tally(len(cases) * repeats, done.values())
+    try:
+        if backend == "ray":
+            from agentloop.evals_ray import run_on_ray
+
+            assert isinstance(agent, str | os.PathLike)
+            assert not isinstance(model, Model)
+            await run_on_ray(
+                folder=folder,
+                agent=the_agent,
+                agent_file=Path(agent),
+                model=model,
+                scorers=scorers,
+                todo=todo,
+                tally=tally,
+                concurrency=concurrency,
+                case_timeout=case_timeout,
+                progress=progress,
+                address=ray_address,
+                workers=workers,
+                collect_traces=collect_traces,
+            )
+        else:
+            warn_if_queued(the_agent.model, concurrency)
+            runner = _Runner(folder, the_agent, cases, scorers, case_timeout, progress)
+            await runner.run_all(todo, concurrency, tally)
+    finally:
+        if the_agent is not agent:  # built here from the file: close what its model opened
+            await the_agent.model.aclose()
     return EvalRun.load(folder)
+
+
+def _check_backend(
+    backend: str,
+    agent: Agent | str | os.PathLike[str],
+    model: Model | str | None,
+    ray_address: str | None,
+    workers: int | None,
+    collect_traces: bool,
+) -> None:
+    if backend not in ("local", "ray"):
+        raise UserError(f"backend must be 'local' or 'ray', not {backend!r}")
+    if backend == "local":
+        if ray_address is not None or workers is not None or collect_traces:
+            raise UserError("ray_address, workers and collect_traces need backend='ray'")
+        return
+    if isinstance(agent, Agent):
+        raise UserError(
+            "backend='ray' needs an agent file, not an Agent object: every worker builds "
+            "the agent from the file"
+        )
+    if isinstance(model, Model):
+        raise UserError("backend='ray' takes model= as a model string, not a Model object")
+    if workers is not None and workers < 1:
+        raise UserError(f"workers must be at least 1, not {workers}")
 
 
 evaluate = blocking(evaluate_async)
@@ -412,15 +476,8 @@ class _Runner:
         self.scorers, self.timeout, self.progress = scorers, timeout, progress
         self.results = folder / RESULTS_FILE
 
-    async def run_all(
-        self,
-        todo: list[tuple[Case, int]],
-        concurrency: int,
-        total: int,
-        done: dict[tuple[str, int], AttemptRecord],
-    ) -> None:
+    async def run_all(self, todo: list[tuple[Case, int]], concurrency: int, tally: Tally) -> None:
         gate = asyncio.Semaphore(concurrency)
-        tally = Tally(total, done.values())
 
         async def one(case: Case, attempt: int) -> None:
             async with gate:
@@ -532,7 +589,7 @@ async def score_attempt(
             error=message,
             reason=reason,
             trace=relative,
-            scores=_not_scored(names, message),
+            scores=not_scored(names, message),
             **facts,
         )
     scores = [await apply_scorer(s, case, trace) for s in scorers_for(case, scorers)]
@@ -563,7 +620,7 @@ async def score_attempt(
     )
 
 
-def _not_scored(names: list[str], message: str) -> dict[str, Score]:
+def not_scored(names: list[str], message: str) -> dict[str, Score]:
     return {
         n: Score(value=0.0, passed=False, explanation=f"not scored: {message}", scorer=n)
         for n in names
@@ -613,7 +670,7 @@ async def rescore_async(
         if trace is None:
             names = [scorer_name(s) for s in scorers_for(case, scorers)]
             why = record.error or f"its trace {record.trace} cannot be read"
-            fresh = _not_scored(names, why)
+            fresh = not_scored(names, why)
         else:
             fresh = (await score_attempt(case, record.attempt, trace, run.path, scorers)).scores
         kept = {**({} if replace else record.scores), **fresh}

@@ -42,6 +42,10 @@ class Model(ABC):
         """Values that must never be written anywhere (API keys); traces and logs mask them."""
         return []
 
+    async def aclose(self) -> None:
+        """Close what this model keeps open on the running event loop (connections); it can
+        still be used afterwards. Nothing to close by default."""
+
     def expect_concurrency(self, requests: int) -> int:
         """Get ready for ``requests`` requests at once (an eval's ``concurrency``): size a
         connection pool, load model instances. Returns how many this model serves at once;

@@ -42,7 +42,7 @@ class Model(ABC):
         """Values that must never be written anywhere (API keys); traces and logs mask them."""
         return []
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 (a hook; most models hold nothing)
         """Close what this model keeps open on the running event loop (connections); it can
         still be used afterwards. Nothing to close by default."""
 

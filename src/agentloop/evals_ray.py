@@ -167,7 +167,7 @@ async def run_on_ray(
     does, ``"auto"``, ``"HOST:PORT"`` or ``"ray://HOST:PORT"``), on ``workers`` workers
     (default: one per CPU of the cluster), ``concurrency`` cases at once on each, appending
     each record to ``folder/results.jsonl``."""
-    started_here = _connect(address)
+    connected_here = _connect(address)
     spec = _spec(folder, agent, agent_file, model, scorers, case_timeout, concurrency)
     spec = replace(spec, collect_traces=collect_traces)
     cpus = ray.cluster_resources().get("CPU", 1)  # type: ignore[no-untyped-call]
@@ -177,7 +177,7 @@ async def run_on_ray(
         await driver.run(todo, count)
     finally:
         driver.stop()
-        if started_here:
+        if connected_here:
             ray.shutdown()
 
 
@@ -205,7 +205,8 @@ def _spec(
 
 
 def _connect(address: str | None) -> bool:
-    """Join (or start) the cluster unless this process already has; whether it started one."""
+    """Join (or start) the cluster unless this process is connected already; whether it
+    connected now (and so disconnects at the end)."""
     if ray.is_initialized():
         return False
     options: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
@@ -215,7 +216,7 @@ def _connect(address: str | None) -> bool:
         ray.init(address=address, **options)
     except ConnectionError as exc:
         raise EvalError(f"cannot reach the Ray cluster at {address}: {exc}") from None
-    return address is None
+    return True
 
 
 class _Driver:

@@ -89,6 +89,27 @@ def register(
     parser.add_argument(
         "--replace", action="store_true", help="rescore: drop the old scores, keep only the new"
     )
+    parser.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="local: asyncio in this process (default); ray: cases spread over a Ray cluster "
+        "(pip install 'agentloop[ray]'), --concurrency cases at once per worker",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="the Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: RAY_ADDRESS, "
+        "else a new cluster on this machine)",
+    )
+    parser.add_argument(
+        "--workers", metavar="N", type=positive_int, help="Ray workers (default: one per CPU)"
+    )
+    parser.add_argument(
+        "--collect-traces",
+        action="store_true",
+        help="ship traces back to this machine through Ray's object store (no shared folder)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON on stdout")
     parser.set_defaults(handler=cmd_eval)
 
@@ -105,8 +126,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if len(words) != 2 or not args.scorer:
             raise UserError("usage: agentloop eval rescore RUN_DIR --scorer SPEC [...]")
         return _rescore(args, words[1])
+    if args.backend != "ray":
+        _only(args, "--backend local", allowed={*RUN_FLAGS, "resume", "replace"})
     if args.resume is not None:
-        _only(args, "--resume", allowed={"json", "concurrency", "resume"})
+        _only(args, "--resume", allowed={"json", "concurrency", "resume", *RAY_FLAGS})
         if words:
             raise UserError("--resume takes the run directory only; the dataset is recorded")
         return _resume(args)
@@ -128,10 +151,30 @@ def _only(args: argparse.Namespace, form: str, allowed: set[str]) -> None:
         "out": args.out is not None,
         "resume": args.resume is not None,
         "replace": args.replace,
+        "backend": args.backend != "local",
+        "ray-address": args.ray_address is not None,
+        "workers": args.workers is not None,
+        "collect-traces": args.collect_traces,
     }
     extra = [name for name, used in given.items() if used and name not in allowed]
     if extra:
         raise UserError(f"--{extra[0]} does not apply to {form}")
+
+
+RAY_FLAGS = ("backend", "ray-address", "workers", "collect-traces")
+RUN_FLAGS = ("json", "agent", "model", "scorer", "concurrency", "repeats", "timeout", "out")
+
+
+def _backend(args: argparse.Namespace) -> dict[str, Any]:
+    """The backend arguments of ``evaluate``, from the command line."""
+    if args.backend != "ray":
+        return {}
+    return {
+        "backend": "ray",
+        "ray_address": args.ray_address,
+        "workers": args.workers,
+        "collect_traces": args.collect_traces,
+    }
 
 
 def _scorers(specs: list[str]) -> list[Scorer]:
@@ -158,6 +201,7 @@ def _run(args: argparse.Namespace, dataset: Path) -> int:
             repeats=args.repeats,
             case_timeout=args.timeout,
             progress=progress,
+            **_backend(args),
         )
         runs.append(asyncio.run(coroutine))
         progress.end()
@@ -192,6 +236,7 @@ def _resume(args: argparse.Namespace) -> int:
         case_timeout=meta.timeout,
         resume=True,
         progress=progress,
+        **_backend(args),
     )
     run = asyncio.run(coroutine)
     progress.end()

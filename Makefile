@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint typecheck test demo eval-demo bench clean
+.PHONY: help install wheelhouse lint typecheck test demo eval-demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -18,6 +18,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv: agentloop, its dev tools, the local model, the tool pack, Ray
 
+WHEELHOUSE := .wheelhouse
+$(WHEELHOUSE)/.filled: pyproject.toml | $(STAMP)
+	rm -rf $(WHEELHOUSE)
+	$(BIN)/python -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) '.[local,tools]'
+	rm -f $(WHEELHOUSE)/agentloop-*.whl
+	touch $@
+
+wheelhouse: $(WHEELHOUSE)/.filled  ## the wheels of agentloop's dependencies, for the offline wheel test
+
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -25,7 +34,7 @@ lint: $(STAMP)  ## ruff lint and format check
 typecheck: $(STAMP)  ## mypy --strict over src/
 	$(BIN)/mypy
 
-test: lint typecheck  ## lint, type-check and run the whole suite (what CI runs)
+test: lint typecheck $(WHEELHOUSE)/.filled  ## lint, type-check and run the whole suite (what CI runs)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)  ## run an agent on the embedded local model, write its trace, show and replay it
@@ -41,4 +50,4 @@ bench: $(STAMP)  ## print agentloop's per-step cost against raw baselines
 	$(BIN)/python bench/run.py
 
 clean:  ## remove the environment and caches
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(WHEELHOUSE) .mypy_cache .pytest_cache .ruff_cache

@@ -191,14 +191,14 @@ async def eval_mode(
     import httpx2  # noqa: F401  (imports happen before the clock starts, for both)
 
     import agentloop.models.openai  # noqa: F401
-    from agentloop.evals import evaluate_async
+    from agentloop.evals import evaluate
 
     agent, dataset = eval_files(url, k, cases)
     started = time.perf_counter()
     if name == "raw":
         await raw_eval(url, k, cases, concurrent)
     else:
-        run = await evaluate_async(
+        run = await evaluate(
             dataset,
             agent,
             scorers=_scorers(),
@@ -215,7 +215,7 @@ async def eval_mode(
 
 
 def _scorers() -> list[Any]:
-    from agentloop.scorers import parse_scorer
+    from agentloop.evals.specs import parse_scorer
 
     return parse_scorer("exact")
 

@@ -13,8 +13,9 @@ import pytest
 
 ray = pytest.importorskip("ray")  # installed by `make install` (the ray extra); never skipped there
 
-from agentloop.evals import EvalProgress, EvalRun, evaluate_async  # noqa: E402
-from agentloop.scorers import parse_scorer  # noqa: E402
+from agentloop.evals import EvalRun, evaluate  # noqa: E402
+from agentloop.evals.records import EvalProgress  # noqa: E402
+from agentloop.evals.specs import parse_scorer  # noqa: E402
 from agentloop.trace import read_trace  # noqa: E402
 from fakes import FakeOpenAIServer  # noqa: E402
 from fakes.eval_cases import agent_file, dataset, kill, outcomes, replier, worker_pids  # noqa: E402
@@ -48,7 +49,7 @@ async def test_same_scores_as_local_and_a_killed_worker_loses_nothing(
     tmp_path: Path, server: FakeOpenAIServer
 ) -> None:
     agent, cases = agent_file(tmp_path, server.url), dataset(tmp_path, 200)
-    local = await evaluate_async(
+    local = await evaluate(
         cases, agent, scorers=SCORERS, concurrency=50, run_dir=tmp_path / "local"
     )
     killed: list[int] = []
@@ -60,7 +61,7 @@ async def test_same_scores_as_local_and_a_killed_worker_loses_nothing(
             killed.append(pids[0])
             kill(pids[0])
 
-    on_ray = await evaluate_async(
+    on_ray = await evaluate(
         cases,
         agent,
         scorers=SCORERS,
@@ -90,7 +91,7 @@ async def test_a_case_that_crashes_every_worker_is_reported_once(
     tmp_path: Path, server: FakeOpenAIServer
 ) -> None:
     agent, cases = agent_file(tmp_path, server.url), dataset(tmp_path, 12, crash={5})
-    run = await evaluate_async(
+    run = await evaluate(
         cases,
         agent,
         scorers=SCORERS,

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from agentloop import Agent, Case, Dataset, ModelResponse, evaluate_async, read_trace, tool
+from agentloop import Agent, ModelResponse, read_trace, tool
 from agentloop import trace as trace_module
+from agentloop.evals import Case, Dataset, evaluate
+from agentloop.evals.specs import parse_scorer
 from agentloop.messages import Message
 from agentloop.models.base import Model
-from agentloop.scorers import parse_scorer
 from agentloop.settings import ModelSettings
 from agentloop.testing import FunctionModel, ModelCall
 from agentloop.tools import Toolset
@@ -48,7 +49,7 @@ async def test_scores_come_from_memory_and_land_after_the_last_event(
     monkeypatch.setattr(trace_module, "read_trace", no_read_back)
     agent = Agent(FunctionModel(adder), tools=[add], secrets=["sk-abcdefghijklmnopqrstuv"])
     scorers = [*parse_scorer("contains"), *parse_scorer("tool_called:tool=add")]
-    run = await evaluate_async(cases(3), agent, scorers=scorers, run_dir=tmp_path / "run")
+    run = await evaluate(cases(3), agent, scorers=scorers, run_dir=tmp_path / "run")
     monkeypatch.undo()
     assert [r.passed for r in run.records] == [True, True, True]
     for record in run.records:
@@ -78,7 +79,7 @@ async def test_connections_match_the_concurrency(
 
     openai_server.fallback = reply
     agent = Agent(fast_model(openai_server.url), tools=[add])
-    run = await evaluate_async(
+    run = await evaluate(
         cases(50), agent, scorers=parse_scorer("contains"), concurrency=50, run_dir=tmp_path / "r"
     )
     assert all(r.passed for r in run.records)
@@ -102,7 +103,7 @@ async def test_a_model_that_serves_fewer_says_requests_queue(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="agentloop")
-    await evaluate_async(cases(2), Agent(OneAtATime()), concurrency=4, run_dir=tmp_path / "r")
+    await evaluate(cases(2), Agent(OneAtATime()), concurrency=4, run_dir=tmp_path / "r")
     [warning] = [r for r in caplog.records if "queue" in r.getMessage()]
     assert "serves 1 request(s) at once; with concurrency 4" in warning.getMessage()
 
@@ -111,6 +112,6 @@ def test_results_line_carries_no_retry_unless_one_happened(tmp_path: Path) -> No
     import asyncio
 
     agent = Agent(FunctionModel(adder), tools=[add])
-    run = asyncio.run(evaluate_async(cases(1), agent, run_dir=tmp_path / "r"))
+    run = asyncio.run(evaluate(cases(1), agent, run_dir=tmp_path / "r"))
     [line] = (run.path / "results.jsonl").read_text().splitlines()
     assert json.loads(line)["retries"] == []

@@ -45,19 +45,19 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise UserError("backend='ray' needs Ray: pip install 'agentloop[ray]'") from exc
 
 from agentloop.agent import Agent
-from agentloop.datasets import Case
-from agentloop.evals import (
+from agentloop.agentfile import load_agent
+from agentloop.evals.attempt import not_scored, run_attempt, warn_if_queued
+from agentloop.evals.datasets import Case
+from agentloop.evals.records import (
     RESULTS_FILE,
     TRACES_DIR,
     AttemptRecord,
     EvalError,
     ProgressListener,
     Tally,
-    not_scored,
-    run_attempt,
-    warn_if_queued,
 )
-from agentloop.scorers import Scorer, parse_scorer, scorer_name, scorer_spec, scorers_for
+from agentloop.evals.scorers import Scorer, scorer_name, scorer_spec, scorers_for
+from agentloop.evals.specs import parse_scorer
 
 WORKER_CRASHED = "worker_crashed"
 """The ``reason`` of an attempt that took its worker down twice."""
@@ -85,7 +85,7 @@ class EvalWorker:
 
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
-        self.agent = Agent.from_file(spec.agent_file, model=spec.model)
+        self.agent = load_agent(spec.agent_file, model=spec.model)
         if self.agent.config_hash != spec.config_hash:
             raise EvalError(
                 f"on this worker, {spec.agent_file} builds agent version "

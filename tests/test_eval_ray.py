@@ -27,6 +27,7 @@ SCORERS = parse_scorer("numeric")
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[None]:
     ray.init(
+        address="local",
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,

@@ -163,8 +163,9 @@ async def run_on_ray(
     workers: int | None,
     collect_traces: bool,
 ) -> None:
-    """Run ``todo`` on a Ray cluster (``address``: ``None`` starts or joins as ``ray.init()``
-    does, ``"auto"``, ``"HOST:PORT"`` or ``"ray://HOST:PORT"``), on ``workers`` workers
+    """Run ``todo`` on a Ray cluster (``address``: ``"auto"``, ``"HOST:PORT"`` or
+    ``"ray://HOST:PORT"``; ``None``: ``RAY_ADDRESS`` if set, else a new cluster of this
+    machine, started for this eval and stopped after it), on ``workers`` workers
     (default: one per CPU of the cluster), ``concurrency`` cases at once on each, appending
     each record to ``folder/results.jsonl``."""
     connected_here = _connect(address)
@@ -210,7 +211,8 @@ def _connect(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     options: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
-    if address is None:  # a cluster of this machine alone: nothing listens beyond loopback
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    if address == "local":  # a new cluster of this machine alone, listening on loopback
         options.update(include_dashboard=False, _node_ip_address="127.0.0.1")
     try:
         ray.init(address=address, **options)

@@ -84,7 +84,8 @@ async def evaluate(
     ``backend="ray"`` spreads the cases over a Ray cluster (``agentloop[ray]``; see
     ``agentloop.evals.ray_backend``): ``agent`` must be an agent file and ``model`` a string, since
     every worker builds the agent itself; ``concurrency`` is then per worker. ``ray_address``
-    (``"auto"``, ``"HOST:PORT"``, ``"ray://HOST:PORT"``; default: as ``ray.init()``),
+    (``"auto"``, ``"HOST:PORT"``, ``"ray://HOST:PORT"``; default: ``RAY_ADDRESS``, else a new
+    cluster of this machine),
     ``workers`` (default: one per CPU of the cluster) and ``collect_traces`` (ship traces back
     through Ray's object store instead of writing them to a folder every worker reaches)
     apply to it only.

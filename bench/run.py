@@ -110,6 +110,7 @@ def measure_eval(url: str, cases: int, repeats: int) -> dict[str, Any]:
     return {
         name: {
             "cases_per_s": summary([r["cases_per_s"] for r in rows]),
+            "cpu_ms_per_case": summary([r["cpu_ms_per_case"] for r in rows]),
             "peak_rss_mib": summary([r["peak_rss_mib"] for r in rows]),
         }
         for name, rows in samples.items()
@@ -259,13 +260,14 @@ def report(results: dict[str, Any]) -> str:
     imports, rp = results["imports"], results["replay"]
     ev = results["eval"]
     lines += ["", f"## Evaluation ({results['eval_cases']} cases of 3 tool steps, 50 at once)", ""]
-    lines.append("| runner | cases/s | peak RSS MiB | vs raw |")
-    lines.append("|---|---|---|---|")
+    lines.append("| runner | cases/s | CPU ms per case (driver) | peak RSS MiB | vs raw |")
+    lines.append("|---|---|---|---|---|")
     for name in ("raw", "agentloop"):
         row = ev[name]
         vs = ratio(row["cases_per_s"], ev["raw"]["cases_per_s"])
         lines.append(
-            f"| {name} | {fmt(row['cases_per_s'], 1)} | {fmt(row['peak_rss_mib'], 0)} | {vs:.2f}x |"
+            f"| {name} | {fmt(row['cases_per_s'], 1)} | {fmt(row['cpu_ms_per_case'])} | "
+            f"{fmt(row['peak_rss_mib'], 0)} | {vs:.2f}x |"
         )
     scale = results.get("scale")
     if scale:

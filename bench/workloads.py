@@ -194,7 +194,7 @@ async def eval_mode(
     from agentloop.evals import evaluate
 
     agent, dataset = eval_files(url, k, cases)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     if name == "raw":
         await raw_eval(url, k, cases, concurrent)
     else:
@@ -204,14 +204,18 @@ async def eval_mode(
             scorers=_scorers(),
             run_dir=agent.parent / "run",
             concurrency=concurrent,
-            **({"backend": "ray", "ray_options": {"workers": workers}} if name == "ray" else {}),
+            **({"backend": "ray", "workers": workers} if name == "ray" else {}),
         )
         failed = [r.case_id for r in run.records if not r.passed]
         if len(run.records) != cases or failed:
             raise SystemExit(f"{len(run.records)} of {cases} cases ran; failed: {failed[:5]}")
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"cases_per_s": cases / elapsed, "peak_rss_mib": rss_mib}
+    return {
+        "cases_per_s": cases / elapsed,
+        "cpu_ms_per_case": cpu * 1000 / cases,
+        "peak_rss_mib": rss_mib,
+    }
 
 
 def _scorers() -> list[Any]:

@@ -115,3 +115,32 @@ def test_results_line_carries_no_retry_unless_one_happened(tmp_path: Path) -> No
     run = asyncio.run(evaluate(cases(1), agent, run_dir=tmp_path / "r"))
     [line] = (run.path / "results.jsonl").read_text().splitlines()
     assert json.loads(line)["retries"] == []
+
+
+def test_backend_arguments_are_checked_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from agentloop.cli import main
+    from agentloop.errors import UserError
+
+    agent = Agent(FunctionModel(adder), tools=[add])
+    wrong: list[tuple[dict[str, object], str]] = [
+        ({"backend": "ray"}, "needs an agent file"),
+        ({"backend": "spark"}, "backend must be 'local' or 'ray'"),
+        ({"workers": 2}, "need backend='ray'"),
+        ({"collect_traces": True}, "need backend='ray'"),
+    ]
+    for options, message in wrong:
+        with pytest.raises(UserError, match=message):
+            asyncio.run(evaluate(cases(1), agent, run_dir=tmp_path / "r", **options))  # type: ignore[arg-type]
+    file = tmp_path / "a.toml"
+    file.write_text('model = "openai:m"\n[model_options]\nbase_url = "http://127.0.0.1:9/v1"\n')
+    with pytest.raises(UserError, match="model string"):
+        asyncio.run(evaluate(cases(1), file, backend="ray", model=FunctionModel(adder)))
+    data = tmp_path / "cases.jsonl"
+    cases(1).to_jsonl(data)
+    assert main(["eval", str(data), "--agent", str(file), "--workers", "2"]) == 2
+    assert "--workers does not apply to --backend local" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -49,10 +49,10 @@ from agentloop.agentfile import load_agent
 from agentloop.evals.attempt import not_scored, run_attempt, warn_if_queued
 from agentloop.evals.datasets import Case
 from agentloop.evals.records import (
-    RESULTS_FILE,
     TRACES_DIR,
     AttemptRecord,
     EvalError,
+    Journal,
     ProgressListener,
     Tally,
 )
@@ -237,7 +237,7 @@ class _Driver:
         self.workers: list[_Worker] = []
         self.retrier: _Worker | None = None
         self.pending: dict[asyncio.Future[Any], tuple[_Worker, _Item, Any]] = {}
-        self.results = (folder / RESULTS_FILE).open("a", encoding="utf-8")
+        self.journal = Journal(folder)
 
     async def run(self, todo: list[tuple[Case, int]], count: int) -> None:
         self.workers = await self.start(count, retry=False)
@@ -286,8 +286,7 @@ class _Driver:
         self.save(record.model_copy(update={"retries": item.retries}) if item.retries else record)
 
     def save(self, record: AttemptRecord) -> None:
-        self.results.write(record.model_dump_json() + "\n")
-        self.results.flush()
+        self.journal.append(record)
         report = self.tally.add(record)
         if self.progress is not None:
             self.progress(report)
@@ -347,7 +346,7 @@ class _Driver:
         for worker in [*self.workers, *([self.retrier] if self.retrier else [])]:
             ray.kill(worker.handle)
         self.workers, self.retrier = [], None
-        self.results.close()
+        self.journal.close()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ and the progress reports every backend gives while it fills them.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -175,6 +176,28 @@ def read_records(path: Path) -> list[AttemptRecord]:
                 break
             raise EvalError(f"{path}:{number}: not a valid result line") from None
     return records
+
+
+class Journal:
+    """``results.jsonl`` opened for the length of an eval: each record is appended as one
+    unbuffered write of its whole line, so a killed eval leaves every finished record."""
+
+    def __init__(self, folder: Path) -> None:
+        self._file = io.FileIO(folder / RESULTS_FILE, "a")
+
+    def append(self, record: AttemptRecord) -> None:
+        data = memoryview((record.model_dump_json() + "\n").encode())
+        while data:
+            data = data[self._file.write(data) or 0 :]
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def write_records(path: Path, records: Sequence[AttemptRecord]) -> None:

@@ -41,6 +41,7 @@ from agentloop.evals.records import (
     EvalError,
     EvalMeta,
     EvalRun,
+    Journal,
     ProgressListener,
     Tally,
     write_records,
@@ -260,27 +261,22 @@ class _Runner:
     ) -> None:
         self.folder, self.agent, self.cases = folder, agent, cases
         self.scorers, self.timeout, self.progress = scorers, timeout, progress
-        self.results = folder / RESULTS_FILE
 
     async def run_all(self, todo: list[tuple[Case, int]], concurrency: int, tally: Tally) -> None:
         gate = asyncio.Semaphore(concurrency)
 
-        async def one(case: Case, attempt: int) -> None:
+        async def one(case: Case, attempt: int, journal: Journal) -> None:
             async with gate:
                 record = await self.attempt(case, attempt)
-            self.save(record)
+            journal.append(record)
             progress = tally.add(record)
             if self.progress is not None:
                 self.progress(progress)
 
-        async with asyncio.TaskGroup() as group:
-            for case, attempt in todo:
-                group.create_task(one(case, attempt))
-
-    def save(self, record: AttemptRecord) -> None:
-        with self.results.open("a", encoding="utf-8") as f:
-            f.write(record.model_dump_json() + "\n")
-            f.flush()
+        with Journal(self.folder) as journal:
+            async with asyncio.TaskGroup() as group:
+                for case, attempt in todo:
+                    group.create_task(one(case, attempt, journal))
 
     async def attempt(self, case: Case, attempt: int) -> AttemptRecord:
         """Run one case once and score it; whatever goes wrong becomes an error record."""

@@ -22,7 +22,7 @@ from agentloop.models.base import Model
 from agentloop.settings import USE_AGENT_DEFAULT
 from agentloop.trace import Trace, append_annotations, in_memory_trace, trace_path
 
-_log = structlog.wrap_logger(
+eval_log = structlog.wrap_logger(  # what evals say to the user: the CLI prints warnings
     logging.getLogger("agentloop"),
     wrapper_class=structlog.stdlib.BoundLogger,
     processors=[structlog.stdlib.render_to_log_kwargs],
@@ -35,7 +35,7 @@ def warn_if_queued(model: Model, concurrency: int) -> int:
     latency is mostly waiting. Returns how many it serves at once."""
     serves = model.expect_concurrency(concurrency)
     if serves < concurrency:
-        _log.warning(
+        eval_log.warning(
             f"{model.name} serves {serves} request(s) at once; with concurrency {concurrency} "
             "the other requests queue (their latency is mostly waiting)",
             model=model.name,

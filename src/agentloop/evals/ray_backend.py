@@ -46,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from agentloop.agent import Agent
 from agentloop.agentfile import load_agent
-from agentloop.evals.attempt import not_scored, run_attempt, warn_if_queued
+from agentloop.evals.attempt import eval_log, not_scored, run_attempt, warn_if_queued
 from agentloop.evals.datasets import Case
 from agentloop.evals.records import (
     TRACES_DIR,
@@ -104,7 +104,7 @@ class EvalWorker:
     def ready(self) -> dict[str, Any]:
         """Where this worker runs (answered once it has built the agent)."""
         node = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
-        return {"pid": os.getpid(), "node": node}
+        return {"pid": os.getpid(), "node": node, "serves": self.serves}
 
     async def run(self, case: Case, attempt: int) -> tuple[AttemptRecord, bytes | None]:
         """Run and score one attempt; with ``collect_traces``, also its trace's bytes."""
@@ -171,8 +171,15 @@ async def run_on_ray(
     connected_here = _connect(address)
     spec = _spec(folder, agent, agent_file, model, scorers, case_timeout, concurrency)
     spec = replace(spec, collect_traces=collect_traces)
-    cpus = ray.cluster_resources().get("CPU", 1)  # type: ignore[no-untyped-call]
-    count = workers or max(1, int(cpus))
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))  # type: ignore[no-untyped-call]
+    if workers is not None and workers > cpus:
+        eval_log.warning(
+            f"{workers} workers asked for, but the Ray cluster has {cpus} CPUs (a worker "
+            f"takes one): running {cpus}",
+            workers=workers,
+            cpus=cpus,
+        )
+    count = min(workers or cpus, cpus)
     driver = _Driver(spec, folder, scorers, tally, progress)
     try:
         await driver.run(todo, count)
@@ -318,6 +325,13 @@ class _Driver:
             for handle in handles:
                 ray.kill(handle)
             raise EvalError(f"a Ray worker could not start: {_first_line(exc)}") from None
+        queued = [p for p in places if p["serves"] < options["max_concurrency"]]
+        if queued and not retry:
+            eval_log.warning(
+                f"on {len(queued)} worker(s) the model serves {queued[0]['serves']} request(s) "
+                f"at once; with concurrency {options['max_concurrency']} the other requests "
+                "queue (their latency is mostly waiting)",
+            )
         return [
             _Worker(handle, f"pid {p['pid']} on {p['node']}", retry=retry)
             for handle, p in zip(handles, places, strict=True)

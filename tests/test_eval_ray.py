@@ -89,8 +89,9 @@ async def test_same_scores_as_local_and_a_killed_worker_loses_nothing(
 
 @pytest.mark.usefixtures("cluster")
 async def test_a_case_that_crashes_every_worker_is_reported_once(
-    tmp_path: Path, server: FakeOpenAIServer
+    tmp_path: Path, server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("WARNING", logger="agentloop")
     agent, cases = agent_file(tmp_path, server.url), dataset(tmp_path, 12, crash={5})
     run = await evaluate(
         cases,
@@ -99,7 +100,7 @@ async def test_a_case_that_crashes_every_worker_is_reported_once(
         concurrency=4,
         run_dir=tmp_path / "r",
         backend="ray",
-        workers=1,
+        workers=3,
         collect_traces=True,
     )
     by_id = {r.case_id: r for r in run.records}
@@ -114,3 +115,5 @@ async def test_a_case_that_crashes_every_worker_is_reported_once(
     for record in others:  # shipped back through the object store, written by the driver
         assert read_trace(run.path / str(record.trace)).terminal is not None
     assert EvalRun.load(run.path).complete
+    [capped] = [r.getMessage() for r in caplog.records if "workers asked for" in r.getMessage()]
+    assert "3 workers asked for, but the Ray cluster has 2 CPUs" in capped

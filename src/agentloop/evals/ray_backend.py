@@ -168,9 +168,21 @@ async def run_on_ray(
     machine, started for this eval and stopped after it), on ``workers`` workers
     (default: one per CPU of the cluster), ``concurrency`` cases at once on each, appending
     each record to ``folder/results.jsonl``."""
-    connected_here = _connect(address)
     spec = _spec(folder, agent, agent_file, model, scorers, case_timeout, concurrency)
     spec = replace(spec, collect_traces=collect_traces)
+    connected_here = _connect(address)
+    driver = _Driver(spec, folder, scorers, tally, progress)
+    try:
+        await driver.run(todo, _worker_count(workers))
+    finally:
+        driver.stop()
+        if connected_here:
+            ray.shutdown()
+
+
+def _worker_count(workers: int | None) -> int:
+    """``workers``, or one per CPU of the cluster; never more than it has CPUs (a worker
+    takes one, and one that cannot be placed would be waited for forever)."""
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))  # type: ignore[no-untyped-call]
     if workers is not None and workers > cpus:
         eval_log.warning(
@@ -179,14 +191,7 @@ async def run_on_ray(
             workers=workers,
             cpus=cpus,
         )
-    count = min(workers or cpus, cpus)
-    driver = _Driver(spec, folder, scorers, tally, progress)
-    try:
-        await driver.run(todo, count)
-    finally:
-        driver.stop()
-        if connected_here:
-            ray.shutdown()
+    return min(workers or cpus, cpus)
 
 
 def _spec(

@@ -12,7 +12,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -35,7 +35,7 @@ from agentloop.events import (
     ToolResultRecorded,
 )
 from agentloop.messages import Message
-from agentloop.redaction import Redactor
+from agentloop.redaction import Redactor, default_redactor
 
 FORMAT_NAME = "agentloop.trace"
 FORMAT_VERSION = 1
@@ -67,20 +67,18 @@ class TraceWriter:
     """Appends one redacted JSON line per event and flushes it, so the file is always a valid
     prefix of the run."""
 
-    def __init__(self, path: Path, header: TraceHeader, redact: Callable[[str], str]) -> None:
+    def __init__(self, path: Path, header: TraceHeader, redact: Redactor) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._redact = redact
         self._file: IO[str] | None = path.open("x", encoding="utf-8")
-        self._write_line(header.model_dump_json())
+        self.write(header)
 
-    def write(self, event: BaseEvent) -> None:
-        self._write_line(event.model_dump_json())
-
-    def _write_line(self, line: str) -> None:
+    def write(self, event: BaseModel) -> None:
+        """Redact ``event``'s values, then append it as one line and flush."""
         if self._file is None:
             raise TraceError(f"trace {self.path} is already closed")
-        self._file.write(self._redact(line) + "\n")
+        self._file.write(self._redact.dumps(event) + "\n")
         self._file.flush()
 
     def close(self) -> None:
@@ -162,14 +160,16 @@ def annotate(
     path: str | os.PathLike[str],
     event_type: type[BaseEvent],
     *,
-    redact: Callable[[str], str] | None = None,
+    redact: Redactor | None = None,
     **fields: Any,
 ) -> BaseEvent:
     """Append an annotation (a critique, feedback or score event) to a finished trace.
 
-    The event gets the run's id, its last step and the next sequence number, and is redacted
-    (default patterns, or ``redact``) before it is written. A trace whose last line is torn
-    cannot be appended to, since the new line would join the broken one.
+    The event gets the run's id, its last step and the next sequence number, and its values are
+    redacted before it is written: by ``redact``, else by the process's redactor (default
+    patterns and every secret registered with ``register_secrets``, which ``Agent`` does).
+    A trace whose last line is torn cannot be appended to, since the new line would join the
+    broken one.
     """
     trace = read_trace(path)
     if trace.torn:
@@ -182,9 +182,9 @@ def annotate(
         ts=time.time(),
         **fields,
     )
-    redact = redact or Redactor()
+    line = (redact or default_redactor()).dumps(event)
     with Path(path).open("a", encoding="utf-8") as file:
-        file.write(redact(event.model_dump_json()) + "\n")
+        file.write(line + "\n")
     return event
 
 

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import structlog
 
+from agentloop.redaction import redact_log_event
 from agentloop.terminal import escape
 
 EXIT_OK = 0
@@ -63,7 +64,11 @@ class _EscapingFormatter(structlog.stdlib.ProcessorFormatter):
 
     def __init__(self) -> None:
         super().__init__(
-            foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.ExtraAdder()],
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.ExtraAdder(),
+                redact_log_event,
+            ],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.dev.ConsoleRenderer(colors=False),

@@ -63,6 +63,7 @@ _FORMAT_KEYS = frozenset(
         "approval",
         "source",
         "finish_reason",
+        "protocol",
     }
 )
 """Values the trace format itself needs (identifiers, kinds, fixed vocabularies): written as

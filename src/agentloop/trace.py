@@ -41,6 +41,10 @@ FORMAT_NAME = "agentloop.trace"
 FORMAT_VERSION = 1
 FORMAT = f"{FORMAT_NAME}/{FORMAT_VERSION}"
 _FORMAT_RE = re.compile(rf"^{re.escape(FORMAT_NAME)}/(\d+)$")
+MAX_LINE_BYTES = 64 * 1024 * 1024
+"""The longest line ``read_trace`` accepts; a longer one is a ``TraceError``. agentloop's own
+lines stay far below it (tool results are cut at ``max_output_chars``; each ``model_request``
+holds only the new messages)."""
 
 
 class TraceHeader(BaseModel):
@@ -208,15 +212,21 @@ def read_trace(path: str | os.PathLike[str]) -> Trace:
         torn = True  # no final newline: the last line may be cut; try it, drop it if broken
     if not lines:
         raise TraceError(f"{file} is empty, not an agentloop trace")
+    for number, line in enumerate(lines, start=1):
+        if len(line) > MAX_LINE_BYTES:
+            raise TraceError(
+                f"{file}:{number}: a line of {len(line) // 2**20} MiB, more than the "
+                f"{MAX_LINE_BYTES // 2**20} MiB a trace line may hold; not a trace agentloop wrote"
+            )
     header = _read_header(file, lines[0])
     events: list[Event] = []
     for number, line in enumerate(lines[1:], start=2):
         try:
             events.append(EventAdapter.validate_json(line))
-        except ValidationError as exc:
+        except (ValidationError, RecursionError) as exc:
             if torn and number == len(lines):
                 break
-            problem = first_problem(exc)
+            problem = first_problem(exc) if isinstance(exc, ValidationError) else "nested too deep"
             raise TraceError(f"{file}:{number}: not a valid trace event: {problem}") from None
     else:
         torn = False
@@ -235,8 +245,10 @@ def iter_trace_files(trace_dir: str | os.PathLike[str]) -> Iterator[Path]:
 def _read_header(file: Path, line: bytes) -> TraceHeader:
     try:
         raw = json.loads(line)
-    except ValueError:
-        raise TraceError(f"{file}: line 1 is not JSON; not an agentloop trace") from None
+    except (ValueError, RecursionError):
+        raise TraceError(
+            f"{file}: line 1 is not JSON (or is nested too deep); not an agentloop trace"
+        ) from None
     fmt = raw.get("format") if isinstance(raw, dict) else None
     match = _FORMAT_RE.match(fmt) if isinstance(fmt, str) else None
     if match is None:
@@ -247,6 +259,8 @@ def _read_header(file: Path, line: bytes) -> TraceHeader:
         )
     try:
         return TraceHeader.model_validate(raw)
+    except RecursionError:
+        raise TraceError(f"{file}: invalid trace header: nested too deep") from None
     except ValidationError as exc:
         raise TraceError(f"{file}: invalid trace header: {first_problem(exc)}") from None
 

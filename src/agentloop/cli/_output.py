@@ -80,13 +80,14 @@ class _EscapingFormatter(structlog.stdlib.ProcessorFormatter):
 
 
 def out(line: str) -> None:
-    """Data, on stdout."""
-    print(line, file=sys.stdout, flush=True)
+    """Data, on stdout, escaped for the terminal (a no-op on the ASCII of ``json.dumps``), so
+    nothing a command prints from a trace, a model or a tool can hold a control sequence."""
+    print(escape(line), file=sys.stdout, flush=True)
 
 
 def say(line: str) -> None:
-    """Progress and errors, on stderr."""
-    print(line, file=sys.stderr, flush=True)
+    """Progress and errors, on stderr, escaped for the terminal like ``out``."""
+    print(escape(line), file=sys.stderr, flush=True)
 
 
 def message(exc: BaseException) -> str:

@@ -215,14 +215,17 @@ def write_jsonl(
     out: IO[str],
     kind: Literal["sft", "dpo"],
     redact: Redactor | None = None,
+    *,
+    ensure_ascii: bool = False,
 ) -> int:
     """Redact, validate and write each example as one line; count the invalid ones in
-    ``export.skipped``. Returns how many lines were written."""
+    ``export.skipped``. Returns how many lines were written. ``ensure_ascii`` writes every
+    non-ASCII character as a JSON escape (what a terminal should get)."""
     redact = redact or default_redactor()
     schema = SFTExample if kind == "sft" else DPOExample
     written = 0
     for example in export.examples:
-        line = json.dumps(redact.value(example), ensure_ascii=False)
+        line = json.dumps(redact.value(example), ensure_ascii=ensure_ascii)
         try:
             schema.model_validate_json(line)
         except ValidationError as exc:

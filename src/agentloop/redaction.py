@@ -42,7 +42,7 @@ secret-named keys in JSON text (also JSON inside a JSON string) or Python reprs,
 parameters and assignments (``api_key='...'``). A pattern with a group named ``secret`` masks
 only that group."""
 
-_SECRET_KEY_RE = re.compile(rf"^(?:{_SECRET_KEYS})$", re.IGNORECASE)
+_SECRET_KEY_RE = re.compile(rf"^(?:{_SECRET_KEYS})\Z", re.IGNORECASE)
 """A string value under a key with one of these names is masked whole."""
 
 _FORMAT_KEYS = frozenset(

@@ -40,7 +40,7 @@ from agentloop.redaction import Redactor, default_redactor
 FORMAT_NAME = "agentloop.trace"
 FORMAT_VERSION = 1
 FORMAT = f"{FORMAT_NAME}/{FORMAT_VERSION}"
-_FORMAT_RE = re.compile(rf"^{re.escape(FORMAT_NAME)}/(\d+)$")
+_FORMAT_RE = re.compile(rf"^{re.escape(FORMAT_NAME)}/(\d+)\Z")
 MAX_LINE_BYTES = 64 * 1024 * 1024
 """The longest line ``read_trace`` accepts; a longer one is a ``TraceError``. agentloop's own
 lines stay far below it (tool results are cut at ``max_output_chars``; each ``model_request``

@@ -199,7 +199,7 @@ def test_a_fifo_is_refused_at_once_instead_of_blocking(layout: Path) -> None:
     os.mkfifo(layout / "pipe")
     tools = tools_for(layout)
     started = time.monotonic()
-    with pytest.raises(ToolRetry, match="not a regular file|no file"):
+    with pytest.raises(ToolRetry, match=r"not a regular file|no file"):
         tools["read_file"](path="pipe")
     with pytest.raises(ToolRetry):
         tools["write_file"](path="pipe", content="x")

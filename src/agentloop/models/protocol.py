@@ -357,7 +357,7 @@ def _call_of(message: ToolMessage, turns: Sequence[Message]) -> ToolCallPart | N
 def _is_json_object(text: str) -> bool:
     try:
         return isinstance(json.loads(text or "{}"), dict)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return False
 
 
@@ -389,6 +389,10 @@ _ARGUMENT_ALIASES = (ARGUMENTS_KEY, "args", "parameters", "input")
 _ANSWER_ALIASES = (ANSWER_KEY, "final_answer")
 
 
+MAX_OBJECT_STARTS = 64
+"""How many ``{`` in a reply ``first_json_object`` tries as the start of the action."""
+
+
 def first_json_object(text: str) -> tuple[dict[str, Any] | None, str | None]:
     """The first JSON object in ``text`` (code fences, prose before and after are skipped),
     or ``None`` and why not."""
@@ -397,11 +401,15 @@ def first_json_object(text: str) -> tuple[dict[str, Any] | None, str | None]:
     start = text.find("{")
     if start < 0:
         return None, "the reply holds no JSON object"
-    while start >= 0:
+    for _ in range(MAX_OBJECT_STARTS):  # each try may read to the end: bounded, not quadratic
+        if start < 0:
+            break
         try:
             value, _ = decoder.raw_decode(text, start)
         except json.JSONDecodeError as exc:
             error = error or f"invalid JSON ({exc.msg} at position {exc.pos})"
+        except RecursionError:
+            return None, "invalid JSON (nested too deep)"
         else:
             if isinstance(value, dict):
                 return value, None

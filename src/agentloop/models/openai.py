@@ -128,9 +128,12 @@ class OpenAIModel(Model):
                     "api_key=..., or point base_url (OPENAI_BASE_URL) at a local server"
                 )
             api_key = "no-key"
-        configured = openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, max_retries=0, default_headers=default_headers
-        )
+        try:
+            configured = openai.AsyncOpenAI(
+                api_key=api_key, base_url=base_url, max_retries=0, default_headers=default_headers
+            )
+        except httpx2.InvalidURL as exc:
+            raise UserError(f"invalid base_url {base_url!r} for {model!r}: {exc}") from None
         self._headers = {
             **{k: v for k, v in configured.default_headers.items() if isinstance(v, str)},
             "Authorization": f"Bearer {api_key}",

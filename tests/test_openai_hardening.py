@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeAlias
 
 import pytest
 
@@ -17,6 +19,7 @@ from fakes import FakeOpenAIServer, Reply, answer
 from fakes.runs import fast_model
 
 ASK = [UserMessage(content="hi")]
+Handler: TypeAlias = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 async def test_a_response_over_the_cap_is_a_typed_error_and_not_retried(
@@ -26,6 +29,7 @@ async def test_a_response_over_the_cap_is_a_typed_error_and_not_retried(
     model = fast_model(openai_server.url, max_response_bytes=100_000)
     with pytest.raises(ModelResponseError, match="larger than max_response_bytes=100000"):
         await model.request(ASK, Toolset(), ModelSettings())
+    await model.aclose()
     assert len(openai_server.requests) == 1
 
 
@@ -41,7 +45,6 @@ async def test_a_chunked_flood_without_a_length_stops_at_the_cap() -> None:
                 await writer.drain()
         except ConnectionError:
             pass
-        writer.close()
 
     async with serving(flood) as url:
         model = OpenAIModel("m", base_url=url, max_retries=0, max_response_bytes=1_000_000)
@@ -62,7 +65,6 @@ async def test_the_timeout_bounds_the_whole_request_not_each_read() -> None:
                 await asyncio.sleep(0.1)
         except ConnectionError:
             pass
-        writer.close()
 
     async with serving(trickle) as url:
         model = OpenAIModel("m", base_url=url, max_retries=0, timeout=1.0)
@@ -80,6 +82,7 @@ async def test_a_body_that_does_not_decode_is_a_typed_error(
     model = fast_model(openai_server.url)
     with pytest.raises(ModelResponseError, match="cannot be decoded"):
         await model.request(ASK, Toolset(), ModelSettings())
+    await model.aclose()
 
 
 @pytest.mark.parametrize("key", ["messages", "tools", "model", "prompt"])
@@ -90,6 +93,7 @@ async def test_extra_fields_that_collide_with_the_body_are_refused(
     settings = ModelSettings(extra={key: "x", "top_k": 5})
     with pytest.raises(UserError, match=f"settings.extra cannot set {key}"):
         await model.request(ASK, Toolset(), settings)
+    await model.aclose()
     assert openai_server.requests == []
 
 
@@ -99,17 +103,32 @@ def test_an_unparseable_base_url_is_a_configuration_error() -> None:
 
 
 class serving:
-    """A raw loopback server running ``handler`` per connection."""
+    """A raw loopback server running ``handler`` per connection; handlers still running at
+    the end are cancelled and their connections closed."""
 
-    def __init__(self, handler: object) -> None:
+    def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.server: asyncio.Server | None = None
+        self.tasks: set[asyncio.Task[object]] = set()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.add(task)
+        try:
+            await self.handler(reader, writer)
+        finally:
+            writer.close()
 
     async def __aenter__(self) -> str:
-        self.server = await asyncio.start_server(self.handler, "127.0.0.1", 0)  # type: ignore[arg-type]
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         port = self.server.sockets[0].getsockname()[1]
         return f"http://127.0.0.1:{port}/v1"
 
     async def __aexit__(self, *exc: object) -> None:
         assert self.server is not None
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         self.server.close()
+        await self.server.wait_closed()

@@ -14,9 +14,8 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
@@ -38,12 +37,16 @@ from agentloop.events import (
     ToolResultRecorded,
 )
 from agentloop.messages import Message
-from agentloop.redaction import Redactor
+from agentloop.redaction import Redactor, default_redactor
 
 FORMAT_NAME = "agentloop.trace"
 FORMAT_VERSION = 1
 FORMAT = f"{FORMAT_NAME}/{FORMAT_VERSION}"
-_FORMAT_RE = re.compile(rf"^{re.escape(FORMAT_NAME)}/(\d+)$")
+_FORMAT_RE = re.compile(rf"^{re.escape(FORMAT_NAME)}/(\d+)\Z")
+MAX_LINE_BYTES = 64 * 1024 * 1024
+"""The longest line ``read_trace`` accepts; a longer one is a ``TraceError``. agentloop's own
+lines stay far below it (tool results are cut at ``max_output_chars``; each ``model_request``
+holds only the new messages)."""
 
 
 class TraceHeader(BaseModel):
@@ -76,20 +79,18 @@ class TraceWriter:
     every case of an eval).
     """
 
-    def __init__(self, path: Path, header: TraceHeader, redact: Callable[[str], str]) -> None:
+    def __init__(self, path: Path, header: TraceHeader, redact: Redactor) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._redact = redact
         self._file: io.FileIO | None = io.FileIO(path, "x")
-        self._write_line(header.model_dump_json())
+        self.write(header)
 
-    def write(self, event: BaseEvent) -> None:
-        self._write_line(event.model_dump_json())
-
-    def _write_line(self, line: str) -> None:
+    def write(self, event: BaseModel) -> None:
+        """Redact ``event``'s values, then append it as one line, in one unbuffered write."""
         if self._file is None:
             raise TraceError(f"trace {self.path} is already closed")
-        _write_all(self._file, (self._redact(line) + "\n").encode())
+        _write_all(self._file, (self._redact.dumps(event) + "\n").encode())
 
     def close(self) -> None:
         """Close the file; safe to call twice.
@@ -178,15 +179,17 @@ def annotate(
     path: str | os.PathLike[str],
     event_type: type[BaseEvent],
     *,
-    redact: Callable[[str], str] | None = None,
+    redact: Redactor | None = None,
     **fields: Any,
 ) -> BaseEvent:
     """Append an annotation (a critique, feedback or score event) to a finished trace.
 
-    The event gets the run's id, its last step and the next sequence number, and is redacted
-    (default patterns, or ``redact``) before it is written. A trace whose last line is torn
-    cannot be appended to, since the new line would join the broken one. A caller that holds
-    the trace already (the eval runner) uses ``append_annotations`` and skips reading it.
+    The event gets the run's id, its last step and the next sequence number, and its values are
+    redacted before it is written: by ``redact``, else by the process's redactor (default
+    patterns and every secret registered with ``register_secrets``, which ``Agent`` does).
+    A trace whose last line is torn cannot be appended to, since the new line would join the
+    broken one. A caller that holds the trace already (the eval runner) uses
+    ``append_annotations`` and skips reading it.
     """
     trace = read_trace(path)
     if trace.torn:
@@ -198,13 +201,13 @@ def append_annotations(
     trace: Trace,
     annotations: Sequence[tuple[type[BaseEvent], dict[str, Any]]],
     *,
-    redact: Callable[[str], str] | None = None,
+    redact: Redactor | None = None,
 ) -> list[BaseEvent]:
     """Append annotations after the last event of ``trace`` (read back, or held in memory by
     whoever wrote it), in one write, without reading the file again.
 
-    Each event gets the run's id, the last step and the next sequence number; lines are
-    redacted (default patterns, or ``redact``) before they are written.
+    Each event gets the run's id, the last step and the next sequence number; its values are
+    redacted (by ``redact``, else the process's redactor) before it is written.
     """
     if trace.path is None:
         raise TraceError("this trace has no file to append annotations to")
@@ -217,16 +220,10 @@ def append_annotations(
             run_id=trace.run_id, step=step, seq=seq + number, ts=time.time(), **fields
         )
         events.append(event)
-        lines.append(redact(event.model_dump_json()) + "\n")
+        lines.append(redact.dumps(event) + "\n")
     with trace.path.open("a", encoding="utf-8") as file:
         file.write("".join(lines))
     return events
-
-
-@cache
-def default_redactor() -> Redactor:
-    """The redactor with the default patterns only, built once (compiling them is not free)."""
-    return Redactor()
 
 
 def in_memory_trace(path: Path, events: Sequence[BaseEvent]) -> Trace:
@@ -259,15 +256,21 @@ def read_trace(path: str | os.PathLike[str]) -> Trace:
         torn = True  # no final newline: the last line may be cut; try it, drop it if broken
     if not lines:
         raise TraceError(f"{file} is empty, not an agentloop trace")
+    for number, line in enumerate(lines, start=1):
+        if len(line) > MAX_LINE_BYTES:
+            raise TraceError(
+                f"{file}:{number}: a line of {len(line) // 2**20} MiB, more than the "
+                f"{MAX_LINE_BYTES // 2**20} MiB a trace line may hold; not a trace agentloop wrote"
+            )
     header = _read_header(file, lines[0])
     events: list[Event] = []
     for number, line in enumerate(lines[1:], start=2):
         try:
             events.append(EventAdapter.validate_json(line))
-        except ValidationError as exc:
+        except (ValidationError, RecursionError) as exc:
             if torn and number == len(lines):
                 break
-            problem = first_problem(exc)
+            problem = first_problem(exc) if isinstance(exc, ValidationError) else "nested too deep"
             raise TraceError(f"{file}:{number}: not a valid trace event: {problem}") from None
     else:
         torn = False
@@ -286,8 +289,10 @@ def iter_trace_files(trace_dir: str | os.PathLike[str]) -> Iterator[Path]:
 def _read_header(file: Path, line: bytes) -> TraceHeader:
     try:
         raw = json.loads(line)
-    except ValueError:
-        raise TraceError(f"{file}: line 1 is not JSON; not an agentloop trace") from None
+    except (ValueError, RecursionError):
+        raise TraceError(
+            f"{file}: line 1 is not JSON (or is nested too deep); not an agentloop trace"
+        ) from None
     fmt = raw.get("format") if isinstance(raw, dict) else None
     match = _FORMAT_RE.match(fmt) if isinstance(fmt, str) else None
     if match is None:
@@ -298,6 +303,8 @@ def _read_header(file: Path, line: bytes) -> TraceHeader:
         )
     try:
         return TraceHeader.model_validate(raw)
+    except RecursionError:
+        raise TraceError(f"{file}: invalid trace header: nested too deep") from None
     except ValidationError as exc:
         raise TraceError(f"{file}: invalid trace header: {first_problem(exc)}") from None
 

@@ -6,7 +6,7 @@ earns the same record whichever process runs it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from agentloop.evals.records import TRACES_DIR, AttemptRecord
 from agentloop.evals.scorers import Score, Scorer, apply_scorer, scorer_name, scorers_for
 from agentloop.events import BaseEvent, RunCancelled, RunFailed, RunFinished, ScoreRecorded
 from agentloop.models.base import Model
+from agentloop.redaction import Redactor
 from agentloop.settings import USE_AGENT_DEFAULT
 from agentloop.trace import Trace, append_annotations, in_memory_trace, trace_path
 
@@ -100,11 +101,11 @@ async def score_attempt(
     scorers: Sequence[Scorer],
     error: BaseException | None = None,
     *,
-    redact: Callable[[str], str] | None = None,
+    redact: Redactor | None = None,
     eval_name: str | None = None,
 ) -> AttemptRecord:
     """The record of one attempt: its trace's facts and its scores, which are also appended
-    to the trace (redacted with ``redact``, default patterns if not given). An attempt whose
+    to the trace (redacted by ``redact``, else the process's redactor). An attempt whose
     run did not finish with an answer is an error, and every scorer gives it 0."""
     end = trace.terminal if trace is not None else None
     facts: dict[str, Any] = {}

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, TypeAlias
 
 from agentloop.actions import Call, ToolCall
+from agentloop.context import current_run_context
 from agentloop.errors import ToolRetry
 from agentloop.observations import Observation, to_text, truncate
 from agentloop.settings import RunLimits
@@ -95,10 +96,11 @@ async def _run_one(call: ToolCall, limits: RunLimits, approver: Approver | None)
     deadline = asyncio.timeout(timeout)
     try:
         async with deadline:
+            context = (current_run_context(),) if tool.takes_context else ()
             if tool.is_async:
-                value = await tool.function(**call.arguments)
+                value = await tool.function(*context, **call.arguments)
             else:
-                value = await asyncio.to_thread(tool.function, **call.arguments)
+                value = await asyncio.to_thread(tool.function, *context, **call.arguments)
             if inspect.isawaitable(value):  # a sync function that returned a coroutine
                 value = await value
     except ToolRetry as exc:

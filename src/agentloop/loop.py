@@ -26,21 +26,33 @@ from agentloop.actions import (
     parse_actions,
     with_unique_call_ids,
 )
+from agentloop.budget import Budget
+from agentloop.context import ConversationTurn, RunContext, set_run_context
 from agentloop.dispatch import ToolOutcome, ToolRunner, run_tool_calls
 from agentloop.errors import (
     AgentLoopError,
+    CostLimitExceeded,
+    GuardrailTripped,
+    HookFailed,
     MaxStepsExceeded,
     MaxToolCallsExceeded,
+    ModelConnectionError,
     ModelError,
+    ModelRateLimited,
     ModelResponseError,
+    ModelTimeoutError,
     ReplayDiverged,
     RetryBudgetExhausted,
     RunTimeout,
+    TokenLimitExceeded,
     ToolExecutionError,
+    ToolRetry,
 )
 from agentloop.events import (
+    TERMINAL_TYPES,
     BaseEvent,
     EventListener,
+    HookApplied,
     ModelRequested,
     ModelResponded,
     RunCancelled,
@@ -51,6 +63,7 @@ from agentloop.events import (
     ToolResultRecorded,
     capture_listeners,
 )
+from agentloop.hooks import Deny, RequestEdit, Rewrite, call_hook, hook_name
 from agentloop.messages import (
     Message,
     ModelResponse,
@@ -61,6 +74,7 @@ from agentloop.messages import (
 )
 from agentloop.observations import MISTAKES, Observation
 from agentloop.result import RunResult, StopReason
+from agentloop.settings import ModelSettings
 from agentloop.spec import AgentSpec
 from agentloop.trace import TraceHeader, TraceWriter, new_run_id, now_iso, trace_path
 from agentloop.untrusted import delimit_untrusted
@@ -84,12 +98,14 @@ class Run:
         *,
         spec: AgentSpec,
         task: str,
-        history: Sequence[Message],
+        history: RunResult[Any] | Sequence[Message],
         trace_dir: Path | None,
         metadata: dict[str, Any],
         listener: EventListener | None,
         tool_runner: ToolRunner | None,
         parent: dict[str, Any] | None,
+        deps: Any = None,
+        conversation: ConversationTurn | None = None,
     ) -> None:
         self.spec = spec
         self.tools, self.limits, self.settings = spec.tools, spec.limits, spec.settings
@@ -104,8 +120,16 @@ class Run:
         system = spec.system_prompt
         if system:
             self.messages.append(SystemMessage(content=system))
-        self.messages.extend(history)
+        if isinstance(history, RunResult):
+            history = history.messages
+        # The agent's own system prompt (and its untrusted-data notice) leads; a system
+        # message carried over from an earlier turn's result is not sent twice.
+        self.messages.extend(m for m in history if not isinstance(m, SystemMessage))
+        self.history_length = len(self.messages)
         self.messages.append(UserMessage(content=task))
+        self.task, self.deps, self.conversation = task, deps, conversation
+        self.budget = Budget(spec.limits, spec.prices, conversation)
+        self.output_text: str | None = None
         self.sent = 0  # messages already recorded in a model_request event
         self.step = self.seq = self.tool_calls = self.mistakes = 0
         self.requests = 0  # model requests made, the run's "steps" in results and traces
@@ -123,17 +147,20 @@ class Run:
                 agentloop_version=_version(),
                 parent=parent,
                 metadata=metadata,
+                conversation=conversation.header() if conversation else None,
+                deps_type=type(deps).__qualname__ if deps is not None else None,
             )
             self.writer = TraceWriter(trace_path(trace_dir, self.run_id), header, self.redact)
 
     # -- the loop ------------------------------------------------------------------------
 
-    async def execute(self) -> RunResult:
+    async def execute(self) -> RunResult[Any]:
         _log.info("run started", run_id=self.run_id, model=self.model.name)
         deadline = asyncio.timeout(self.limits.run_timeout)
         try:
             try:
                 async with deadline:
+                    await self.check_input()
                     output = await self.loop()
             except TimeoutError:
                 if not deadline.expired():
@@ -155,17 +182,22 @@ class Run:
                 exc.partial = self.result(None, reason)
                 exc.trace_path = self.trace_path
             raise
-        self.end(RunFinished, output=output)
+        self.end(RunFinished, output=self.output_text)
         return self.result(output, "final_answer")
 
-    async def loop(self) -> str:
+    async def loop(self) -> Any:
         while True:
             self.check_step_budget()
             response = await self.ask_model()
             actions = parse_actions(response, self.tools)
             if isinstance(actions, FinalAnswer):
                 self.warn_if_unparsed_tool_call(response)
-                return actions.text
+                accepted, value = await self.check_output(actions.text)
+                if accepted:
+                    self.output_text = actions.text
+                    return value
+                self.step += 1
+                continue
             if actions:
                 await self.act(actions)
             else:
@@ -180,19 +212,154 @@ class Run:
             raise MaxStepsExceeded(f"no final answer after max_steps={limit} model requests")
 
     async def ask_model(self) -> ModelResponse:
+        settings = await self.before_request() if self.spec.hooks.before_request else None
         new = self.messages[self.sent :]
         self.sent = len(self.messages)
         self.emit(ModelRequested, messages=new, message_count=self.sent)
         self.requests += 1
-        response = await self.model.request(self.messages, self.tools, self.settings)
+        response = await self.request(settings or self.settings)
         response = with_unique_call_ids(response)
         self.usage += response.usage
         self.emit(ModelResponded, response=response)
+        self.budget.check(self.usage, self.spec.model.name)
         for attempt in response.attempts:
             _log.warning("model request retried", run_id=self.run_id, **attempt.model_dump())
         if response.text or response.tool_calls:
             self.messages.append(response.to_message())
         return response
+
+    async def request(self, settings: ModelSettings) -> ModelResponse:
+        """The model's response; on a rate limit, server error or timeout, the agent's
+        fallback models take the request in turn (each switch recorded as a warning)."""
+        models = (self.model, *self.spec.fallback_models)
+        for index, model in enumerate(models):
+            try:
+                return await model.request(self.messages, self.tools, settings)
+            except ModelError as exc:
+                if index + 1 == len(models) or not _falls_back(exc):
+                    raise
+                self.emit(
+                    RunWarned,
+                    kind="model_fallback",
+                    message=self.redact(
+                        f"{model.name} failed ({type(exc).__name__}: {exc}); "
+                        f"asking {models[index + 1].name}"
+                    ),
+                )
+        raise AssertionError("unreachable")
+
+    # -- hooks and guardrails ----------------------------------------------------------------
+
+    async def hook(self, point: str, hook: Any, *args: Any) -> Any:
+        """Run one hook; one that raises stops the run with ``HookFailed``."""
+        try:
+            return await call_hook(hook, self.context(), *args)
+        except (ToolRetry, GuardrailTripped):
+            raise
+        except Exception as exc:
+            name = hook_name(hook)
+            raise HookFailed(
+                f"{point} hook {name} raised {type(exc).__name__}: {exc}", hook=name
+            ) from exc
+
+    def context(self) -> RunContext[Any]:
+        return RunContext(
+            deps=self.deps,
+            run_id=self.run_id,
+            step=self.step,
+            usage=self.usage,
+            approver=self.spec.approver,
+            conversation_id=self.conversation.id if self.conversation else None,
+        )
+
+    def applied(self, hook: Any, point: str, action: str, **fields: Any) -> None:
+        self.emit(HookApplied, hook=hook_name(hook), point=point, action=action, **fields)
+
+    async def check_input(self) -> None:
+        for guard in self.spec.hooks.input_guardrails:
+            reason = await self.hook("input_guardrails", guard, self.task)
+            if reason is not None:
+                self.applied(guard, "input_guardrails", "stop", detail=str(reason))
+                raise GuardrailTripped(f"input guardrail: {reason}", guardrail=hook_name(guard))
+
+    async def check_output(self, text: str) -> tuple[bool, Any]:
+        """``(True, output)`` for an answer that parses and passes the output guardrails;
+        ``(False, None)`` after sending the model back with what to fix."""
+        value: Any = text
+        guard: Any = None
+        try:
+            if self.spec.output is not None:
+                value = await self.spec.output.parse(text)
+            for guard in self.spec.hooks.output_guardrails:
+                reason = await self.hook("output_guardrails", guard, value)
+                if reason is not None:
+                    self.applied(guard, "output_guardrails", "stop", detail=str(reason))
+                    raise GuardrailTripped(
+                        f"output guardrail: {reason}", guardrail=hook_name(guard)
+                    )
+        except ToolRetry as exc:
+            if guard is not None:
+                self.applied(guard, "output_guardrails", "retry", detail=exc.message)
+            else:
+                self.emit(RunWarned, kind="output_invalid", message=self.redact(exc.message))
+            self.messages.append(
+                UserMessage(
+                    content=f"Your final answer was not accepted: {exc.message}. "
+                    "Answer again in the required form."
+                )
+            )
+            self.count_mistakes(1)
+            return False, None
+        return True, value
+
+    async def before_request(self) -> ModelSettings | None:
+        settings: ModelSettings | None = None
+        for hook in self.spec.hooks.before_request:
+            edit = await self.hook(
+                "before_request", hook, list(self.messages), settings or self.settings
+            )
+            if isinstance(edit, RequestEdit):
+                if edit.messages is not None:
+                    self.messages[:] = list(edit.messages)
+                    self.sent = min(self.sent, len(self.messages))
+                if edit.settings is not None:
+                    settings = edit.settings
+                detail = {
+                    "messages": len(edit.messages) if edit.messages is not None else None,
+                    "settings": edit.settings.model_dump(mode="json", exclude_none=True)
+                    if edit.settings is not None
+                    else None,
+                }
+                self.applied(hook, "before_request", "edit", detail=detail)
+        return settings
+
+    async def before_tool_calls(self, actions: list[Call]) -> list[Call]:
+        checked: list[Call] = []
+        for action in actions:
+            for hook in self.spec.hooks.before_tool_call:
+                if not isinstance(action, ToolCall):
+                    break
+                verdict = await self.hook("before_tool_call", hook, action)
+                if isinstance(verdict, Deny):
+                    self.applied(hook, "before_tool_call", "deny", call_id=action.call_id,
+                                 detail=verdict.reason)  # fmt: skip
+                    action = action.denied(verdict.reason)
+                    break
+                if isinstance(verdict, Rewrite):
+                    self.applied(hook, "before_tool_call", "rewrite", call_id=action.call_id,
+                                 detail=verdict.arguments)  # fmt: skip
+                    action = action.rewritten(verdict.arguments)
+            checked.append(action)
+        return checked
+
+    async def after_tool_call(self, call: ToolCall, content: str) -> str:
+        for hook in self.spec.hooks.after_tool_call:
+            edited = await self.hook("after_tool_call", hook, call, content)
+            if edited is not None and edited != content:
+                content = str(edited)
+                self.applied(hook, "after_tool_call", "edit", call_id=call.call_id,
+                             detail=content)  # fmt: skip
+        return content
 
     def nudge_after_empty_response(self, response: ModelResponse) -> None:
         last = self.messages[-1]
@@ -219,9 +386,24 @@ class Run:
         self.check_tool_call_budget(len(actions))
         for action in actions:
             self.record_call(action)
+        if self.spec.hooks.before_tool_call:
+            actions = await self.before_tool_calls(actions)
         calls = [a for a in actions if isinstance(a, ToolCall)]
         self.pending.update(c.call_id for c in calls)
-        ran = await self.run_tools(actions, self.step)
+        set_run_context(
+            RunContext(
+                deps=self.deps,
+                run_id=self.run_id,
+                step=self.step,
+                usage=self.usage,
+                approver=self.spec.approver,
+                conversation_id=self.conversation.id if self.conversation else None,
+            )
+        )
+        try:
+            ran = await self.run_tools(actions, self.step)
+        finally:
+            set_run_context(None)
         self.pending.clear()
         outcomes = {o.call.call_id: o for o in ran}
         mistakes = 0
@@ -229,7 +411,7 @@ class Run:
             outcome = outcomes.get(action.call_id)
             observation = action.observation if isinstance(action, RejectedCall) else None
             observation = observation or outcomes[action.call_id].observation
-            self.record_result(action, observation, outcome)
+            await self.record_result(action, observation, outcome)
             mistakes += observation.error in MISTAKES
         failed = [o for o in ran if o.exception is not None]
         if failed and self.limits.tool_errors == "raise":
@@ -267,7 +449,7 @@ class Run:
             rejection=action.observation.error if isinstance(action, RejectedCall) else None,
         )
 
-    def record_result(
+    async def record_result(
         self, action: Call, observation: Observation, outcome: ToolOutcome | None
     ) -> None:
         self.emit(
@@ -290,6 +472,8 @@ class Run:
                 duration_ms=round(outcome.duration_ms, 2) if outcome else 0.0,
             )
         content = observation.content
+        if self.spec.hooks.after_tool_call and isinstance(action, ToolCall):
+            content = await self.after_tool_call(action, content)
         if self.spec.delimit_tool_results and observation.error in (None, "retry"):
             # What the tool said (its result, or its ToolRetry message) is outside data; the
             # error texts agentloop writes itself are not.
@@ -318,7 +502,17 @@ class Run:
         if self.writer is not None:
             self.writer.write(event)
         for listener in self.listeners:
-            listener(event)
+            try:
+                listener(event)
+            except Exception as exc:
+                name = getattr(listener, "__qualname__", type(listener).__name__)
+                if getattr(event, "type", None) in TERMINAL_TYPES:
+                    # The run has ended and its trace is closed: the outcome stands.
+                    _log.warning("listener failed", run_id=self.run_id, listener=name)
+                    continue
+                raise HookFailed(
+                    f"listener {name} raised {type(exc).__name__}: {exc}", hook=name
+                ) from exc
 
     def end(self, kind: type[BaseEvent], **fields: Any) -> None:
         duration = time.perf_counter() - self.started
@@ -340,7 +534,7 @@ class Run:
     def trace_path(self) -> Path | None:
         return self.writer.path if self.writer is not None else None
 
-    def result(self, output: str | None, reason: StopReason) -> RunResult:
+    def result(self, output: Any, reason: StopReason) -> RunResult[Any]:
         return RunResult(
             output=output,
             stop_reason=reason,
@@ -352,7 +546,19 @@ class Run:
             config_hash=self.config_hash,
             tool_calls=self.tool_calls,
             duration_s=time.perf_counter() - self.started,
+            history_length=self.history_length,
+            conversation_id=self.conversation.id if self.conversation else None,
+            output_text=self.output_text,
+            cost=self.budget.cost(self.usage, self.spec.model.name),
         )
+
+
+def _falls_back(exc: ModelError) -> bool:
+    """Whether a fallback model should take a request that failed with ``exc``."""
+    status = getattr(exc, "status", None)
+    return isinstance(exc, ModelRateLimited | ModelTimeoutError | ModelConnectionError) or (
+        isinstance(status, int) and status >= 500
+    )
 
 
 def _stop_reason(exc: BaseException) -> StopReason:
@@ -364,6 +570,10 @@ def _stop_reason(exc: BaseException) -> StopReason:
         (ToolExecutionError, "tool_error"),
         (ModelError, "model_error"),
         (ReplayDiverged, "replay_diverged"),
+        (TokenLimitExceeded, "token_limit"),
+        (CostLimitExceeded, "cost_limit"),
+        (GuardrailTripped, "guardrail"),
+        (HookFailed, "hook_error"),
     ]
     return next((reason for kind, reason in reasons if isinstance(exc, kind)), "error")
 

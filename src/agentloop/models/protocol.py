@@ -441,8 +441,12 @@ def response_from_text(text: str, messages: Sequence[Message], **fields: Any) ->
     replay.
     """
     step = sum(isinstance(m, AssistantMessage) for m in messages)
-    action = parse_action(text, call_id=f"call_{step}")
     fields.setdefault("finish_reason", "stop")
+    if fields["finish_reason"] == "length" and first_json_object(text)[0] is None:
+        # Cut off by the token limit before the action was complete: no action to read (the
+        # loop stops the run with OutputTruncated rather than guess at a call or an answer).
+        return ModelResponse(text=text, protocol="json", **fields)
+    action = parse_action(text, call_id=f"call_{step}")
     if isinstance(action, str):
         return ModelResponse(text=action, protocol="json", **fields)
     if fields["finish_reason"] == "stop":

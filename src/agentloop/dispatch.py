@@ -12,13 +12,14 @@ stopped hard a subprocess of their own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import dataclasses
 import inspect
 import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
-import dataclasses
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeAlias
 
@@ -136,10 +137,8 @@ def _in_thread(function: Callable[..., object], arguments: dict[str, object]) ->
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, *args: object) -> None:
-    try:
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for the call now
         loop.call_soon_threadsafe(*args)  # type: ignore[arg-type]
-    except RuntimeError:
-        pass  # the loop has closed: nobody waits for this call any more
 
 
 async def _run_one(call: ToolCall, limits: RunLimits, approver: Approver | None) -> ToolOutcome:

@@ -153,9 +153,7 @@ class Run:
             )
             raise original from None
         except (KeyboardInterrupt, SystemExit) as exc:
-            self.end(
-                RunFailed, reason="error", error_type=type(exc).__name__, message=str(exc)
-            )
+            self.end(RunFailed, reason="error", error_type=type(exc).__name__, message=str(exc))
             raise
         except Exception as exc:
             reason = _stop_reason(exc)
@@ -260,22 +258,19 @@ class Run:
                 self.journal(action, action.observation, None)
         calls = [a for a in actions if isinstance(a, ToolCall)]
         self.pending.update(c.call_id for c in calls)
-        journaled: set[str] = set()
 
         def done(outcome: ToolOutcome) -> None:  # each result reaches the trace as it exists
             if outcome.call.call_id in self.pending:
                 self.pending.discard(outcome.call.call_id)
-                journaled.add(outcome.call.call_id)
                 self.journal(outcome.call, outcome.observation, outcome)
 
         ran = await self.run_tools(actions, self.step, done)
-        for outcome in ran:
-            done(outcome)  # a runner that did not report it
+        for finished in ran:
+            done(finished)  # a runner that did not report it
         self.pending.clear()
         outcomes = {o.call.call_id: o for o in ran}
         mistakes = 0
         for action in actions:
-            outcome = outcomes.get(action.call_id)
             observation = action.observation if isinstance(action, RejectedCall) else None
             observation = observation or outcomes[action.call_id].observation
             self.add_observation(action, observation)

@@ -83,6 +83,17 @@ class Recording:
             if call.valid and call.call_id not in self.results.get(step, {})
         ]
 
+    def failed_calls(self) -> list[ToolCallRequested]:
+        """The calls whose tool exception ended the run (``tool_errors="raise"``)."""
+        if self.failed_step is None:
+            return []
+        results = self.results.get(self.failed_step, {})
+        return [
+            call
+            for call in self.calls.get(self.failed_step, [])
+            if call.call_id in results and results[call.call_id].exception is not None
+        ]
+
     def matching(self, step: int, index: int, call: Call) -> ToolCallRequested | None:
         """The recorded call at ``index`` in ``step`` if it is the same action as ``call``
         (same tool, same arguments parsed as JSON), else ``None``."""
@@ -312,9 +323,7 @@ class ReplayTools:
                     )
                 )
 
-    def _check_results(
-        self, step: int, calls: Sequence[Call], outcomes: list[ToolOutcome]
-    ) -> None:
+    def _check_results(self, step: int, calls: Sequence[Call], outcomes: list[ToolOutcome]) -> None:
         assert self.checker is not None
         position = {c.call_id: i for i, c in enumerate(calls)}
         for outcome in outcomes:

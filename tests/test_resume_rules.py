@@ -299,3 +299,20 @@ def clamp(x: int) -> int:
     assert source_hash(after.function) == after.source_hash
     model = ScriptedModel([])
     assert Agent(model, tools=[before]).config_hash != Agent(model, tools=[after]).config_hash
+
+
+def test_run_takes_model_options_on_the_command_line(
+    user_server: FakeOpenAIServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user_server.script(text_completion(" " + CALL), text_completion(' {"answer": "5"}'))
+    code, out, err = cli(
+        capsys, "run", "What is 2 + 3?", "--model", "openai:base",
+        "--model-option", "native_tools=false", "--model-option", "prompt_form=completion",
+        "--tools", str(tools_file(tmp_path)), "--trace-dir", str(tmp_path),
+    )  # fmt: skip
+    assert (code, out.strip()) == (0, "5"), err
+    assert [r.path for r in user_server.requests] == [COMPLETIONS_PATH] * 2
+    code, _, err = cli(capsys, "run", "x", "--model", "openai:m", "--model-option", "oops")
+    assert code == 2 and "KEY=VALUE" in err
+    code, _, err = cli(capsys, "run", "x", "--model", "openai:m", "--model-option", "nope=1")
+    assert code == 2 and "takes no option 'nope'" in err

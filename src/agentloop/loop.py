@@ -26,13 +26,14 @@ from agentloop.actions import (
     parse_actions,
     with_unique_call_ids,
 )
-from agentloop.dispatch import ToolOutcome, ToolRunner, run_tool_calls
+from agentloop.dispatch import OutcomeListener, ToolAborted, ToolOutcome, ToolRunner, run_tool_calls
 from agentloop.errors import (
     AgentLoopError,
     MaxStepsExceeded,
     MaxToolCallsExceeded,
     ModelError,
     ModelResponseError,
+    OutputTruncated,
     ReplayDiverged,
     RetryBudgetExhausted,
     RunTimeout,
@@ -145,16 +146,30 @@ class Run:
         except asyncio.CancelledError:
             self.end(RunCancelled, reason="cancelled", interrupted_calls=sorted(self.pending))
             raise
+        except ToolAborted as aborted:  # SystemExit/KeyboardInterrupt from a tool
+            original = aborted.original
+            self.end(
+                RunFailed,
+                reason="error",
+                error_type=type(original).__name__,
+                message=self.redact(f"{aborted}: {original}"),
+            )
+            raise original from None
+        except (KeyboardInterrupt, SystemExit) as exc:
+            self.end(RunFailed, reason="error", error_type=type(exc).__name__, message=str(exc))
+            raise
         except Exception as exc:
             reason = _stop_reason(exc)
             # The raw text: the logger's redaction processor masks it, like any log entry.
             self.log.warning("run failed", reason=reason, error=f"{type(exc).__name__}: {exc}")
+            extra = {"partial_output": exc.text} if isinstance(exc, OutputTruncated) else {}
             self.end(
                 RunFailed,
                 reason=reason,
                 error_type=type(exc).__name__,
                 message=self.redact(str(exc)),
                 attempts=list(getattr(exc, "attempts", ())),
+                **extra,
             )
             if isinstance(exc, AgentLoopError):
                 exc.partial = self.result(None, reason)
@@ -168,6 +183,8 @@ class Run:
             self.check_step_budget()
             response = await self.ask_model()
             actions = parse_actions(response, self.tools)
+            if not actions or isinstance(actions, FinalAnswer):
+                self.check_not_cut_off(response)
             if isinstance(actions, FinalAnswer):
                 self.warn_if_unparsed_tool_call(response)
                 return actions.text
@@ -199,6 +216,23 @@ class Run:
             self.messages.append(response.to_message())
         return response
 
+    def check_not_cut_off(self, response: ModelResponse) -> None:
+        """A reply cut off by the token limit with no tool call is no answer: retrying with the
+        same settings would be cut again, so the run stops and says what to raise."""
+        if response.finish_reason != "length":
+            return
+        text = response.text or ""
+        limit = self.settings.max_tokens
+        raise OutputTruncated(
+            f"the model's output was cut off by the token limit (finish_reason=length) after "
+            f"{len(text)} characters, before it held a complete action; it was neither run nor "
+            f"taken as the answer. Raise max_tokens (now "
+            f"{limit if limit is not None else 'the model default'}: ModelSettings(max_tokens="
+            "...), or max_tokens in the agent file's [settings])",
+            text=text,
+            model=self.model.name,
+        )
+
     def nudge_after_empty_response(self, response: ModelResponse) -> None:
         last = self.messages[-1]
         if isinstance(last, UserMessage) and last.content == EMPTY_RESPONSE_NUDGE:
@@ -224,17 +258,27 @@ class Run:
         self.check_tool_call_budget(len(actions))
         for action in actions:
             self.record_call(action)
+        for action in actions:
+            if isinstance(action, RejectedCall):
+                self.journal(action, action.observation, None)
         calls = [a for a in actions if isinstance(a, ToolCall)]
         self.pending.update(c.call_id for c in calls)
-        ran = await self.run_tools(actions, self.step)
+
+        def done(outcome: ToolOutcome) -> None:  # each result reaches the trace as it exists
+            if outcome.call.call_id in self.pending:
+                self.pending.discard(outcome.call.call_id)
+                self.journal(outcome.call, outcome.observation, outcome)
+
+        ran = await self.run_tools(actions, self.step, done)
+        for finished in ran:
+            done(finished)  # a runner that did not report it
         self.pending.clear()
         outcomes = {o.call.call_id: o for o in ran}
         mistakes = 0
         for action in actions:
-            outcome = outcomes.get(action.call_id)
             observation = action.observation if isinstance(action, RejectedCall) else None
             observation = observation or outcomes[action.call_id].observation
-            self.record_result(action, observation, outcome)
+            self.add_observation(action, observation)
             mistakes += observation.error in MISTAKES
         failed = [o for o in ran if o.exception is not None]
         if failed and self.limits.tool_errors == "raise":
@@ -247,9 +291,11 @@ class Run:
             ) from exc
         self.count_mistakes(mistakes)
 
-    async def run_tools_live(self, calls: Sequence[Call], step: int) -> list[ToolOutcome]:
+    async def run_tools_live(
+        self, calls: Sequence[Call], step: int, done: OutcomeListener
+    ) -> list[ToolOutcome]:
         valid = [c for c in calls if isinstance(c, ToolCall)]
-        return await run_tool_calls(valid, self.limits, self.spec.approver)
+        return await run_tool_calls(valid, self.limits, self.spec.approver, done)
 
     def check_tool_call_budget(self, asked: int) -> None:
         limit = self.limits.max_tool_calls
@@ -272,9 +318,8 @@ class Run:
             rejection=action.observation.error if isinstance(action, RejectedCall) else None,
         )
 
-    def record_result(
-        self, action: Call, observation: Observation, outcome: ToolOutcome | None
-    ) -> None:
+    def journal(self, action: Call, observation: Observation, outcome: ToolOutcome | None) -> None:
+        """Write one call's result to the trace (as soon as it exists)."""
         self.emit(
             ToolResultRecorded,
             call_id=action.call_id,
@@ -293,6 +338,16 @@ class Run:
                 error=observation.error,
                 duration_ms=round(outcome.duration_ms, 2) if outcome else 0.0,
             )
+        if outcome is not None and outcome.still_running:
+            self.emit(
+                RunWarned,
+                kind="tool_still_running",
+                message=f"{action.part.name!r} (call {action.call_id}) timed out and its thread "
+                "is still running in the background; it cannot be stopped",
+            )
+
+    def add_observation(self, action: Call, observation: Observation) -> None:
+        """Put one call's observation into the conversation (in call order, after the step)."""
         content = observation.content
         if self.spec.delimit_tool_results and observation.error in (None, "retry"):
             # What the tool said (its result, or its ToolRetry message) is outside data; the
@@ -366,6 +421,7 @@ def _stop_reason(exc: BaseException) -> StopReason:
         (RunTimeout, "run_timeout"),
         (RetryBudgetExhausted, "retry_budget"),
         (ToolExecutionError, "tool_error"),
+        (OutputTruncated, "output_truncated"),
         (ModelError, "model_error"),
         (ReplayDiverged, "replay_diverged"),
     ]

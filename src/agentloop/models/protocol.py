@@ -110,18 +110,21 @@ DEFAULT_EXAMPLES: tuple[Example, ...] = (
     ),
     Example(
         tools=(
-            ("population(city: string)", "The number of people living in a city."),
+            ("lookup(key: string)", "The number stored under a key in the example table."),
             ("sum_numbers(numbers: array of numbers)", "Add a list of numbers."),
         ),
-        task="How many people live in Lyon and Nice together?",
+        task="What is the total of the numbers stored under key-A and key-B?",
         steps=(
-            ({"tool": "population", "arguments": {"city": "Lyon"}}, "522250"),
-            ({"tool": "population", "arguments": {"city": "Nice"}}, "348085"),
-            ({"tool": "sum_numbers", "arguments": {"numbers": [522250, 348085]}}, "870335"),
+            ({"tool": "lookup", "arguments": {"key": "key-A"}}, "400"),
+            ({"tool": "lookup", "arguments": {"key": "key-B"}}, "25"),
+            ({"tool": "sum_numbers", "arguments": {"numbers": [400, 25]}}, "425"),
         ),
-        answer="Lyon and Nice have 870335 people together.",
+        answer="The numbers stored under key-A and key-B add up to 425.",
     ),
 )
+"""The worked examples teach the format only: their tools are not the agent's, and their
+content is invented and plainly generic (keys, an example table, counting and arithmetic), so
+a small model cannot take an example's result for a fact about the user's question."""
 
 
 def prompt_hash(examples: Sequence[Example] = DEFAULT_EXAMPLES) -> str:
@@ -449,8 +452,12 @@ def response_from_text(text: str, messages: Sequence[Message], **fields: Any) ->
     replay.
     """
     step = sum(isinstance(m, AssistantMessage) for m in messages)
-    action = parse_action(text, call_id=f"call_{step}")
     fields.setdefault("finish_reason", "stop")
+    if fields["finish_reason"] == "length" and first_json_object(text)[0] is None:
+        # Cut off by the token limit before the action was complete: no action to read (the
+        # loop stops the run with OutputTruncated rather than guess at a call or an answer).
+        return ModelResponse(text=text, protocol="json", **fields)
+    action = parse_action(text, call_id=f"call_{step}")
     if isinstance(action, str):
         return ModelResponse(text=action, protocol="json", **fields)
     if fields["finish_reason"] == "stop":

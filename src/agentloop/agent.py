@@ -32,7 +32,7 @@ from agentloop.messages import (
 )
 from agentloop.models import Model, infer_model
 from agentloop.output import OutputSpec, OutputValidator
-from agentloop.redaction import Redactor
+from agentloop.redaction import Redactor, register_secrets
 from agentloop.result import OutputT, RunResult
 from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, Price, RunLimits, UseAgentDefault
 from agentloop.spec import AgentSpec
@@ -108,14 +108,9 @@ class Agent(Generic[OutputT]):
         self.hooks = hooks or Hooks()
         self.prices = dict(prices or {})
         self.fallback_models = tuple(infer_model(m) for m in fallback_models)
-        self.redact = Redactor(
-            [
-                *secrets,
-                *self.model.secrets(),
-                *(s for m in self.fallback_models for s in m.secrets()),
-            ],
-            redact_patterns,
-        )
+        secrets = [*secrets, *(s for m in (self.model, *self.fallback_models) for s in m.secrets())]
+        register_secrets(*secrets)  # so annotate(), add_feedback(), exports mask them too
+        self.redact = Redactor(secrets, redact_patterns)
         """Masks secrets in everything this agent writes (traces, logs)."""
         if self.limits.max_cost is not None and not self.prices:
             raise UserError("RunLimits.max_cost needs prices= (per model name: Price(...))")
@@ -177,6 +172,7 @@ class Agent(Generic[OutputT]):
                 raise UserError(f"Agent.replace() cannot change {name!r}")
             if name == "model":
                 value = infer_model(value)
+                register_secrets(*value.secrets())
             setattr(copied, name, value)
         return copied
 

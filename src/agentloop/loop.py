@@ -27,8 +27,8 @@ from agentloop.actions import (
     with_unique_call_ids,
 )
 from agentloop.budget import Budget
-from agentloop.context import ConversationTurn, RunContext, set_run_context
-from agentloop.dispatch import ToolOutcome, ToolRunner, run_tool_calls
+from agentloop.context import ConversationTurn, set_run_context
+from agentloop.dispatch import OutcomeListener, ToolAborted, ToolOutcome, ToolRunner, run_tool_calls
 from agentloop.errors import (
     AgentLoopError,
     CostLimitExceeded,
@@ -36,23 +36,19 @@ from agentloop.errors import (
     HookFailed,
     MaxStepsExceeded,
     MaxToolCallsExceeded,
-    ModelConnectionError,
     ModelError,
-    ModelRateLimited,
     ModelResponseError,
-    ModelTimeoutError,
+    OutputTruncated,
     ReplayDiverged,
     RetryBudgetExhausted,
     RunTimeout,
     TokenLimitExceeded,
     ToolExecutionError,
-    ToolRetry,
 )
 from agentloop.events import (
     TERMINAL_TYPES,
     BaseEvent,
     EventListener,
-    HookApplied,
     ModelRequested,
     ModelResponded,
     RunCancelled,
@@ -63,7 +59,6 @@ from agentloop.events import (
     ToolResultRecorded,
     capture_listeners,
 )
-from agentloop.hooks import Deny, RequestEdit, Rewrite, call_hook, hook_name
 from agentloop.messages import (
     Message,
     ModelResponse,
@@ -73,9 +68,10 @@ from agentloop.messages import (
     UserMessage,
 )
 from agentloop.observations import MISTAKES, Observation
+from agentloop.redaction import redact_log_event
 from agentloop.result import RunResult, StopReason
-from agentloop.settings import ModelSettings
 from agentloop.spec import AgentSpec
+from agentloop.steered import Steered
 from agentloop.trace import TraceHeader, TraceWriter, new_run_id, now_iso, trace_path
 from agentloop.untrusted import delimit_untrusted
 
@@ -83,14 +79,14 @@ _stdlib_log = logging.getLogger("agentloop")
 _log = structlog.wrap_logger(
     _stdlib_log,
     wrapper_class=structlog.stdlib.BoundLogger,
-    processors=[structlog.stdlib.render_to_log_kwargs],
+    processors=[redact_log_event, structlog.stdlib.render_to_log_kwargs],
 )
 EMPTY_RESPONSE_NUDGE = (
     "Your last reply was empty. Call one of the tools, or give your final answer as text."
 )
 
 
-class Run:
+class Run(Steered):
     """The state of one run: the conversation, counters, and the trace it writes."""
 
     def __init__(
@@ -116,6 +112,8 @@ class Run:
         listeners = (*capture_listeners.get(), *((listener,) if listener else ()))
         self.listeners = listeners
         self.redact = spec.redact
+        # Every log entry of this run goes through the run's redactor (a structlog processor).
+        self.log = _log.bind(run_id=self.run_id, _redactor=self.redact)
         self.messages: list[Message] = []
         system = spec.system_prompt
         if system:
@@ -155,7 +153,7 @@ class Run:
     # -- the loop ------------------------------------------------------------------------
 
     async def execute(self) -> RunResult[Any]:
-        _log.info("run started", run_id=self.run_id, model=self.model.name)
+        self.log.info("run started", model=self.model.name)
         deadline = asyncio.timeout(self.limits.run_timeout)
         try:
             try:
@@ -169,14 +167,30 @@ class Run:
         except asyncio.CancelledError:
             self.end(RunCancelled, reason="cancelled", interrupted_calls=sorted(self.pending))
             raise
+        except ToolAborted as aborted:  # SystemExit/KeyboardInterrupt from a tool
+            original = aborted.original
+            self.end(
+                RunFailed,
+                reason="error",
+                error_type=type(original).__name__,
+                message=self.redact(f"{aborted}: {original}"),
+            )
+            raise original from None
+        except (KeyboardInterrupt, SystemExit) as exc:
+            self.end(RunFailed, reason="error", error_type=type(exc).__name__, message=str(exc))
+            raise
         except Exception as exc:
             reason = _stop_reason(exc)
+            # The raw text: the logger's redaction processor masks it, like any log entry.
+            self.log.warning("run failed", reason=reason, error=f"{type(exc).__name__}: {exc}")
+            extra = {"partial_output": exc.text} if isinstance(exc, OutputTruncated) else {}
             self.end(
                 RunFailed,
                 reason=reason,
                 error_type=type(exc).__name__,
                 message=self.redact(str(exc)),
                 attempts=list(getattr(exc, "attempts", ())),
+                **extra,
             )
             if isinstance(exc, AgentLoopError):
                 exc.partial = self.result(None, reason)
@@ -190,6 +204,8 @@ class Run:
             self.check_step_budget()
             response = await self.ask_model()
             actions = parse_actions(response, self.tools)
+            if not actions or isinstance(actions, FinalAnswer):
+                self.check_not_cut_off(response)
             if isinstance(actions, FinalAnswer):
                 self.warn_if_unparsed_tool_call(response)
                 accepted, value = await self.check_output(actions.text)
@@ -223,143 +239,27 @@ class Run:
         self.emit(ModelResponded, response=response)
         self.budget.check(self.usage, self.spec.model.name)
         for attempt in response.attempts:
-            _log.warning("model request retried", run_id=self.run_id, **attempt.model_dump())
+            self.log.warning("model request retried", **attempt.model_dump())
         if response.text or response.tool_calls:
             self.messages.append(response.to_message())
         return response
 
-    async def request(self, settings: ModelSettings) -> ModelResponse:
-        """The model's response; on a rate limit, server error or timeout, the agent's
-        fallback models take the request in turn (each switch recorded as a warning)."""
-        models = (self.model, *self.spec.fallback_models)
-        for index, model in enumerate(models):
-            try:
-                return await model.request(self.messages, self.tools, settings)
-            except ModelError as exc:
-                if index + 1 == len(models) or not _falls_back(exc):
-                    raise
-                self.emit(
-                    RunWarned,
-                    kind="model_fallback",
-                    message=self.redact(
-                        f"{model.name} failed ({type(exc).__name__}: {exc}); "
-                        f"asking {models[index + 1].name}"
-                    ),
-                )
-        raise AssertionError("unreachable")
-
-    # -- hooks and guardrails ----------------------------------------------------------------
-
-    async def hook(self, point: str, hook: Any, *args: Any) -> Any:
-        """Run one hook; one that raises stops the run with ``HookFailed``."""
-        try:
-            return await call_hook(hook, self.context(), *args)
-        except (ToolRetry, GuardrailTripped):
-            raise
-        except Exception as exc:
-            name = hook_name(hook)
-            raise HookFailed(
-                f"{point} hook {name} raised {type(exc).__name__}: {exc}", hook=name
-            ) from exc
-
-    def context(self) -> RunContext[Any]:
-        return RunContext(
-            deps=self.deps,
-            run_id=self.run_id,
-            step=self.step,
-            usage=self.usage,
-            approver=self.spec.approver,
-            conversation_id=self.conversation.id if self.conversation else None,
+    def check_not_cut_off(self, response: ModelResponse) -> None:
+        """A reply cut off by the token limit with no tool call is no answer: retrying with the
+        same settings would be cut again, so the run stops and says what to raise."""
+        if response.finish_reason != "length":
+            return
+        text = response.text or ""
+        limit = self.settings.max_tokens
+        raise OutputTruncated(
+            f"the model's output was cut off by the token limit (finish_reason=length) after "
+            f"{len(text)} characters, before it held a complete action; it was neither run nor "
+            f"taken as the answer. Raise max_tokens (now "
+            f"{limit if limit is not None else 'the model default'}: ModelSettings(max_tokens="
+            "...), or max_tokens in the agent file's [settings])",
+            text=text,
+            model=self.model.name,
         )
-
-    def applied(self, hook: Any, point: str, action: str, **fields: Any) -> None:
-        self.emit(HookApplied, hook=hook_name(hook), point=point, action=action, **fields)
-
-    async def check_input(self) -> None:
-        for guard in self.spec.hooks.input_guardrails:
-            reason = await self.hook("input_guardrails", guard, self.task)
-            if reason is not None:
-                self.applied(guard, "input_guardrails", "stop", detail=str(reason))
-                raise GuardrailTripped(f"input guardrail: {reason}", guardrail=hook_name(guard))
-
-    async def check_output(self, text: str) -> tuple[bool, Any]:
-        """``(True, output)`` for an answer that parses and passes the output guardrails;
-        ``(False, None)`` after sending the model back with what to fix."""
-        value: Any = text
-        guard: Any = None
-        try:
-            if self.spec.output is not None:
-                value = await self.spec.output.parse(text)
-            for guard in self.spec.hooks.output_guardrails:
-                reason = await self.hook("output_guardrails", guard, value)
-                if reason is not None:
-                    self.applied(guard, "output_guardrails", "stop", detail=str(reason))
-                    raise GuardrailTripped(
-                        f"output guardrail: {reason}", guardrail=hook_name(guard)
-                    )
-        except ToolRetry as exc:
-            if guard is not None:
-                self.applied(guard, "output_guardrails", "retry", detail=exc.message)
-            else:
-                self.emit(RunWarned, kind="output_invalid", message=self.redact(exc.message))
-            self.messages.append(
-                UserMessage(
-                    content=f"Your final answer was not accepted: {exc.message}. "
-                    "Answer again in the required form."
-                )
-            )
-            self.count_mistakes(1)
-            return False, None
-        return True, value
-
-    async def before_request(self) -> ModelSettings | None:
-        settings: ModelSettings | None = None
-        for hook in self.spec.hooks.before_request:
-            edit = await self.hook(
-                "before_request", hook, list(self.messages), settings or self.settings
-            )
-            if isinstance(edit, RequestEdit):
-                if edit.messages is not None:
-                    self.messages[:] = list(edit.messages)
-                    self.sent = min(self.sent, len(self.messages))
-                if edit.settings is not None:
-                    settings = edit.settings
-                detail = {
-                    "messages": len(edit.messages) if edit.messages is not None else None,
-                    "settings": edit.settings.model_dump(mode="json", exclude_none=True)
-                    if edit.settings is not None
-                    else None,
-                }
-                self.applied(hook, "before_request", "edit", detail=detail)
-        return settings
-
-    async def before_tool_calls(self, actions: list[Call]) -> list[Call]:
-        checked: list[Call] = []
-        for action in actions:
-            for hook in self.spec.hooks.before_tool_call:
-                if not isinstance(action, ToolCall):
-                    break
-                verdict = await self.hook("before_tool_call", hook, action)
-                if isinstance(verdict, Deny):
-                    self.applied(hook, "before_tool_call", "deny", call_id=action.call_id,
-                                 detail=verdict.reason)  # fmt: skip
-                    action = action.denied(verdict.reason)
-                    break
-                if isinstance(verdict, Rewrite):
-                    self.applied(hook, "before_tool_call", "rewrite", call_id=action.call_id,
-                                 detail=verdict.arguments)  # fmt: skip
-                    action = action.rewritten(verdict.arguments)
-            checked.append(action)
-        return checked
-
-    async def after_tool_call(self, call: ToolCall, content: str) -> str:
-        for hook in self.spec.hooks.after_tool_call:
-            edited = await self.hook("after_tool_call", hook, call, content)
-            if edited is not None and edited != content:
-                content = str(edited)
-                self.applied(hook, "after_tool_call", "edit", call_id=call.call_id,
-                             detail=content)  # fmt: skip
-        return content
 
     def nudge_after_empty_response(self, response: ModelResponse) -> None:
         last = self.messages[-1]
@@ -388,30 +288,31 @@ class Run:
             self.record_call(action)
         if self.spec.hooks.before_tool_call:
             actions = await self.before_tool_calls(actions)
+        for action in actions:
+            if isinstance(action, RejectedCall):
+                self.journal(action, action.observation, None)
         calls = [a for a in actions if isinstance(a, ToolCall)]
         self.pending.update(c.call_id for c in calls)
-        set_run_context(
-            RunContext(
-                deps=self.deps,
-                run_id=self.run_id,
-                step=self.step,
-                usage=self.usage,
-                approver=self.spec.approver,
-                conversation_id=self.conversation.id if self.conversation else None,
-            )
-        )
+
+        def done(outcome: ToolOutcome) -> None:  # each result reaches the trace as it exists
+            if outcome.call.call_id in self.pending:
+                self.pending.discard(outcome.call.call_id)
+                self.journal(outcome.call, outcome.observation, outcome)
+
+        set_run_context(self.context())
         try:
-            ran = await self.run_tools(actions, self.step)
+            ran = await self.run_tools(actions, self.step, done)
         finally:
             set_run_context(None)
+        for finished in ran:
+            done(finished)  # a runner that did not report it
         self.pending.clear()
         outcomes = {o.call.call_id: o for o in ran}
         mistakes = 0
         for action in actions:
-            outcome = outcomes.get(action.call_id)
             observation = action.observation if isinstance(action, RejectedCall) else None
             observation = observation or outcomes[action.call_id].observation
-            await self.record_result(action, observation, outcome)
+            await self.add_observation(action, observation)
             mistakes += observation.error in MISTAKES
         failed = [o for o in ran if o.exception is not None]
         if failed and self.limits.tool_errors == "raise":
@@ -424,9 +325,11 @@ class Run:
             ) from exc
         self.count_mistakes(mistakes)
 
-    async def run_tools_live(self, calls: Sequence[Call], step: int) -> list[ToolOutcome]:
+    async def run_tools_live(
+        self, calls: Sequence[Call], step: int, done: OutcomeListener
+    ) -> list[ToolOutcome]:
         valid = [c for c in calls if isinstance(c, ToolCall)]
-        return await run_tool_calls(valid, self.limits, self.spec.approver)
+        return await run_tool_calls(valid, self.limits, self.spec.approver, done)
 
     def check_tool_call_budget(self, asked: int) -> None:
         limit = self.limits.max_tool_calls
@@ -449,9 +352,8 @@ class Run:
             rejection=action.observation.error if isinstance(action, RejectedCall) else None,
         )
 
-    async def record_result(
-        self, action: Call, observation: Observation, outcome: ToolOutcome | None
-    ) -> None:
+    def journal(self, action: Call, observation: Observation, outcome: ToolOutcome | None) -> None:
+        """Write one call's result to the trace (as soon as it exists)."""
         self.emit(
             ToolResultRecorded,
             call_id=action.call_id,
@@ -464,13 +366,22 @@ class Run:
             approval=outcome.approval if outcome else None,
         )
         if _stdlib_log.isEnabledFor(logging.DEBUG):  # per call: skip structlog's work when off
-            _log.debug(
+            self.log.debug(
                 "tool call",
-                run_id=self.run_id,
                 tool=action.part.name,
                 error=observation.error,
                 duration_ms=round(outcome.duration_ms, 2) if outcome else 0.0,
             )
+        if outcome is not None and outcome.still_running:
+            self.emit(
+                RunWarned,
+                kind="tool_still_running",
+                message=f"{action.part.name!r} (call {action.call_id}) timed out and its thread "
+                "is still running in the background; it cannot be stopped",
+            )
+
+    async def add_observation(self, action: Call, observation: Observation) -> None:
+        """Put one call's observation into the conversation (in call order, after the step)."""
         content = observation.content
         if self.spec.hooks.after_tool_call and isinstance(action, ToolCall):
             content = await self.after_tool_call(action, content)
@@ -528,7 +439,7 @@ class Run:
         finally:
             if self.writer is not None:
                 self.writer.close()
-        _log.info("run ended", run_id=self.run_id, outcome=kind.__name__, steps=self.step)
+        self.log.info("run ended", outcome=kind.__name__, steps=self.step)
 
     @property
     def trace_path(self) -> Path | None:
@@ -553,14 +464,6 @@ class Run:
         )
 
 
-def _falls_back(exc: ModelError) -> bool:
-    """Whether a fallback model should take a request that failed with ``exc``."""
-    status = getattr(exc, "status", None)
-    return isinstance(exc, ModelRateLimited | ModelTimeoutError | ModelConnectionError) or (
-        isinstance(status, int) and status >= 500
-    )
-
-
 def _stop_reason(exc: BaseException) -> StopReason:
     reasons: list[tuple[type[BaseException], StopReason]] = [
         (MaxStepsExceeded, "max_steps"),
@@ -568,6 +471,7 @@ def _stop_reason(exc: BaseException) -> StopReason:
         (RunTimeout, "run_timeout"),
         (RetryBudgetExhausted, "retry_budget"),
         (ToolExecutionError, "tool_error"),
+        (OutputTruncated, "output_truncated"),
         (ModelError, "model_error"),
         (ReplayDiverged, "replay_diverged"),
         (TokenLimitExceeded, "token_limit"),

@@ -20,6 +20,7 @@ StopReason: TypeAlias = Literal[
     "retry_budget",
     "tool_error",
     "model_error",
+    "output_truncated",
     "replay_diverged",
     "output_invalid",
     "token_limit",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import structlog
 
@@ -37,6 +39,35 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def model_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` from ``--model-option``; VALUE is read as JSON when it is JSON
+    (``false``, ``4096``, ``0.5``, ``"x"``) and as a plain string otherwise."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not KEY=VALUE (e.g. native_tools=false, prompt_form=completion)"
+        )
+    try:
+        parsed: Any = json.loads(value)
+    except ValueError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--model-option KEY=VALUE``, repeatable: options for the model's backend."""
+    parser.add_argument(
+        "--model-option",
+        metavar="KEY=VALUE",
+        type=model_option,
+        action="append",
+        default=[],
+        dest="model_options",
+        help="an option for the model's backend, e.g. native_tools=false or "
+        "prompt_form=completion (OpenAI-compatible), max_tokens=512 (local); repeat for more",
+    )
 
 
 @contextmanager

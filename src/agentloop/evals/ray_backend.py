@@ -58,6 +58,7 @@ from agentloop.evals.records import (
 )
 from agentloop.evals.scorers import Scorer, scorer_name, scorer_spec, scorers_for
 from agentloop.evals.specs import parse_scorer
+from agentloop.models import infer_model
 
 WORKER_CRASHED = "worker_crashed"
 """The ``reason`` of an attempt that took its worker down twice."""
@@ -69,6 +70,7 @@ class WorkerSpec:
 
     agent_file: str
     model: str | None
+    model_options: dict[str, Any]
     config_hash: str
     scorer_specs: list[str | None]
     scorers: list[Scorer | None]
@@ -85,7 +87,8 @@ class EvalWorker:
 
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
-        self.agent = load_agent(spec.agent_file, model=spec.model)
+        model = infer_model(spec.model, **spec.model_options) if spec.model else None
+        self.agent = load_agent(spec.agent_file, model=model)
         if self.agent.config_hash != spec.config_hash:
             raise EvalError(
                 f"on this worker, {spec.agent_file} builds agent version "
@@ -153,6 +156,7 @@ async def run_on_ray(
     agent: Agent,
     agent_file: Path,
     model: str | None,
+    model_options: dict[str, Any],
     scorers: Sequence[Scorer],
     todo: list[tuple[Case, int]],
     tally: Tally,
@@ -169,7 +173,7 @@ async def run_on_ray(
     (default: one per CPU of the cluster), ``concurrency`` cases at once on each, appending
     each record to ``folder/results.jsonl``."""
     spec = _spec(folder, agent, agent_file, model, scorers, case_timeout, concurrency)
-    spec = replace(spec, collect_traces=collect_traces)
+    spec = replace(spec, model_options=model_options, collect_traces=collect_traces)
     connected_here = _connect(address)
     driver = _Driver(spec, folder, scorers, tally, progress)
     try:
@@ -206,6 +210,7 @@ def _spec(
     return WorkerSpec(
         agent_file=str(agent_file.resolve()),
         model=model,
+        model_options={},
         config_hash=agent.config_hash,
         scorer_specs=[scorer_spec(s) for s in scorers],
         scorers=[None if scorer_spec(s) is not None else s for s in scorers],

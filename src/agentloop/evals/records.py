@@ -83,6 +83,8 @@ class EvalMeta(BaseModel):
     agent_file: str | None = None
     model: str | None = None
     """The model string that replaced the agent file's model, if one did."""
+    model_options: dict[str, Any] = Field(default_factory=dict)
+    """The backend options given with ``model`` (``native_tools``, ``prompt_form``...)."""
     dataset: str | None = None
     dataset_name: str
     dataset_digest: str

@@ -25,7 +25,7 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from agentloop._sync import blocking
 from agentloop.agent import Agent
@@ -47,6 +47,7 @@ from agentloop.evals.records import (
     write_records,
 )
 from agentloop.evals.scorers import Scorer, ScorerError, scorer_name, scorer_spec, scorers_for
+from agentloop.models import infer_model
 from agentloop.models.base import Model
 from agentloop.trace import now_iso
 
@@ -72,12 +73,14 @@ async def evaluate(
     ray_address: str | None = None,
     workers: int | None = None,
     collect_traces: bool = False,
+    model_options: dict[str, Any] | None = None,
 ) -> EvalRun:
     """Run ``agent`` (an ``Agent`` or an agent file) on every case of ``dataset`` (a
     ``Dataset`` or a JSONL file), ``repeats`` times, scoring each run with ``scorers``; a
     run longer than ``case_timeout`` seconds is stopped and recorded as an error.
 
-    ``model`` replaces the agent's model. ``run_dir`` defaults to a new folder under
+    ``model`` replaces the agent's model (a model string takes ``model_options``, the
+    backend's options, recorded with it for a resume). ``run_dir`` defaults to a new folder under
     ``./runs``. With ``resume=True``, ``run_dir`` must hold an earlier run of the same agent
     version on the same dataset; only its unfinished attempts run. ``progress`` is called
     after every attempt. Returns the run, read back from its directory.
@@ -95,9 +98,11 @@ async def evaluate(
         raise UserError("concurrency and repeats must be at least 1")
     if case_timeout is not None and not case_timeout > 0:
         raise UserError(f"case_timeout must be a positive number of seconds, not {case_timeout}")
+    if model_options and not isinstance(model, str):
+        raise UserError("model_options go with a model string (model='openai:...')")
     _check_backend(backend, agent, model, ray_address, workers, collect_traces)
     cases, the_agent, folder, meta = _setup(
-        dataset, agent, scorers, run_dir, model, repeats, case_timeout
+        dataset, agent, scorers, run_dir, model, repeats, case_timeout, model_options or {}
     )
     done = _prepare(folder, meta, resume)
     todo = [
@@ -118,6 +123,7 @@ async def evaluate(
                 agent=the_agent,
                 agent_file=Path(agent),
                 model=model,
+                model_options=model_options or {},
                 scorers=scorers,
                 todo=todo,
                 tally=tally,
@@ -174,13 +180,15 @@ def _setup(
     model: Model | str | None,
     repeats: int,
     case_timeout: float | None,
+    model_options: dict[str, Any],
 ) -> tuple[Dataset, Agent, Path, EvalMeta]:
     """Read the dataset and the agent, check the scorers, and describe the run."""
     if isinstance(agent, Agent) and model is not None:
         raise UserError("model= replaces an agent file's model; for an Agent, set its model")
     cases = dataset if isinstance(dataset, Dataset) else Dataset.from_jsonl(dataset)
     agent_file = None if isinstance(agent, Agent) else Path(agent)
-    the_agent = agent if isinstance(agent, Agent) else load_agent(Path(agent), model=model)
+    replacement = infer_model(model, **model_options) if isinstance(model, str) else model
+    the_agent = agent if isinstance(agent, Agent) else load_agent(Path(agent), model=replacement)
     _check_scorers(scorers, cases)
     label = agent_file.stem if agent_file is not None else the_agent.name
     folder = Path(run_dir) if run_dir is not None else _new_run_dir(label, the_agent.config_hash)
@@ -191,6 +199,7 @@ def _setup(
         agent=the_agent.config(),
         agent_file=str(agent_file.resolve()) if agent_file is not None else None,
         model=model if isinstance(model, str) else None,
+        model_options=model_options,
         dataset=None if isinstance(dataset, Dataset) else str(Path(dataset).resolve()),
         dataset_name=cases.name,
         dataset_digest=cases.digest,

@@ -110,18 +110,21 @@ DEFAULT_EXAMPLES: tuple[Example, ...] = (
     ),
     Example(
         tools=(
-            ("population(city: string)", "The number of people living in a city."),
+            ("lookup(key: string)", "The number stored under a key in the example table."),
             ("sum_numbers(numbers: array of numbers)", "Add a list of numbers."),
         ),
-        task="How many people live in Lyon and Nice together?",
+        task="What is the total of the numbers stored under key-A and key-B?",
         steps=(
-            ({"tool": "population", "arguments": {"city": "Lyon"}}, "522250"),
-            ({"tool": "population", "arguments": {"city": "Nice"}}, "348085"),
-            ({"tool": "sum_numbers", "arguments": {"numbers": [522250, 348085]}}, "870335"),
+            ({"tool": "lookup", "arguments": {"key": "key-A"}}, "400"),
+            ({"tool": "lookup", "arguments": {"key": "key-B"}}, "25"),
+            ({"tool": "sum_numbers", "arguments": {"numbers": [400, 25]}}, "425"),
         ),
-        answer="Lyon and Nice have 870335 people together.",
+        answer="The numbers stored under key-A and key-B add up to 425.",
     ),
 )
+"""The worked examples teach the format only: their tools are not the agent's, and their
+content is invented and plainly generic (keys, an example table, counting and arithmetic), so
+a small model cannot take an example's result for a fact about the user's question."""
 
 
 def prompt_hash(examples: Sequence[Example] = DEFAULT_EXAMPLES) -> str:
@@ -134,15 +137,31 @@ def prompt_hash(examples: Sequence[Example] = DEFAULT_EXAMPLES) -> str:
 # -- the action schema ---------------------------------------------------------------------
 
 
-def action_schema(tools: Toolset, *, answer: bool = True) -> JSONObject:
+def action_schema(
+    tools: Toolset,
+    *,
+    answer: bool = True,
+    answer_schema: JSONObject | None = None,
+    tool_choice: str | None = None,
+) -> JSONObject:
     """A JSON Schema admitting exactly the valid actions: one branch per tool (its name as a
     constant, its parameters as the arguments), and the final answer unless ``answer=False``
     (which forces a tool call, like ``tool_choice="required"``; ignored without tools).
+
+    ``answer_schema`` is the typed output's schema: the answer is then that JSON value instead
+    of a string. ``tool_choice`` narrows the branches: ``"required"`` drops the answer,
+    ``"none"`` keeps only the answer, a tool's name keeps only that tool.
 
     Tools' ``$defs`` are moved to the root (renamed per tool), so their ``$ref``s resolve.
     """
     branches: list[JSONObject] = []
     defs: JSONObject = {}
+    if tool_choice == "required":
+        answer = False
+    elif tool_choice == "none":
+        tools = Toolset()
+    elif tool_choice not in (None, "auto") and tool_choice in tools:
+        tools, answer = Toolset([tools[tool_choice]]), False
     for name, tool in tools.items():
         parameters = _hoist_defs(tool.parameters, name, defs)
         branches.append(
@@ -154,10 +173,12 @@ def action_schema(tools: Toolset, *, answer: bool = True) -> JSONObject:
             }
         )
     if answer or not branches:
+        if answer_schema is not None:
+            answer_schema = _hoist_defs(answer_schema, "answer", defs)
         branches.append(
             {
                 "type": "object",
-                "properties": {ANSWER_KEY: {"type": "string", "minLength": 1}},
+                "properties": {ANSWER_KEY: answer_schema or {"type": "string", "minLength": 1}},
                 "required": [ANSWER_KEY],
                 "additionalProperties": False,
             }
@@ -449,8 +470,12 @@ def response_from_text(text: str, messages: Sequence[Message], **fields: Any) ->
     replay.
     """
     step = sum(isinstance(m, AssistantMessage) for m in messages)
-    action = parse_action(text, call_id=f"call_{step}")
     fields.setdefault("finish_reason", "stop")
+    if fields["finish_reason"] == "length" and first_json_object(text)[0] is None:
+        # Cut off by the token limit before the action was complete: no action to read (the
+        # loop stops the run with OutputTruncated rather than guess at a call or an answer).
+        return ModelResponse(text=text, protocol="json", **fields)
+    action = parse_action(text, call_id=f"call_{step}")
     if isinstance(action, str):
         return ModelResponse(text=action, protocol="json", **fields)
     if fields["finish_reason"] == "stop":
@@ -506,9 +531,14 @@ async def request_json_actions(
             else:
                 chat.append(AssistantMessage(content=turn["content"]))
         if "response_format" not in settings.extra:
-            schema = {"name": "action", "schema": action_schema(tools)}
+            actions = action_schema(
+                tools, answer_schema=settings.json_schema, tool_choice=settings.tool_choice
+            )
+            schema = {"name": "action", "schema": actions}
             response_format = {"type": "json_schema", "json_schema": schema}
             settings = settings.merged(ModelSettings(extra={"response_format": response_format}))
+        # The typed output's schema is inside the action schema; the endpoint gets only that.
+        settings = settings.model_copy(update={"json_schema": None, "tool_choice": None})
         raw = await model.request(chat, Toolset(), settings)
     fields = raw.model_dump(exclude={"text", "tool_calls", "protocol"})
     return response_from_text(raw.text or "", messages, **fields)

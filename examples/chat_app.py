@@ -3,8 +3,9 @@
 One ``Conversation`` per session, a typed reply, a database handle for the tools (``deps``), a
 token budget per conversation, and a hook that strips e-mail addresses from tool results before
 the model sees them. Run it with any ASGI server, e.g.
-``uvicorn --factory examples.chat_app:app_from_env`` (``OPENAI_BASE_URL``/``OPENAI_API_KEY`` choose the endpoint, ``CHAT_MODEL`` the model).
-``tests/test_chat_app.py`` drives it through its ASGI interface.
+``uvicorn --factory examples.chat_app:app_from_env`` (``OPENAI_BASE_URL`` and
+``OPENAI_API_KEY`` choose the endpoint, ``CHAT_MODEL`` the model). ``tests/test_chat_app.py``
+drives it through its ASGI interface.
 """
 
 from __future__ import annotations

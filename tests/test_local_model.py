@@ -139,6 +139,7 @@ async def test_concurrent_runs_share_one_loaded_model(local_model: LocalModel) -
     assert results[0].usage.input_tokens > 0
 
 
+@pytest.mark.timeout(600)  # loads a second instance; minutes on a busy machine
 async def test_concurrency_loads_instances_while_memory_allows(
     local_model: LocalModel,
     tmp_path: Path,

@@ -92,7 +92,7 @@ async def test_a_case_that_crashes_every_worker_is_reported_once(
     tmp_path: Path, server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("WARNING", logger="agentloop")
-    agent, cases = agent_file(tmp_path, server.url), dataset(tmp_path, 12, crash={5})
+    agent, cases = agent_file(tmp_path, server.url), dataset(tmp_path, 12, crash=frozenset({5}))
     run = await evaluate(
         cases,
         agent,

@@ -47,7 +47,7 @@ def agent_file(folder: Path, base_url: str) -> Path:
     return file
 
 
-def dataset(folder: Path, n: int, crash: set[int] = frozenset()) -> Path:  # type: ignore[assignment]
+def dataset(folder: Path, n: int, crash: frozenset[int] = frozenset()) -> Path:
     lines = []
     for i in range(n):
         verb = "crash" if i in crash else "add"

@@ -26,10 +26,10 @@ from agentloop.trace import TraceHeader
 LONG_RESULT = "Oslo weather report. " * 60 + "END-OF-REPORT"
 HOSTILE = {
     "script": "<script>window.__pwned = 'script'; fetch('http://127.0.0.1:9/s')</script>",
-    "img": "<img src=\"http://127.0.0.1:9/i.png\" onerror=\"window.__pwned = 'img'\">",
-    "link": "<a id=\"evil\" href=\"javascript:window.__pwned='link'\">click me</a>",
+    "img": '<img src="http://127.0.0.1:9/i.png" onerror="window.__pwned = \'img\'">',
+    "link": '<a id="evil" href="javascript:window.__pwned=\'link\'">click me</a>',
     "css": "<style>body { background: url(http://127.0.0.1:9/c.png) } * { display: none }"
-    "</style><div style=\"position:fixed;inset:0;background:red\">x</div>",
+    '</style><div style="position:fixed;inset:0;background:red">x</div>',
     "break": '</pre></details>"><svg onload="window.__pwned=\'svg\'"></svg>{{ 7*7 }}',
 }
 HOSTILE_TEXT = " ".join(HOSTILE.values())
@@ -65,14 +65,17 @@ def failed_run(folder: Path) -> Path:
     try:
         agent.run_sync("Weather everywhere?")
     except RunError as exc:
-        assert exc.trace_path is not None
+        if exc.trace_path is None:
+            raise AssertionError("a failed run must leave its trace") from exc
         return Path(exc.trace_path)
     raise AssertionError("the run should have hit its step limit")
 
 
 def hostile_run(folder: Path) -> Path:
     """A run whose task, tool output and answer all carry HTML/JS/CSS injection attempts."""
-    model = ScriptedModel([ModelResponse.tool_call("lookup", {"term": HOSTILE["link"]}), HOSTILE_TEXT])
+    model = ScriptedModel(
+        [ModelResponse.tool_call("lookup", {"term": HOSTILE["link"]}), HOSTILE_TEXT]
+    )
     agent = Agent(model, tools=[lookup], trace_dir=folder)
     path = agent.run_sync("Summarize " + HOSTILE["script"]).trace_path
     assert path is not None
@@ -124,12 +127,21 @@ def synthetic_trace(
         add(ModelRequest(**base, step=step, seq=seq, messages=[message], message_count=step + 1))
         if step == steps:
             if finished:
-                add(ModelResponded(**base, step=step, seq=seq, response=ModelResponse.answer("done")))
+                add(
+                    ModelResponded(
+                        **base, step=step, seq=seq, response=ModelResponse.answer("done")
+                    )
+                )
                 add(
                     RunFinished(
-                        **base, step=step, seq=seq, output=f"done after {steps} steps",
-                        usage=Usage(input_tokens=steps, output_tokens=steps), steps=steps + 1,
-                        tool_calls=steps, duration_s=0.5,
+                        **base,
+                        step=step,
+                        seq=seq,
+                        output=f"done after {steps} steps",
+                        usage=Usage(input_tokens=steps, output_tokens=steps),
+                        steps=steps + 1,
+                        tool_calls=steps,
+                        duration_s=0.5,
                     )
                 )
             break
@@ -138,14 +150,25 @@ def synthetic_trace(
         args = json.dumps({"n": step})
         add(
             ToolCallRequested(
-                **base, step=step, seq=seq, call_id=f"c{step}", name=tool_name,
-                raw_arguments=args, arguments={"n": step}, valid=True,
+                **base,
+                step=step,
+                seq=seq,
+                call_id=f"c{step}",
+                name=tool_name,
+                raw_arguments=args,
+                arguments={"n": step},
+                valid=True,
             )
         )
         add(
             ToolResult(
-                **base, step=step, seq=seq, call_id=f"c{step}", name=tool_name,
-                content=f"{step} files", duration_ms=1.0,
+                **base,
+                step=step,
+                seq=seq,
+                call_id=f"c{step}",
+                name=tool_name,
+                content=f"{step} files",
+                duration_ms=1.0,
             )
         )
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -32,9 +32,7 @@ def register(
     )
     view.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 8765)")
     view.add_argument("--open", action="store_true", help="open the viewer in a browser tab")
-    view.add_argument(
-        "--read-only", action="store_true", help="show only: take no feedback"
-    )
+    view.add_argument("--read-only", action="store_true", help="show only: take no feedback")
     view.set_defaults(handler=cmd_view)
 
 

@@ -118,7 +118,8 @@ class Viewer:
         page = _int(request.query_params.get("page"), 10**9 if live else 1)
         view = load_run_page(path, page=page)
         self.index.refresh()
-        parents = self.index.by_run_id(view.header.parent["run_id"]) if _parent(view) else []
+        parent_id = (view.header.parent or {}).get("run_id")
+        parents = self.index.by_run_id(parent_id) if isinstance(parent_id, str) else []
         return self.render(
             request,
             "run.html",
@@ -217,7 +218,9 @@ class Viewer:
         a, b = request.query_params.get("a", ""), request.query_params.get("b", "")
         if not a or not b:
             raise UserError("choose two eval runs to compare (a= and b=)")
-        result = compare(confine(self.folders, a, suffix=None), confine(self.folders, b, None))
+        result = compare(
+            confine(self.folders, a, suffix=None), confine(self.folders, b, suffix=None)
+        )
 
         def ref(path: str | None) -> str | None:
             if path is None:
@@ -228,11 +231,6 @@ class Viewer:
                 return None
 
         return self.render(request, "compare.html", a=a, b=b, c=result, ref=ref)
-
-
-def _parent(view: Any) -> bool:
-    parent = view.header.parent
-    return isinstance(parent, dict) and isinstance(parent.get("run_id"), str)
 
 
 def _int(text: str | None, default: int) -> int:

@@ -10,7 +10,7 @@ script.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,11 +92,11 @@ def plot(entries: Sequence[EvalEntry]) -> list[Panel]:
         key = (entry.summary.label, entry.summary.config_hash)
         latest.setdefault(key, entry)
     versions = list(latest.values())[:8]
-    metrics = (
-        ("pass rate", lambda s: s.pass_rate, lambda v: f"{v * 100:.0f}%"),
-        ("tokens per attempt", lambda s: s.tokens_mean, lambda v: f"{v:.0f}"),
-        ("latency p50 (s)", lambda s: s.latency_p50, lambda v: f"{v:.2f}"),
-    )
+    metrics: list[tuple[str, Callable[[Summary], float], str]] = [
+        ("pass rate", lambda s: s.pass_rate, "{:.0%}"),
+        ("tokens per attempt", lambda s: s.tokens_mean, "{:.0f}"),
+        ("latency p50 (s)", lambda s: s.latency_p50, "{:.2f}"),
+    ]
     panels = []
     for number, (title, get, fmt) in enumerate(metrics):
         values = [float(get(e.summary)) for e in versions]
@@ -109,7 +109,7 @@ def plot(entries: Sequence[EvalEntry]) -> list[Panel]:
                 Bar(
                     label=f"{entry.summary.label} {entry.summary.config_hash[:8]}",
                     value=value,
-                    text=fmt(value),
+                    text=fmt.format(value),
                     x=10 + i * slot + slot * 0.15,
                     y=_TOP + BAR_AREA - height,
                     width=slot * 0.7,

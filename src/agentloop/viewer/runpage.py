@@ -20,8 +20,8 @@ from agentloop.errors import TraceError
 from agentloop.events import (
     ANNOTATION_TYPES,
     TERMINAL_TYPES,
-    BaseEvent,
     CritiqueRecorded,
+    Event,
     EventAdapter,
     FeedbackRecorded,
     ModelRequest,
@@ -55,7 +55,7 @@ class StepView:
     response: ModelResponded | None = None
     calls: list[CallView] = field(default_factory=list)
     warnings: list[RunWarning] = field(default_factory=list)
-    other: list[BaseEvent] = field(default_factory=list)
+    other: list[Event] = field(default_factory=list)
     """Events with no place above: a terminal event that happened in this step."""
     feedback: list[FeedbackRecorded] = field(default_factory=list)
     problems: list[dict[str, Any]] = field(default_factory=list)
@@ -69,7 +69,7 @@ class RunPage:
     step_count: int
     page: int
     pages: int
-    terminal: BaseEvent | None
+    terminal: Event | None
     feedback: list[FeedbackRecorded]
     """Feedback about the run as a whole."""
     critiques: list[CritiqueRecorded]
@@ -148,9 +148,9 @@ def load_run_page(path: Path, page: int = 1, per_page: int = STEPS_PER_PAGE) -> 
     )
 
 
-def _tail(body: list[bytes]) -> list[BaseEvent]:
+def _tail(body: list[bytes]) -> list[Event]:
     """The terminal event and the annotations after it, read from the end backwards."""
-    found: list[BaseEvent] = []
+    found: list[Event] = []
     for number in range(len(body) - 1, -1, -1):
         kind = _TYPE.search(body[number], 0, 400)
         name = kind.group(1).decode() if kind else ""
@@ -170,9 +170,9 @@ def _step(line: bytes) -> int:
     return int(found.group(1)) if found else -1
 
 
-def _parse(line: bytes, last: bool) -> BaseEvent | None:
+def _parse(line: bytes, last: bool) -> Event | None:
     try:
-        event: BaseEvent = EventAdapter.validate_json(line)
+        event: Event = EventAdapter.validate_json(line)
     except ValidationError:
         if last:
             return None  # a torn last line: the writer is mid-line or died there
@@ -180,7 +180,7 @@ def _parse(line: bytes, last: bool) -> BaseEvent | None:
     return event
 
 
-def _place(step: StepView, event: BaseEvent) -> None:
+def _place(step: StepView, event: Event) -> None:
     if isinstance(event, ModelRequest):
         step.request = event
     elif isinstance(event, ModelResponded):

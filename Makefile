@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint typecheck test demo eval-demo bench clean
+.PHONY: help install chromium lint typecheck test demo eval-demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -16,7 +16,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,local,tools,view]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv: agentloop, its dev tools, the local model and the tool pack
+install: $(STAMP)  ## create .venv: agentloop, its dev tools, the local model, the tool pack, the viewer
+
+# Debian's chromium, which the viewer's browser tests drive through Playwright (Playwright's
+# own browser download is not used). Installed with apt-get when missing (sudo unless root).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:  ## install headless Chromium (Debian package) for the browser tests, if missing
+	@command -v chromium >/dev/null || { \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -25,7 +33,7 @@ lint: $(STAMP)  ## ruff lint and format check
 typecheck: $(STAMP)  ## mypy --strict over src/
 	$(BIN)/mypy
 
-test: lint typecheck  ## lint, type-check and run the whole suite (what CI runs)
+test: lint typecheck chromium  ## lint, type-check and run the whole suite (what CI runs)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)  ## run an agent on the embedded local model, write its trace, show and replay it
@@ -37,8 +45,9 @@ eval-demo: $(STAMP)  ## evaluate two example agents on the embedded local model,
 		--scorer contains:ignore_case=true --concurrency 1 \
 		--out runs/eval-demo-$$(date +%Y%m%dT%H%M%S)
 
-bench: $(STAMP)  ## print agentloop's per-step cost against raw baselines
+bench: $(STAMP)  ## print agentloop's per-step cost against raw baselines, and the viewer's timings
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/viewer.py
 
 clean:  ## remove the environment and caches
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -202,7 +202,9 @@ def test_hostile_traces_stay_text(page: Page, server: str, corpus: dict[str, Pat
     shot(page, "hostile.png", full_page=True)
 
 
-def test_live_mode_follows_a_trace_being_written(page: Page, server: str, corpus: dict[str, Path]) -> None:
+def test_live_mode_follows_a_trace_being_written(
+    page: Page, server: str, corpus: dict[str, Path]
+) -> None:
     path = corpus["live"]
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:5]) + "\n")  # header and step 0 so far

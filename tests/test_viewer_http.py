@@ -200,15 +200,17 @@ def test_approval_error_duration_and_tokens_are_shown(folder: Path) -> None:
 
 
 def test_a_long_trace_opens_one_page_of_steps(folder: Path) -> None:
-    synthetic_trace(
-        folder / "big.jsonl", run_id="big", created="2026-01-01T00:00:00Z", steps=10_000
-    )
+    """(10,000 steps: tests/test_viewer_index.py and ``make bench``.)"""
+    synthetic_trace(folder / "big.jsonl", run_id="big", created="2026-01-01T00:00:00Z", steps=1_000)
     http = client(folder)
     first = http.get("/runs/0/big.jsonl").text
     assert 'id="step-0"' in first and 'id="step-49"' in first and 'id="step-50"' not in first
-    assert "page 1 of 201" in first
-    last = http.get("/runs/0/big.jsonl", params={"page": "201"}).text
-    assert 'id="step-10000"' in last and "done after 10000 steps" in last
+    assert "page 1 of 21" in first and 'rel="next" href="/runs/0/big.jsonl?page=2"' in first
+    middle = http.get("/runs/0/big.jsonl", params={"page": "2"}).text
+    assert 'id="step-50"' in middle and 'id="step-49"' not in middle
+    last = http.get("/runs/0/big.jsonl", params={"page": "21"}).text
+    assert 'id="step-1000"' in last and "done after 1000 steps" in last
+    assert http.get("/runs/0/big.jsonl", params={"page": "999"}).text == last
 
 
 def test_trace_text_is_escaped(folder: Path, runs: dict[str, Path]) -> None:

@@ -50,6 +50,7 @@ REFRESH_EVERY_S = 1.0
 STATUSES = ("finished", "failed", "cancelled", "incomplete")
 _STATUS = {"run_finished": "finished", "run_failed": "failed", "run_cancelled": "cancelled"}
 _TYPE = re.compile(rb'"type":"([a-z_]+)"')
+_NAME = re.compile(rb'"type":"tool_call","call_id":"(?:[^"\\]|\\.)*","name":"((?:[^"\\]|\\.)*)"')
 _COLUMNS = (
     "path",
     "mtime_ns",
@@ -350,21 +351,32 @@ def _ensure_schema(db: sqlite3.Connection) -> None:
 
 
 def trace_files(folder: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """Every ``*.jsonl`` file under ``folder`` (hidden folders skipped) that really lies inside
-    it, as a relative path and its stat; a symbolic link out of the folder is left out."""
-    for top, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in files:
-            if not name.endswith(".jsonl") or name.startswith("."):
+    """Every ``*.jsonl`` file under ``folder`` (hidden names skipped) that really lies inside
+    it, as a relative path and its stat; a symbolic link out of the folder is left out.
+
+    ``os.scandir`` rather than ``pathlib``: a refresh stats every file each time, and for
+    10,000 traces the difference is most of a second.
+    """
+    pending = [("", str(folder))]
+    while pending:
+        prefix, top = pending.pop()
+        try:
+            entries = sorted(os.scandir(top), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
                 continue
-            path = Path(top, name)
-            if path.is_symlink() and not path.resolve().is_relative_to(folder):
-                continue
-            try:
-                stat = path.stat()
-            except OSError:
-                continue
-            yield path.relative_to(folder).as_posix(), stat
+            rel = prefix + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                pending.append((rel + "/", entry.path))
+            elif entry.name.endswith(".jsonl"):
+                if entry.is_symlink() and not Path(entry.path).resolve().is_relative_to(folder):
+                    continue
+                try:
+                    yield rel, entry.stat()
+                except OSError:
+                    continue
 
 
 def _sync_folder(folder: Path, index_file: Path) -> None:
@@ -432,7 +444,7 @@ def summarize_trace(path: Path) -> dict[str, Any]:
             facts["steps"] += 1
         elif kind == "tool_call":
             facts["tool_calls"] += 1
-            name = _json_field(line, "name")
+            name = _tool_name(line)
             if isinstance(name, str) and name not in tools:
                 tools.append(name.replace(",", " "))
         elif kind in TERMINAL_TYPES or kind in ANNOTATION_TYPES:
@@ -445,12 +457,16 @@ def summarize_trace(path: Path) -> dict[str, Any]:
     return facts
 
 
-def _json_field(line: bytes, key: str) -> Any:
+def _tool_name(line: bytes) -> Any:
+    """The ``name`` of a ``tool_call`` line (read by pattern, else by parsing the line)."""
+    found = _NAME.search(line, 0, 600)
     try:
+        if found:
+            return json.loads(b'"' + found.group(1) + b'"')
         value = json.loads(line)
     except ValueError:
         return None
-    return value.get(key) if isinstance(value, dict) else None
+    return value.get("name") if isinstance(value, dict) else None
 
 
 def _read_end(line: bytes, facts: dict[str, Any]) -> None:

@@ -161,6 +161,9 @@ def test_list_filter_open_expand_and_give_feedback(
         ("down", "18 C, cloudy, and windy from the west.", "forgot the wind", "viewer")
     ]
     shot(page, "feedback.png")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.set_viewport_size({"width": 1100, "height": 1300})
+    shot(page, "readme-run.png")  # the picture in README.md (copied to docs/viewer-run.png)
 
 
 def test_compare_two_runs(page: Page, server: str, corpus: dict[str, Path]) -> None:

@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
 from agentloop import Agent, read_trace
+from agentloop.cli import main
 from agentloop.divergence import diff_traces
 from agentloop.evals import evaluate
 from agentloop.events import CritiqueRecorded, ScoreRecorded, ToolResult
@@ -404,3 +408,32 @@ def test_evaluations_pages(folder: Path, tmp_path: Path) -> None:
     assert http.get("/evals/0/nothing").status_code == 404
     # the eval's traces are runs too
     assert len(listed(http.get("/").text)) == 12
+
+
+def test_the_view_extra_loads_only_for_the_view_command() -> None:
+    code = (
+        "import sys, agentloop, agentloop.cli, agentloop.trace; "
+        "print(sorted(m for m in ('starlette', 'jinja2', 'uvicorn') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    missing = (
+        "import sys; sys.modules['starlette'] = None; from agentloop.cli import main; "
+        "sys.exit(main(['view', '.']))"
+    )
+    run = subprocess.run([sys.executable, "-c", missing], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert "needs the view extra (starlette is not installed)" in run.stderr
+
+
+def test_the_view_command_names_what_to_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["view", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["view", str(tmp_path), "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 
 from agentloop.cli._output import DEFAULT_TRACE_DIR, EXIT_OK, say
 from agentloop.errors import UserError
@@ -38,9 +37,14 @@ def register(
 
 def cmd_view(args: argparse.Namespace) -> int:
     """Serve the viewer until Ctrl-C."""
-    if importlib.util.find_spec("starlette") is None:
-        raise UserError("agentloop view needs the view extra: pip install 'agentloop[view]'")
-    from agentloop.viewer import serve  # the extra's packages load only for this command
+    try:
+        from agentloop.viewer import serve  # the extra's packages load only for this command
+    except ImportError as exc:
+        package = (exc.name or "a package").split(".")[0]
+        raise UserError(
+            f"agentloop view needs the view extra ({package} is not installed): "
+            "pip install 'agentloop[view]'"
+        ) from None
 
     serve(args.dirs, port=args.port, open_browser=args.open, read_only=args.read_only, announce=say)
     return EXIT_OK

@@ -291,6 +291,7 @@ def test_read_only_takes_no_feedback(folder: Path, runs: dict[str, Path]) -> Non
     assert "feedback-form" not in page and "read-only" in page
     assert post_feedback(http, ref(folder, runs["weather"]), rating="up").status_code == 403  # type: ignore[attr-defined]
     assert read_trace(runs["weather"]).feedback() == []
+    assert not (folder / ".agentloop-index.sqlite").exists()  # it writes nothing there
 
 
 def test_only_loopback_host_names_are_served(folder: Path) -> None:

@@ -62,7 +62,7 @@ class Viewer:
     """The state behind the routes: the folders, their index, the session token."""
 
     def __init__(self, folders: Sequence[Path], *, read_only: bool, token: str) -> None:
-        self.index = TraceIndex(folders)
+        self.index = TraceIndex(folders, beside_traces=not read_only)
         self.folders = self.index.folders
         self.read_only = read_only
         self.token = token

@@ -199,7 +199,9 @@ def _like(text: str) -> str:
 class TraceIndex:
     """The runs under some folders, indexed; safe to share between request threads."""
 
-    def __init__(self, folders: Sequence[Path]) -> None:
+    def __init__(self, folders: Sequence[Path], *, beside_traces: bool = True) -> None:
+        """Index ``folders``; ``beside_traces=False`` keeps the index files in the temporary
+        folder and writes nothing into the trace folders (the viewer's ``--read-only``)."""
         if not folders:
             raise UserError("give at least one trace folder")
         if len(folders) > MAX_FOLDERS:
@@ -208,7 +210,7 @@ class TraceIndex:
         for folder in self.folders:
             if not folder.is_dir():
                 raise UserError(f"trace folder {folder} does not exist or is not a folder")
-        self.files = [_index_file(f) for f in self.folders]
+        self.files = [_index_file(f, beside_traces) for f in self.folders]
         self._lock = threading.Lock()
         self._refreshed = 0.0
         for index_file in self.files:
@@ -328,10 +330,10 @@ def _row(raw: sqlite3.Row) -> RunRow:
     return RunRow(**data)
 
 
-def _index_file(folder: Path) -> Path:
+def _index_file(folder: Path, beside_traces: bool) -> Path:
     """``FOLDER/.agentloop-index.sqlite``, or a file in the temporary folder if FOLDER is not
-    writable (a folder someone shared read-only)."""
-    if os.access(folder, os.W_OK):
+    writable (a folder someone shared read-only) or the index must not go there."""
+    if beside_traces and os.access(folder, os.W_OK):
         return folder / INDEX_FILE
     digest = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"agentloop-index-{digest}.sqlite"

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install chromium lint typecheck test demo eval-demo bench clean
+.PHONY: help install wheelhouse chromium lint typecheck test demo eval-demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -26,6 +26,15 @@ chromium:  ## install headless Chromium (Debian package) for the browser tests, 
 		$(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
 
+WHEELHOUSE := .wheelhouse
+$(WHEELHOUSE)/.filled: pyproject.toml | $(STAMP)
+	rm -rf $(WHEELHOUSE)
+	$(BIN)/python -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) '.[local,tools]'
+	rm -f $(WHEELHOUSE)/agentloop-*.whl
+	touch $@
+
+wheelhouse: $(WHEELHOUSE)/.filled  ## the wheels of agentloop's dependencies, for the offline wheel test
+
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -33,7 +42,7 @@ lint: $(STAMP)  ## ruff lint and format check
 typecheck: $(STAMP)  ## mypy --strict over src/
 	$(BIN)/mypy
 
-test: lint typecheck chromium  ## lint, type-check and run the whole suite (what CI runs)
+test: lint typecheck chromium $(WHEELHOUSE)/.filled  ## lint, type-check and run the whole suite (what CI runs)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)  ## run an agent on the embedded local model, write its trace, show and replay it
@@ -50,4 +59,4 @@ bench: $(STAMP)  ## print agentloop's per-step cost against raw baselines, and t
 	$(BIN)/python bench/viewer.py
 
 clean:  ## remove the environment and caches
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(WHEELHOUSE) .mypy_cache .pytest_cache .ruff_cache

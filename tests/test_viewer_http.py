@@ -16,11 +16,11 @@ from starlette.testclient import TestClient
 
 from agentloop import Agent, read_trace
 from agentloop.cli import main
-from agentloop.divergence import diff_traces
-from agentloop.evals import evaluate
-from agentloop.events import CritiqueRecorded, ScoreRecorded, ToolResult
+from agentloop.evals import evaluate_sync
+from agentloop.evals.specs import parse_scorer
+from agentloop.events import CritiqueRecorded, ScoreRecorded, ToolResultRecorded
 from agentloop.feedback import add_feedback
-from agentloop.scorers import parse_scorer
+from agentloop.replay import diff_traces
 from agentloop.testing import FunctionModel
 from agentloop.trace import annotate
 from agentloop.viewer import create_app
@@ -183,7 +183,7 @@ def test_annotations_show_at_the_step_they_name(folder: Path, runs: dict[str, Pa
 def test_approval_error_duration_and_tokens_are_shown(folder: Path) -> None:
     path = synthetic_trace(folder / "x.jsonl", run_id="x", created="2026-01-01T00:00:00Z", steps=1)
     lines = path.read_text().splitlines()
-    denied = ToolResult(
+    denied = ToolResultRecorded(
         run_id="x",
         step=0,
         seq=3,
@@ -381,7 +381,7 @@ def _eval(tmp_path: Path, label: str, right: set[str]) -> Path:
         return word if word in right else "no idea"
 
     agent = Agent(FunctionModel(answer), name=label, instructions=label)
-    run = evaluate(
+    run = evaluate_sync(
         dataset,
         agent,
         scorers=parse_scorer("contains"),

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agentloop import Agent, ModelResponse, replay, tool
+from agentloop import Agent, ModelResponse, replay_sync, tool
 from agentloop.errors import RunError
 from agentloop.events import (
-    ModelRequest,
+    ModelRequested,
     ModelResponded,
     RunFinished,
     ToolCallRequested,
-    ToolResult,
+    ToolResultRecorded,
 )
 from agentloop.messages import ToolMessage, Usage, UserMessage
 from agentloop.testing import ScriptedModel
@@ -84,7 +84,7 @@ def hostile_run(folder: Path) -> Path:
 
 def fork_of(trace: Path, folder: Path) -> Path:
     """A replay of ``trace`` (its header names the parent)."""
-    result = replay(trace, trace_dir=folder)
+    result = replay_sync(trace, trace_dir=folder)
     assert result.trace_path is not None
     return result.trace_path
 
@@ -124,7 +124,7 @@ def synthetic_trace(
             if step == 0
             else ToolMessage(call_id=f"c{step - 1}", name=tool_name, content=f"{step - 1} files")
         )
-        add(ModelRequest(**base, step=step, seq=seq, messages=[message], message_count=step + 1))
+        add(ModelRequested(**base, step=step, seq=seq, messages=[message], message_count=step + 1))
         if step == steps:
             if finished:
                 add(
@@ -161,7 +161,7 @@ def synthetic_trace(
             )
         )
         add(
-            ToolResult(
+            ToolResultRecorded(
                 **base,
                 step=step,
                 seq=seq,

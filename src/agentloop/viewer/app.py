@@ -34,12 +34,11 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from agentloop.comparison import compare
-from agentloop.divergence import diff_traces
 from agentloop.errors import TraceError, UserError
-from agentloop.evals import EvalRun
+from agentloop.evals import EvalRun, compare
+from agentloop.evals.summary import scorer_names
 from agentloop.feedback import add_feedback
-from agentloop.summary import scorer_names
+from agentloop.replay import diff_traces
 from agentloop.trace import read_trace
 from agentloop.viewer import templating
 from agentloop.viewer.evalpage import find_evals, load_eval, plot

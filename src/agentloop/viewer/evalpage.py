@@ -1,8 +1,8 @@
 """Eval run folders for the viewer: finding them, and the plot of agent versions side by side.
 
 An eval run folder is any folder under the viewer's folders holding an ``eval.json``
-(``agentloop.evals``). Summaries and comparisons come from ``agentloop.summary`` and
-``agentloop.comparison``, exactly as ``agentloop eval`` prints them. The plot is plain SVG
+(``agentloop.evals``). Summaries and comparisons come from ``agentloop.evals.summary`` and
+``agentloop.evals.comparison``, exactly as ``agentloop eval`` prints them. The plot is plain SVG
 geometry computed here (bars with their labels), so the page needs no chart library and no
 script.
 """
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentloop.errors import UserError
-from agentloop.evals import META_FILE, EvalRun
-from agentloop.summary import Summary, summarize
+from agentloop.evals import EvalRun, Summary, summarize
+from agentloop.evals.runner import META_FILE
 
 MAX_EVALS = 500
 

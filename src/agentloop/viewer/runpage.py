@@ -24,12 +24,12 @@ from agentloop.events import (
     Event,
     EventAdapter,
     FeedbackRecorded,
-    ModelRequest,
+    ModelRequested,
     ModelResponded,
-    RunWarning,
+    RunWarned,
     ScoreRecorded,
     ToolCallRequested,
-    ToolResult,
+    ToolResultRecorded,
 )
 from agentloop.trace import TraceHeader, parse_header
 
@@ -43,7 +43,7 @@ class CallView:
     """A tool call and what came of it."""
 
     call: ToolCallRequested
-    result: ToolResult | None = None
+    result: ToolResultRecorded | None = None
 
 
 @dataclass
@@ -51,10 +51,10 @@ class StepView:
     """Everything the trace records for one step, and the annotations that name it."""
 
     index: int
-    request: ModelRequest | None = None
+    request: ModelRequested | None = None
     response: ModelResponded | None = None
     calls: list[CallView] = field(default_factory=list)
-    warnings: list[RunWarning] = field(default_factory=list)
+    warnings: list[RunWarned] = field(default_factory=list)
     other: list[Event] = field(default_factory=list)
     """Events with no place above: a terminal event that happened in this step."""
     feedback: list[FeedbackRecorded] = field(default_factory=list)
@@ -181,19 +181,19 @@ def _parse(line: bytes, last: bool) -> Event | None:
 
 
 def _place(step: StepView, event: Event) -> None:
-    if isinstance(event, ModelRequest):
+    if isinstance(event, ModelRequested):
         step.request = event
     elif isinstance(event, ModelResponded):
         step.response = event
     elif isinstance(event, ToolCallRequested):
         step.calls.append(CallView(event))
-    elif isinstance(event, ToolResult):
+    elif isinstance(event, ToolResultRecorded):
         for view in step.calls:
             if view.call.call_id == event.call_id and view.result is None:
                 view.result = event
                 return
         step.other.append(event)
-    elif isinstance(event, RunWarning):
+    elif isinstance(event, RunWarned):
         step.warnings.append(event)
     else:
         step.other.append(event)

@@ -12,7 +12,7 @@ import pytest
 from agentloop import read_trace
 from agentloop.feedback import add_feedback
 from agentloop.viewer import index as index_module
-from agentloop.viewer.index import INDEX_FILE, Filters, TraceIndex, summarize_trace
+from agentloop.viewer.index import INDEX_FILE, RunFilters, TraceIndex, summarize_trace
 from agentloop.viewer.runpage import load_run_page
 from viewer_corpus import failed_run, fork_of, many_runs, synthetic_trace, weather_run
 
@@ -43,7 +43,7 @@ def test_not_a_trace_and_torn_traces(tmp_path: Path) -> None:
     assert facts["status"] == "incomplete" and facts["steps"] == 3
     index = TraceIndex([tmp_path])
     index.refresh(force=True)
-    assert [r.run_id for r in index.listing(Filters()).runs] == ["t"]
+    assert [r.run_id for r in index.listing(RunFilters()).runs] == ["t"]
 
 
 def test_refresh_reads_only_new_and_changed_files(
@@ -69,9 +69,9 @@ def test_refresh_reads_only_new_and_changed_files(
     (tmp_path / "run00001.jsonl").unlink()
     index.refresh(force=True)
     assert read == ["run00003.jsonl"]
-    listing = index.listing(Filters())
+    listing = index.listing(RunFilters())
     assert {r.run_id for r in listing.runs} == {"run00000", "run00002", "run00003", "run00004"}
-    assert [r.run_id for r in index.listing(Filters(rating="down")).runs] == ["run00003"]
+    assert [r.run_id for r in index.listing(RunFilters(rating="down")).runs] == ["run00003"]
     index.refresh()  # within a second of the last: skipped
     assert read == ["run00003.jsonl"]
 
@@ -84,7 +84,7 @@ def test_a_new_schema_rebuilds_the_index(tmp_path: Path) -> None:
         db.execute("UPDATE runs SET task = 'stale'")
     index = TraceIndex([tmp_path])
     index.refresh(force=True)
-    assert {r.task for r in index.listing(Filters()).runs} == {"count the files"}
+    assert {r.task for r in index.listing(RunFilters()).runs} == {"count the files"}
 
 
 def test_several_folders_list_as_one(tmp_path: Path) -> None:
@@ -93,7 +93,7 @@ def test_several_folders_list_as_one(tmp_path: Path) -> None:
     synthetic_trace(second / "y.jsonl", run_id="y", created="2026-01-03", steps=1)
     index = TraceIndex([first, second])
     index.refresh(force=True)
-    assert [(r.folder, r.run_id) for r in index.listing(Filters()).runs] == [(1, "y"), (0, "x")]
+    assert [(r.folder, r.run_id) for r in index.listing(RunFilters()).runs] == [(1, "y"), (0, "x")]
     assert index.choices().total == 2
 
 
@@ -102,8 +102,8 @@ def test_search_words_are_matched_literally(tmp_path: Path) -> None:
     synthetic_trace(tmp_path / "b.jsonl", run_id="b", created="2026-01-01", steps=0, task="500 off")
     index = TraceIndex([tmp_path])
     index.refresh(force=True)
-    assert [r.run_id for r in index.listing(Filters(text="50%")).runs] == ["a"]
-    assert [r.run_id for r in index.listing(Filters(text="5_0")).runs] == []
+    assert [r.run_id for r in index.listing(RunFilters(text="50%")).runs] == ["a"]
+    assert [r.run_id for r in index.listing(RunFilters(text="5_0")).runs] == []
 
 
 def test_bad_folders_are_named(tmp_path: Path) -> None:
@@ -122,10 +122,10 @@ def test_ten_thousand_runs_and_a_ten_thousand_step_trace(tmp_path: Path) -> None
     )
     index = TraceIndex([tmp_path])
     index.refresh(force=True)
-    listing = index.listing(Filters(), page=1, per_page=50)
+    listing = index.listing(RunFilters(), page=1, per_page=50)
     assert (listing.matched, listing.groups, listing.pages) == (10_001, 10_001, 201)
     assert listing.runs[0].run_id == "big" and listing.runs[0].steps == 10_001
-    versions = index.listing(Filters(config_hash="beef0002"))
+    versions = index.listing(RunFilters(config_hash="beef0002"))
     assert versions.matched == 5_000
     page = load_run_page(tmp_path / "long" / "big.jsonl")
     assert [s.index for s in page.steps] == list(range(50))

@@ -42,7 +42,7 @@ from agentloop.replay import diff_traces
 from agentloop.trace import read_trace
 from agentloop.viewer import templating
 from agentloop.viewer.evalpage import find_evals, load_eval, plot
-from agentloop.viewer.index import STATUSES, Filters, TraceIndex
+from agentloop.viewer.index import STATUSES, RunFilters, TraceIndex
 from agentloop.viewer.runpage import line_count, load_run_page
 from agentloop.viewer.security import (
     LOOPBACK_HOSTS,
@@ -89,10 +89,10 @@ class Viewer:
 
     def runs(self, request: Request) -> Response:
         query = request.query_params
-        filters = Filters(
+        filters = RunFilters(
             **{
                 name: query.get(name, "").strip()
-                for name in Filters.__dataclass_fields__
+                for name in RunFilters.__dataclass_fields__
                 if name in query
             }
         )

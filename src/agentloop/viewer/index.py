@@ -125,7 +125,7 @@ class RunRow:
 
 
 @dataclass(frozen=True)
-class Filters:
+class RunFilters:
     """What the runs list is narrowed to; empty fields do not filter."""
 
     status: str = ""
@@ -236,7 +236,7 @@ class TraceIndex:
         db.row_factory = sqlite3.Row
         return db
 
-    def listing(self, filters: Filters, page: int = 1, per_page: int = 50) -> Listing:
+    def listing(self, filters: RunFilters, page: int = 1, per_page: int = 50) -> Listing:
         """One page of matching runs, newest first by the time each run started."""
         where, args = filters.where()
         matching = f"WITH m AS (SELECT * FROM allruns WHERE {where}) "

@@ -30,7 +30,10 @@ from viewer_corpus import (
     weather_run,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(180),
+]  # Chromium starts slowly on a busy machine
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "test-output" / "viewer"

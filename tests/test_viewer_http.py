@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from starlette.testclient import TestClient
@@ -227,6 +228,32 @@ def test_trace_text_is_escaped(folder: Path, runs: dict[str, Path]) -> None:
     # the one script tag is the viewer's own file, and nothing is inline
     assert re.findall(r"<script[^>]*>", html) == ['<script src="/static/viewer.js" defer>']
     assert re.search(r"<[a-z]+[^<>]*\sstyle=", html) is None  # no inline style either
+
+
+def test_hostile_headers_and_file_names_are_escaped(folder: Path) -> None:
+    evil = '"><img src=x onerror="window.__pwned=1">'
+    name = f"{evil}.jsonl"
+    synthetic_trace(
+        folder / name,
+        run_id=f"run{evil}",
+        created="2026-01-01T00:00:00Z",
+        steps=1,
+        model=f"model{evil}",
+        config_hash=f"hash{evil}",
+        tool_name=f"tool{evil}",
+    )
+    http = client(folder)
+    listing = http.get("/")
+    assert listing.status_code == 200
+    page = http.get("/runs/0/" + quote(name))
+    assert page.status_code == 200
+    for html in (listing.text, page.text):
+        assert "<img" not in html and 'onerror="window' not in html
+        assert "&#34;&gt;&lt;img src=x onerror=&#34;window.__pwned=1&#34;&gt;" in html
+    assert (
+        'href="/runs/0/%22%3E%3Cimg%20src%3Dx%20onerror%3D%22window.__pwned%3D1%22%3E.jsonl"'
+        in (listing.text)
+    )
 
 
 def test_every_response_carries_the_security_headers(folder: Path, runs: dict[str, Path]) -> None:

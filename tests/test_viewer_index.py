@@ -114,6 +114,7 @@ def test_bad_folders_are_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
 def test_ten_thousand_runs_and_a_ten_thousand_step_trace(tmp_path: Path) -> None:
     """Scale, checked for correctness here; ``make bench`` times it against the 1 s targets."""
     many_runs(tmp_path, 10_000)

@@ -181,6 +181,14 @@ def test_annotations_show_at_the_step_they_name(folder: Path, runs: dict[str, Pa
     assert "contains" in annotations and "acceptable" in annotations
 
 
+def test_annotations_of_any_shape_do_not_break_the_page(folder: Path) -> None:
+    path = synthetic_trace(folder / "x.jsonl", run_id="x", created="2026-01-01", steps=1)
+    for critique in ({"scores": 7, "problems": "x"}, {"scores": ["a", {"principle": "p"}]}, {}):
+        annotate(path, CritiqueRecorded, judge={}, rubric={}, prompt_hash="h", critique=critique)
+    page = client(folder).get("/runs/0/x.jsonl")
+    assert page.status_code == 200 and page.text.count('class="critique"') == 3
+
+
 def test_approval_error_duration_and_tokens_are_shown(folder: Path) -> None:
     path = synthetic_trace(folder / "x.jsonl", run_id="x", created="2026-01-01T00:00:00Z", steps=1)
     lines = path.read_text().splitlines()

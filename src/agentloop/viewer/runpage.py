@@ -129,7 +129,8 @@ def load_run_page(path: Path, page: int = 1, per_page: int = STEPS_PER_PAGE) -> 
             elif event.about_step in steps:
                 steps[event.about_step].feedback.append(event)
     for critique in critiques:
-        for problem in critique.critique.get("problems") or []:
+        problems = critique.critique.get("problems")
+        for problem in problems if isinstance(problems, list) else []:
             if isinstance(problem, dict) and problem.get("step") in steps:
                 steps[problem["step"]].problems.append(problem)
     return RunPage(

@@ -30,6 +30,7 @@ def environment() -> Environment:
     env.filters["pretty"] = pretty
     env.filters["route"] = route
     env.filters["short"] = short
+    env.filters["mappings"] = mappings
     env.globals["FOLD"] = FOLD
     return env
 
@@ -56,6 +57,12 @@ def pretty(value: Any) -> str:
 def route(ref: str) -> str:
     """A file reference as a URL path (each segment percent-encoded)."""
     return quote(ref, safe="/")
+
+
+def mappings(value: Any) -> list[dict[str, Any]]:
+    """The objects in a JSON list (a critique's scores or problems), whatever else it holds:
+    a trace may carry any shape there."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def short(text: str | None, limit: int = 120) -> str:

@@ -20,7 +20,8 @@ from agentloop.cli import main
 from agentloop.evals import evaluate_sync
 from agentloop.evals.specs import parse_scorer
 from agentloop.events import CritiqueRecorded, ScoreRecorded, ToolResultRecorded
-from agentloop.feedback import add_feedback
+from agentloop.feedback import add_feedback, dpo_export
+from agentloop.feedback.export import read_traces
 from agentloop.replay import diff_traces
 from agentloop.testing import FunctionModel
 from agentloop.trace import annotate
@@ -291,6 +292,11 @@ def test_feedback_is_written_with_add_feedback(folder: Path, runs: dict[str, Pat
     )
     page = http.get(response.headers["location"]).text  # type: ignore[attr-defined]
     assert "Feedback saved" in page and "18 C, cloudy, windy." in page.split('id="step-1"')[1]
+    post_feedback(http, run_ref, correction="It is 18 C and cloudy in Oslo.")
+    [example] = dpo_export(read_traces([runs["weather"]])).examples  # export reads it at once
+    assert example["preferred_output"] == [
+        {"role": "assistant", "content": "It is 18 C and cloudy in Oslo."}
+    ]
     bad = post_feedback(http, run_ref, step="7", rating="up")
     assert bad.status_code == 400 and "step 7 is not a step" in bad.text  # type: ignore[attr-defined]
     assert post_feedback(http, run_ref).status_code == 400  # type: ignore[attr-defined]

@@ -23,6 +23,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from agentloop import read_trace
 from viewer_corpus import (
     HOSTILE,
+    eval_run,
     failed_run,
     fork_of,
     hostile_run,
@@ -67,8 +68,12 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         steps=3,
         finished=False,
     )
+    evals = folder.parent / "evals"
+    eval_run(evals / "old", {"word0", "word1"})
+    eval_run(evals / "new", {f"word{i}" for i in range(6)})
     return {
         "folder": folder,
+        "evals": evals,
         "weather": weather,
         "sunny": weather_run(folder, answer="Sunny and warm!", task="Weather in Oslo today?"),
         "failed": failed_run(folder),
@@ -83,7 +88,8 @@ def server(corpus: dict[str, Path]) -> Iterator[str]:
     """``agentloop view FOLDER --port P``, the real command, until the module's tests end."""
     port = free_port()
     folder = corpus["folder"]
-    command = [sys.executable, "-m", "agentloop.cli", "view", str(folder), "--port", str(port)]
+    command = [sys.executable, "-m", "agentloop.cli", "view", str(folder), str(corpus["evals"])]
+    command += ["--port", str(port)]
     log = (folder.parent / "view.log").open("wb")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -134,7 +140,7 @@ def test_list_filter_open_expand_and_give_feedback(
     page: Page, server: str, corpus: dict[str, Path]
 ) -> None:
     page.goto(server + "/")
-    assert page.locator("tr.run").count() == 6
+    assert page.locator("tr.run").count() == 6 + 12  # and the two evals' traces
     shot(page, "runs.png")
 
     page.select_option("select[name=status]", "failed")
@@ -164,6 +170,15 @@ def test_list_filter_open_expand_and_give_feedback(
         ("down", "18 C, cloudy, and windy from the west.", "forgot the wind", "viewer")
     ]
     shot(page, "feedback.png")
+
+    step = page.locator("#step-0 details.step-feedback")
+    step.locator("summary").click()
+    step.locator("textarea[name=comment]").fill("the right tool, at once")
+    step.get_by_role("button", name="▲ Good").click()
+    page.wait_for_selector("#saved")
+    assert "the right tool, at once" in page.locator("#step-0 .feedback-list").inner_text()
+    last = read_trace(corpus["weather"]).feedback()[-1]
+    assert (last.rating, last.comment, last.about_step) == ("up", "the right tool, at once", 0)
     page.evaluate("window.scrollTo(0, 0)")
     page.set_viewport_size({"width": 1100, "height": 1300})
     shot(page, "readme-run.png")  # the picture in README.md (copied to docs/viewer-run.png)
@@ -181,6 +196,21 @@ def test_compare_two_runs(page: Page, server: str, corpus: dict[str, Path]) -> N
     assert "Sunny and warm!" in first.inner_text()
     assert "First difference at step 1" in page.locator("#verdict").inner_text()
     shot(page, "diff.png", full_page=True)
+
+
+def test_evaluations_plot_and_compare(page: Page, server: str) -> None:
+    page.goto(server + "/evals")
+    assert page.locator("svg#plot rect.bar").count() == 6  # 3 metrics x 2 agent versions
+    page.locator('input[name=a][value="1/old"]').check()
+    page.locator('input[name=b][value="1/new"]').check()
+    page.get_by_role("button", name="Compare A and B").click()
+    page.wait_for_selector("#deltas")
+    assert "mcnemar_exact" in page.locator("#deltas").inner_text()
+    assert page.locator("tr.change-better").count() == 4
+    shot(page, "compare.png", full_page=True)
+    page.locator("tr.change-better a", has_text="diff").first.click()
+    page.wait_for_selector("#verdict")
+    assert "First difference at step 0" in page.locator("#verdict").inner_text()
 
 
 def test_hostile_traces_stay_text(page: Page, server: str, corpus: dict[str, Path]) -> None:

@@ -3,7 +3,6 @@ token and Origin checks on feedback, loopback-only Host, path confinement, escap
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -15,20 +14,18 @@ from urllib.parse import quote
 import pytest
 from starlette.testclient import TestClient
 
-from agentloop import Agent, read_trace
+from agentloop import read_trace
 from agentloop.cli import main
-from agentloop.evals import evaluate_sync
-from agentloop.evals.specs import parse_scorer
 from agentloop.events import CritiqueRecorded, ScoreRecorded, ToolResultRecorded
 from agentloop.feedback import add_feedback, dpo_export
 from agentloop.feedback.export import read_traces
 from agentloop.replay import diff_traces
-from agentloop.testing import FunctionModel
 from agentloop.trace import annotate
 from agentloop.viewer import create_app
 from agentloop.viewer.security import CSP
 from viewer_corpus import (
     LONG_RESULT,
+    eval_run,
     failed_run,
     fork_of,
     hostile_run,
@@ -408,33 +405,9 @@ def test_diff_uses_the_traces_diff_alignment(folder: Path) -> None:
     assert client(folder).get("/diff", params={"a": ref(folder, a)}).status_code == 400
 
 
-def _eval(tmp_path: Path, label: str, right: set[str]) -> Path:
-    dataset = tmp_path / "cases.jsonl"
-    dataset.write_text(
-        "".join(
-            json.dumps({"id": f"c{i}", "input": f"Say word{i}", "expected": f"word{i}"}) + "\n"
-            for i in range(6)
-        )
-    )
-
-    def answer(messages: list, call: object) -> str:
-        word = str(messages[-1].content).split()[-1]
-        return word if word in right else "no idea"
-
-    agent = Agent(FunctionModel(answer), name=label, instructions=label)
-    run = evaluate_sync(
-        dataset,
-        agent,
-        scorers=parse_scorer("contains"),
-        run_dir=tmp_path / "traces" / "evals" / label,
-        concurrency=1,
-    )
-    return run.path
-
-
-def test_evaluations_pages(folder: Path, tmp_path: Path) -> None:
-    _eval(tmp_path, "old", {"word0", "word1"})
-    _eval(tmp_path, "new", {f"word{i}" for i in range(6)})
+def test_evaluations_pages(folder: Path) -> None:
+    eval_run(folder / "evals" / "old", {"word0", "word1"})
+    eval_run(folder / "evals" / "new", {f"word{i}" for i in range(6)})
     http = client(folder)
     listing = http.get("/evals").text
     assert "old" in listing and "new" in listing and "<svg" in listing

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from agentloop import Agent, ModelResponse, replay_sync, tool
 from agentloop.errors import RunError
+from agentloop.evals import evaluate_sync
+from agentloop.evals.specs import parse_scorer
 from agentloop.events import (
     ModelRequested,
     ModelResponded,
@@ -19,8 +21,8 @@ from agentloop.events import (
     ToolCallRequested,
     ToolResultRecorded,
 )
-from agentloop.messages import ToolMessage, Usage, UserMessage
-from agentloop.testing import ScriptedModel
+from agentloop.messages import Message, ToolMessage, Usage, UserMessage
+from agentloop.testing import FunctionModel, ScriptedModel
 from agentloop.trace import TraceHeader
 
 LONG_RESULT = "Oslo weather report. " * 60 + "END-OF-REPORT"
@@ -87,6 +89,29 @@ def fork_of(trace: Path, folder: Path) -> Path:
     result = replay_sync(trace, trace_dir=folder)
     assert result.trace_path is not None
     return result.trace_path
+
+
+def eval_run(run_dir: Path, right: set[str]) -> Path:
+    """An eval of an agent (named after ``run_dir``) that says ``wordN`` when asked to and it
+    is in ``right``, on six cases scored with ``contains``; its dataset lies beside it."""
+    dataset = run_dir.parent / "cases.jsonl"
+    dataset.parent.mkdir(parents=True, exist_ok=True)
+    dataset.write_text(
+        "".join(
+            json.dumps({"id": f"c{i}", "input": f"Say word{i}", "expected": f"word{i}"}) + "\n"
+            for i in range(6)
+        )
+    )
+
+    def answer(messages: list[Message], call: object) -> str:
+        word = str(messages[-1].content).split()[-1]
+        return word if word in right else "no idea"
+
+    agent = Agent(FunctionModel(answer), name=run_dir.name, instructions=run_dir.name)
+    run = evaluate_sync(
+        dataset, agent, scorers=parse_scorer("contains"), run_dir=run_dir, concurrency=1
+    )
+    return run.path
 
 
 def synthetic_trace(

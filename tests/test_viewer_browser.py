@@ -8,8 +8,8 @@ here. Screenshots land in ``test-output/viewer/``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -49,13 +49,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("viewer") / "traces"
@@ -85,30 +78,31 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def server(corpus: dict[str, Path]) -> Iterator[str]:
-    """``agentloop view FOLDER --port P``, the real command, until the module's tests end."""
-    port = free_port()
+    """``agentloop view TRACES EVALS --port 0``, the real command, until the module's tests
+    end; the port the system gave is read from what the command announces."""
     folder = corpus["folder"]
     command = [sys.executable, "-m", "agentloop.cli", "view", str(folder), str(corpus["evals"])]
-    command += ["--port", str(port)]
-    log = (folder.parent / "view.log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    log_path = folder.parent / "view.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([*command, "--port", "0"], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while True:
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/", log_path.read_text())
         try:
-            with urllib.request.urlopen(base + "/static/viewer.css", timeout=2):
-                break
+            if found:
+                base = found.group(0).rstrip("/")
+                with urllib.request.urlopen(base + "/static/viewer.css", timeout=2):
+                    break
         except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                process.wait()
-                said = (folder.parent / "view.log").read_text()
-                raise AssertionError(f"agentloop view did not start: {said}") from None
-            time.sleep(0.1)
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            raise AssertionError(f"agentloop view did not start: {log_path.read_text()}")
+        time.sleep(0.1)
     yield base
     process.terminate()
     process.wait(timeout=10)
-    log.close()
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,9 @@ def register(
         default=[DEFAULT_TRACE_DIR],
         help="folders of traces and eval runs, searched recursively (default: ./traces)",
     )
-    view.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 8765)")
+    view.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port (default 8765; 0: any free one)"
+    )
     view.add_argument("--open", action="store_true", help="open the viewer in a browser tab")
     view.add_argument("--read-only", action="store_true", help="show only: take no feedback")
     view.set_defaults(handler=cmd_view)

@@ -120,7 +120,7 @@ def browser(server: str) -> Iterator[Browser]:
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     tab = context.new_page()
-    tab.set_default_timeout(15_000)
+    tab.set_default_timeout(30_000)
     yield tab
     context.close()
 
@@ -247,8 +247,8 @@ def test_live_mode_follows_a_trace_being_written(
     lines = full.read_text().splitlines()
     full.unlink()
     path.write_text("\n".join(lines[:9]) + "\n")
-    page.wait_for_selector("#step-1", timeout=10_000)
+    page.wait_for_selector("#step-1", timeout=30_000)
     path.write_text("\n".join(lines) + "\n")
-    page.wait_for_selector("#outcome", timeout=10_000)
+    page.wait_for_selector("#outcome", timeout=30_000)
     assert "done after 3 steps" in page.locator("#outcome").inner_text()
     assert page.locator("#live").count() == 0

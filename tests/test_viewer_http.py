@@ -15,14 +15,17 @@ import pytest
 from starlette.testclient import TestClient
 
 from agentloop import read_trace
+from agentloop import trace as trace_module
 from agentloop.cli import main
 from agentloop.events import CritiqueRecorded, ScoreRecorded, ToolResultRecorded
 from agentloop.feedback import add_feedback, dpo_export
 from agentloop.feedback.export import read_traces
 from agentloop.replay import diff_traces
+from agentloop.terminal import escape
 from agentloop.trace import annotate
 from agentloop.viewer import create_app
 from agentloop.viewer.security import CSP
+from test_cli_hostile import corpus as hostile_corpus
 from viewer_corpus import (
     LONG_RESULT,
     eval_run,
@@ -452,3 +455,35 @@ def test_the_view_command_names_what_to_fix(
         port = taken.getsockname()[1]
         assert main(["view", str(tmp_path), "--port", str(port)]) == 2
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_every_route_over_hostile_and_broken_traces(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's hostile corpus (tests/test_cli_hostile.py): control sequences everywhere, deep
+    nesting, huge, torn, non-UTF-8 and newer-format files. Valid ones show; broken ones are
+    left out of the list and answer a clear 4xx, never a server error."""
+    monkeypatch.setattr(trace_module, "MAX_LINE_BYTES", 4096)
+    valid, bad = hostile_corpus(folder)
+    http = client(folder)
+    listing = http.get("/")
+    assert listing.status_code == 200
+    readable = [*valid, *(folder / "made").glob("*.jsonl")]  # the corpus's sources too
+    expected = sorted(escape(read_trace(p).run_id) for p in readable)  # written out, as below
+    assert sorted(listed(listing.text)) == expected
+    assert "\u202e" not in listing.text and "\x1b" not in listing.text
+    for path in valid:
+        name = "/runs/0/" + quote(path.name)
+        page = http.get(name)
+        assert page.status_code == 200
+        assert "\u202e" not in page.text and "\x1b" not in page.text and "\r" not in page.text
+        assert "\\u202eevil" in page.text and "\\x1b[31mred" in page.text  # shown, not obeyed
+        assert http.get(name + "/state").json()["finished"] is True
+        assert (
+            http.get("/diff", params={"a": "0/" + path.name, "b": "0/" + path.name}).status_code
+            == 200
+        )
+    for path in bad:
+        response = http.get("/runs/0/" + quote(path.name))
+        assert response.status_code in (404, 422), path.name
+        assert "Traceback" not in response.text

@@ -18,6 +18,7 @@ Catch ``AgentLoopError`` to catch them all. The tree::
           ModelRateLimited      429 that retries could not get past
           ContextWindowExceeded the conversation no longer fits the model's context
         ModelResponseError      the answer could not be used (malformed body, empty twice)
+          OutputTruncated       the answer was cut off by the token limit (finish_reason=length)
       RunError                  a run stopped early; carries the partial result and trace path
         RunLimitExceeded        a budget ran out
           MaxStepsExceeded
@@ -142,6 +143,17 @@ class ContextWindowExceeded(ModelHTTPError):
 
 class ModelResponseError(ModelError):
     """The model's answer could not be used."""
+
+
+class OutputTruncated(ModelResponseError):
+    """The model's output was cut off by the token limit (``finish_reason="length"``) before it
+    held a complete action: it is neither run nor taken as the answer. ``text`` is what the
+    model wrote before the cut. Retrying with the same settings would be cut again; raise
+    ``max_tokens``."""
+
+    def __init__(self, message: str, *, text: str, model: str = "", endpoint: str = "") -> None:
+        super().__init__(message, model=model, endpoint=endpoint)
+        self.text = text
 
 
 class RunError(AgentLoopError):

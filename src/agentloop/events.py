@@ -100,6 +100,8 @@ class RunFailed(BaseEvent):
     error_type: str
     message: str
     attempts: list[RequestAttempt] = Field(default_factory=list)
+    partial_output: str | None = None
+    """For ``output_truncated``: what the model wrote before the token limit cut it off."""
     usage: Usage
     steps: int
     tool_calls: int

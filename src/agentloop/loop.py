@@ -26,13 +26,14 @@ from agentloop.actions import (
     parse_actions,
     with_unique_call_ids,
 )
-from agentloop.dispatch import ToolOutcome, ToolRunner, run_tool_calls
+from agentloop.dispatch import OutcomeListener, ToolAborted, ToolOutcome, ToolRunner, run_tool_calls
 from agentloop.errors import (
     AgentLoopError,
     MaxStepsExceeded,
     MaxToolCallsExceeded,
     ModelError,
     ModelResponseError,
+    OutputTruncated,
     ReplayDiverged,
     RetryBudgetExhausted,
     RunTimeout,
@@ -60,6 +61,7 @@ from agentloop.messages import (
     UserMessage,
 )
 from agentloop.observations import MISTAKES, Observation
+from agentloop.redaction import redact_log_event
 from agentloop.result import RunResult, StopReason
 from agentloop.spec import AgentSpec
 from agentloop.trace import TraceHeader, TraceWriter, new_run_id, now_iso, trace_path
@@ -69,7 +71,7 @@ _stdlib_log = logging.getLogger("agentloop")
 _log = structlog.wrap_logger(
     _stdlib_log,
     wrapper_class=structlog.stdlib.BoundLogger,
-    processors=[structlog.stdlib.render_to_log_kwargs],
+    processors=[redact_log_event, structlog.stdlib.render_to_log_kwargs],
 )
 EMPTY_RESPONSE_NUDGE = (
     "Your last reply was empty. Call one of the tools, or give your final answer as text."
@@ -100,6 +102,8 @@ class Run:
         listeners = (*capture_listeners.get(), *((listener,) if listener else ()))
         self.listeners = listeners
         self.redact = spec.redact
+        # Every log entry of this run goes through the run's redactor (a structlog processor).
+        self.log = _log.bind(run_id=self.run_id, _redactor=self.redact)
         self.messages: list[Message] = []
         system = spec.system_prompt
         if system:
@@ -129,7 +133,7 @@ class Run:
     # -- the loop ------------------------------------------------------------------------
 
     async def execute(self) -> RunResult:
-        _log.info("run started", run_id=self.run_id, model=self.model.name)
+        self.log.info("run started", model=self.model.name)
         deadline = asyncio.timeout(self.limits.run_timeout)
         try:
             try:
@@ -142,14 +146,30 @@ class Run:
         except asyncio.CancelledError:
             self.end(RunCancelled, reason="cancelled", interrupted_calls=sorted(self.pending))
             raise
+        except ToolAborted as aborted:  # SystemExit/KeyboardInterrupt from a tool
+            original = aborted.original
+            self.end(
+                RunFailed,
+                reason="error",
+                error_type=type(original).__name__,
+                message=self.redact(f"{aborted}: {original}"),
+            )
+            raise original from None
+        except (KeyboardInterrupt, SystemExit) as exc:
+            self.end(RunFailed, reason="error", error_type=type(exc).__name__, message=str(exc))
+            raise
         except Exception as exc:
             reason = _stop_reason(exc)
+            # The raw text: the logger's redaction processor masks it, like any log entry.
+            self.log.warning("run failed", reason=reason, error=f"{type(exc).__name__}: {exc}")
+            extra = {"partial_output": exc.text} if isinstance(exc, OutputTruncated) else {}
             self.end(
                 RunFailed,
                 reason=reason,
                 error_type=type(exc).__name__,
                 message=self.redact(str(exc)),
                 attempts=list(getattr(exc, "attempts", ())),
+                **extra,
             )
             if isinstance(exc, AgentLoopError):
                 exc.partial = self.result(None, reason)
@@ -163,6 +183,8 @@ class Run:
             self.check_step_budget()
             response = await self.ask_model()
             actions = parse_actions(response, self.tools)
+            if not actions or isinstance(actions, FinalAnswer):
+                self.check_not_cut_off(response)
             if isinstance(actions, FinalAnswer):
                 self.warn_if_unparsed_tool_call(response)
                 return actions.text
@@ -189,10 +211,27 @@ class Run:
         self.usage += response.usage
         self.emit(ModelResponded, response=response)
         for attempt in response.attempts:
-            _log.warning("model request retried", run_id=self.run_id, **attempt.model_dump())
+            self.log.warning("model request retried", **attempt.model_dump())
         if response.text or response.tool_calls:
             self.messages.append(response.to_message())
         return response
+
+    def check_not_cut_off(self, response: ModelResponse) -> None:
+        """A reply cut off by the token limit with no tool call is no answer: retrying with the
+        same settings would be cut again, so the run stops and says what to raise."""
+        if response.finish_reason != "length":
+            return
+        text = response.text or ""
+        limit = self.settings.max_tokens
+        raise OutputTruncated(
+            f"the model's output was cut off by the token limit (finish_reason=length) after "
+            f"{len(text)} characters, before it held a complete action; it was neither run nor "
+            f"taken as the answer. Raise max_tokens (now "
+            f"{limit if limit is not None else 'the model default'}: ModelSettings(max_tokens="
+            "...), or max_tokens in the agent file's [settings])",
+            text=text,
+            model=self.model.name,
+        )
 
     def nudge_after_empty_response(self, response: ModelResponse) -> None:
         last = self.messages[-1]
@@ -219,17 +258,27 @@ class Run:
         self.check_tool_call_budget(len(actions))
         for action in actions:
             self.record_call(action)
+        for action in actions:
+            if isinstance(action, RejectedCall):
+                self.journal(action, action.observation, None)
         calls = [a for a in actions if isinstance(a, ToolCall)]
         self.pending.update(c.call_id for c in calls)
-        ran = await self.run_tools(actions, self.step)
+
+        def done(outcome: ToolOutcome) -> None:  # each result reaches the trace as it exists
+            if outcome.call.call_id in self.pending:
+                self.pending.discard(outcome.call.call_id)
+                self.journal(outcome.call, outcome.observation, outcome)
+
+        ran = await self.run_tools(actions, self.step, done)
+        for finished in ran:
+            done(finished)  # a runner that did not report it
         self.pending.clear()
         outcomes = {o.call.call_id: o for o in ran}
         mistakes = 0
         for action in actions:
-            outcome = outcomes.get(action.call_id)
             observation = action.observation if isinstance(action, RejectedCall) else None
             observation = observation or outcomes[action.call_id].observation
-            self.record_result(action, observation, outcome)
+            self.add_observation(action, observation)
             mistakes += observation.error in MISTAKES
         failed = [o for o in ran if o.exception is not None]
         if failed and self.limits.tool_errors == "raise":
@@ -242,9 +291,11 @@ class Run:
             ) from exc
         self.count_mistakes(mistakes)
 
-    async def run_tools_live(self, calls: Sequence[Call], step: int) -> list[ToolOutcome]:
+    async def run_tools_live(
+        self, calls: Sequence[Call], step: int, done: OutcomeListener
+    ) -> list[ToolOutcome]:
         valid = [c for c in calls if isinstance(c, ToolCall)]
-        return await run_tool_calls(valid, self.limits, self.spec.approver)
+        return await run_tool_calls(valid, self.limits, self.spec.approver, done)
 
     def check_tool_call_budget(self, asked: int) -> None:
         limit = self.limits.max_tool_calls
@@ -267,9 +318,8 @@ class Run:
             rejection=action.observation.error if isinstance(action, RejectedCall) else None,
         )
 
-    def record_result(
-        self, action: Call, observation: Observation, outcome: ToolOutcome | None
-    ) -> None:
+    def journal(self, action: Call, observation: Observation, outcome: ToolOutcome | None) -> None:
+        """Write one call's result to the trace (as soon as it exists)."""
         self.emit(
             ToolResultRecorded,
             call_id=action.call_id,
@@ -282,13 +332,22 @@ class Run:
             approval=outcome.approval if outcome else None,
         )
         if _stdlib_log.isEnabledFor(logging.DEBUG):  # per call: skip structlog's work when off
-            _log.debug(
+            self.log.debug(
                 "tool call",
-                run_id=self.run_id,
                 tool=action.part.name,
                 error=observation.error,
                 duration_ms=round(outcome.duration_ms, 2) if outcome else 0.0,
             )
+        if outcome is not None and outcome.still_running:
+            self.emit(
+                RunWarned,
+                kind="tool_still_running",
+                message=f"{action.part.name!r} (call {action.call_id}) timed out and its thread "
+                "is still running in the background; it cannot be stopped",
+            )
+
+    def add_observation(self, action: Call, observation: Observation) -> None:
+        """Put one call's observation into the conversation (in call order, after the step)."""
         content = observation.content
         if self.spec.delimit_tool_results and observation.error in (None, "retry"):
             # What the tool said (its result, or its ToolRetry message) is outside data; the
@@ -334,7 +393,7 @@ class Run:
         finally:
             if self.writer is not None:
                 self.writer.close()
-        _log.info("run ended", run_id=self.run_id, outcome=kind.__name__, steps=self.step)
+        self.log.info("run ended", outcome=kind.__name__, steps=self.step)
 
     @property
     def trace_path(self) -> Path | None:
@@ -362,6 +421,7 @@ def _stop_reason(exc: BaseException) -> StopReason:
         (RunTimeout, "run_timeout"),
         (RetryBudgetExhausted, "retry_budget"),
         (ToolExecutionError, "tool_error"),
+        (OutputTruncated, "output_truncated"),
         (ModelError, "model_error"),
         (ReplayDiverged, "replay_diverged"),
     ]

@@ -16,6 +16,7 @@ StopReason: TypeAlias = Literal[
     "retry_budget",
     "tool_error",
     "model_error",
+    "output_truncated",
     "replay_diverged",
     "cancelled",
     "error",

@@ -9,6 +9,7 @@ arguments raise ``InvalidArguments`` listing each as ``path: message``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -424,11 +425,17 @@ def _nearest_base(bases: dict[tuple[Any, ...], str], path: tuple[Any, ...]) -> s
 
 
 def source_hash(function: Callable[..., Any]) -> str:
-    """A hash of the function's source, or of its qualified name if no source exists.
+    """A hash of the function's source and of its module's whole source (the helpers,
+    constants and bounds it uses live there), or of its qualified name if no source exists.
     Partials and decorated functions hash the code they wrap; callable objects their class."""
     target = underlying(function)
     try:
         text = inspect.getsource(target)
     except (OSError, TypeError):
         text = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', '')}"
+    module = inspect.getmodule(target)
+    if module is not None:
+        # No file (a notebook cell, a built-in): the function's own code only.
+        with contextlib.suppress(OSError, TypeError):
+            text += "\n# module\n" + inspect.getsource(module)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -23,6 +23,7 @@ from agentloop.cli._output import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    add_model_options,
     message,
     out,
     positive_int,
@@ -32,6 +33,7 @@ from agentloop.cli.render import event_lines, plural, result_json, usage_json, u
 from agentloop.errors import AgentLoopError, TraceError, UserError
 from agentloop.events import BaseEvent, EventListener, RunCancelled, RunFailed, RunFinished
 from agentloop.loading import load_tools
+from agentloop.models import infer_model
 from agentloop.result import RunResult
 from agentloop.settings import USE_AGENT_DEFAULT
 from agentloop.terminal import escape
@@ -59,6 +61,7 @@ def register(
         help="model string, e.g. 'openai:<name>' for an OpenAI-compatible endpoint "
         "(OPENAI_BASE_URL, OPENAI_API_KEY); with --agent, replaces the file's model",
     )
+    add_model_options(run)
     run.add_argument(
         "--agent",
         metavar="FILE",
@@ -97,19 +100,22 @@ def register(
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the agent, printing progress to stderr and the answer (or JSON) to stdout."""
     max_steps = args.max_steps if args.max_steps is not None else USE_AGENT_DEFAULT
+    options = dict(args.model_options)
+    if options and args.model is None:
+        raise UserError("--model-option needs --model (an agent file sets model_options itself)")
     if args.agent is not None:
         if args.tools or args.instructions is not None:
             raise UserError("with --agent, put tools and instructions in the agent file")
-        agent = load_agent(
-            args.agent, model=args.model, trace_dir=args.trace_dir, max_steps=max_steps
-        )
+        model = infer_model(args.model, **options) if args.model is not None else None
+        agent = load_agent(args.agent, model=model, trace_dir=args.trace_dir, max_steps=max_steps)
         say(f"agent {escape(args.agent)}, version {agent.config_hash}")
     elif args.model is None:
         raise UserError("give --model MODEL or --agent FILE")
     else:
+        tools = load_tools(args.tools)
         agent = Agent(
-            args.model,
-            tools=load_tools(args.tools),
+            infer_model(args.model, **options),
+            tools=tools,
             instructions=args.instructions,
             max_steps=max_steps,
             trace_dir=args.trace_dir,
@@ -248,4 +254,4 @@ def _report_cancelled(args: argparse.Namespace, agent: Agent, progress: _Progres
 
 def _emit_json(agent: Agent, data: dict[str, Any]) -> None:
     # json.dumps escapes every control character (ensure_ascii), so the line is terminal-safe.
-    out(agent.redact(json.dumps(data)))
+    out(json.dumps(agent.redact.value(data)))

@@ -24,15 +24,17 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import quote
 
 from pydantic import ValidationError
 
+from agentloop import trace as trace_module
 from agentloop.errors import TraceError, UserError
 from agentloop.events import (
     ANNOTATION_TYPES,
     TERMINAL_TYPES,
+    Event,
     EventAdapter,
     FeedbackRecorded,
     RunCancelled,
@@ -49,8 +51,12 @@ MAX_FOLDERS = 10
 REFRESH_EVERY_S = 1.0
 STATUSES = ("finished", "failed", "cancelled", "incomplete")
 _STATUS = {"run_finished": "finished", "run_failed": "failed", "run_cancelled": "cancelled"}
-_TYPE = re.compile(rb'"type":"([a-z_]+)"')
-_NAME = re.compile(rb'"type":"tool_call","call_id":"(?:[^"\\]|\\.)*","name":"((?:[^"\\]|\\.)*)"')
+_KNOWN = frozenset(kind.model_fields["type"].default for kind in get_args(get_args(Event)[0]))
+"""Event types whose lines the index reads by pattern; any other line must parse as an event."""
+_TYPE = re.compile(rb'"type":\s*"([a-z_]+)"')
+"""An event line's type, read by pattern: agentloop writes ``run_id``, ``step``, ``seq``, ``ts``
+and ``type`` first (JSON whitespace allowed, as any JSON writer may add it)."""
+_NAME = re.compile(rb'"call_id":\s*"(?:[^"\\]|\\.)*",\s*"name":\s*"((?:[^"\\]|\\.)*)"')
 _COLUMNS = (
     "path",
     "mtime_ns",
@@ -414,6 +420,8 @@ def summarize_trace(path: Path) -> dict[str, Any]:
     except OSError as exc:
         return {"error": f"cannot read: {exc.strerror}"}
     lines = data.split(b"\n")
+    if any(len(line) > trace_module.MAX_LINE_BYTES for line in lines):
+        return {"error": "a line longer than a trace line may be"}
     try:
         header = parse_header(path, lines[0])
     except TraceError as exc:
@@ -439,9 +447,14 @@ def summarize_trace(path: Path) -> dict[str, Any]:
     }
     tools: list[str] = []
     last_kind = ""
-    for line in lines[1:]:
+    body = lines[1:-1] if lines[-1] == b"" else lines[1:]
+    for number, line in enumerate(body):
         found = _TYPE.search(line, 0, 400)
         kind = found.group(1).decode() if found else ""
+        if kind not in _KNOWN:
+            if number == len(body) - 1 and lines[-1] != b"":
+                break  # a torn last line: the writer is mid-line, or died there
+            return {"error": f"line {number + 2} is not a trace event"}
         if kind == "model_response":
             facts["steps"] += 1
         elif kind == "tool_call":
@@ -466,7 +479,7 @@ def _tool_name(line: bytes) -> Any:
         if found:
             return json.loads(b'"' + found.group(1) + b'"')
         value = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return value.get("name") if isinstance(value, dict) else None
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agentloop import trace as trace_module
 from agentloop.errors import TraceError
 from agentloop.events import (
     ANNOTATION_TYPES,
@@ -34,8 +35,8 @@ from agentloop.events import (
 from agentloop.trace import TraceHeader, parse_header
 
 STEPS_PER_PAGE = 50
-_STEP = re.compile(rb'"step":(\d+)')
-_TYPE = re.compile(rb'"type":"([a-z_]+)"')
+_STEP = re.compile(rb'"step":\s*(\d+)')
+_TYPE = re.compile(rb'"type":\s*"([a-z_]+)"')
 
 
 @dataclass
@@ -97,11 +98,18 @@ def load_run_page(path: Path, page: int = 1, per_page: int = STEPS_PER_PAGE) -> 
         lines.pop()
     if not lines or not lines[0].strip():
         raise TraceError(f"{path} is empty, not an agentloop trace")
+    limit = trace_module.MAX_LINE_BYTES
+    if any(len(line) > limit for line in lines):
+        raise TraceError(
+            f"{path} has a line over {limit // 2**20} MiB; not a trace agentloop wrote"
+        )
     header = parse_header(path, lines[0])
     body = lines[1:]
     tail = _tail(body)
     end = len(body) - len(tail)
-    step_of = [_step(line) for line in body[:end]]
+    step_of = [
+        _step(line, torn and number == len(body) - 1) for number, line in enumerate(body[:end])
+    ]
     step_count = max(step_of, default=-1) + 1
     pages = max(1, -(-step_count // per_page))
     page = min(max(page, 1), pages)
@@ -166,9 +174,14 @@ def _tail(body: list[bytes]) -> list[Event]:
     return found[::-1]
 
 
-def _step(line: bytes) -> int:
+def _step(line: bytes, last: bool) -> int:
+    """The step a line belongs to, by pattern; a line without one is parsed, so one that is
+    not an event raises (or, a torn last line, counts as no step: -1)."""
     found = _STEP.search(line, 0, 400)
-    return int(found.group(1)) if found else -1
+    if found:
+        return int(found.group(1))
+    event = _parse(line, last)
+    return event.step if event is not None else -1
 
 
 def _parse(line: bytes, last: bool) -> Event | None:

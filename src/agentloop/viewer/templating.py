@@ -2,7 +2,10 @@
 names an error, and the few filters the templates need (times, JSON, route URLs).
 
 Autoescape is what makes a ``<script>`` in tool output show as text: every ``{{ value }}`` is
-HTML-escaped unless a template marks it safe, and no template marks trace text safe.
+HTML-escaped unless a template marks it safe, and no template marks trace text safe. Before
+that, every string shown passes through ``agentloop.terminal.escape``, as on the terminal:
+control characters, bidirectional overrides and zero-width characters appear as ``\\u202e``
+and the like, so hidden text cannot reorder or hide what a person reads.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from typing import Any
 from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from agentloop.terminal import escape
 
 FOLD = 600
 """Characters of a long value shown before it folds behind an expand."""
@@ -25,6 +31,7 @@ def environment() -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=visible,
     )
     env.filters["when"] = when
     env.filters["pretty"] = pretty
@@ -33,6 +40,16 @@ def environment() -> Environment:
     env.filters["mappings"] = mappings
     env.globals["FOLD"] = FOLD
     return env
+
+
+def visible(value: Any) -> Any:
+    """A string with its invisible and control characters written out (``terminal.escape``);
+    other values, and HTML the templates made themselves (``Markup``), as they are."""
+    if not isinstance(value, str) or isinstance(value, Markup):
+        return value
+    if value.replace("\n", "").replace("\t", "").isprintable():
+        return value
+    return escape(value)
 
 
 def when(value: float | str | None) -> str:

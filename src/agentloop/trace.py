@@ -266,7 +266,7 @@ def read_trace(path: str | os.PathLike[str]) -> Trace:
                 f"{file}:{number}: a line of {len(line) // 2**20} MiB, more than the "
                 f"{MAX_LINE_BYTES // 2**20} MiB a trace line may hold; not a trace agentloop wrote"
             )
-    header = _read_header(file, lines[0])
+    header = parse_header(file, lines[0])
     events: list[Event] = []
     for number, line in enumerate(lines[1:], start=2):
         try:
@@ -281,6 +281,19 @@ def read_trace(path: str | os.PathLike[str]) -> Trace:
     return Trace(path=file, header=header, events=events, torn=torn)
 
 
+def read_header(path: str | os.PathLike[str]) -> TraceHeader:
+    """Only a trace's first line, its header: what a listing needs, without reading the events."""
+    file = Path(path)
+    try:
+        with file.open("rb") as handle:
+            line = handle.readline()
+    except OSError as exc:
+        raise TraceError(f"cannot read trace {file}: {exc.strerror}") from None
+    if not line.strip():
+        raise TraceError(f"{file} is empty, not an agentloop trace")
+    return parse_header(file, line)
+
+
 def iter_trace_files(trace_dir: str | os.PathLike[str]) -> Iterator[Path]:
     """Trace files in a folder, newest first."""
     folder = Path(trace_dir)
@@ -290,7 +303,9 @@ def iter_trace_files(trace_dir: str | os.PathLike[str]) -> Iterator[Path]:
     return iter(files)
 
 
-def _read_header(file: Path, line: bytes) -> TraceHeader:
+def parse_header(file: Path, line: bytes) -> TraceHeader:
+    """The header on a trace's first line; ``TraceError`` if it is not one, ``TraceFormatError``
+    if its format is newer than this agentloop reads."""
     try:
         raw = json.loads(line)
     except (ValueError, RecursionError):

@@ -49,6 +49,7 @@ LAYERS: dict[str, int] = {
     "divergence": 7,
     "recording": 7,
     "loading": 6,
+    "otel": 6,
     "render": 7,
     "cli": 8,
     "viewer": 8,

@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentloop._sync import run_blocking
 from agentloop.dispatch import Approver, ToolRunner
@@ -34,7 +34,11 @@ from agentloop.result import RunResult
 from agentloop.safety import UNTRUSTED_NOTICE
 from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, RunLimits, UseAgentDefault
 from agentloop.tools import Tool, Toolset
+from agentloop.trace import RunObserver
 from agentloop.types import ToolErrorPolicy
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 
 class Agent:
@@ -60,13 +64,18 @@ class Agent:
         redact_patterns: Iterable[str] = (),
         approver: Approver | None = None,
         delimit_tool_results: bool = True,
+        otel: bool | TracerProvider = False,
     ) -> None:
         """``tools`` are ``Tool`` objects or plain typed functions; ``trace_dir=None`` turns
         tracing off. ``secrets`` (and the model's API key) are masked in traces and logs, as is
         text matching ``redact_patterns``. ``approver`` decides calls to tools marked
         ``requires_approval``; without one they are denied. ``delimit_tool_results`` wraps
         what tools return in ``<tool_output>`` tags that the system prompt explains, so the
-        model treats it as data, not instructions (the trace keeps the raw result)."""
+        model treats it as data, not instructions (the trace keeps the raw result).
+        ``otel=True`` also writes each run as OpenTelemetry spans (to the application's tracer
+        provider, or one configured from the standard ``OTEL_*`` environment); ``otel=`` a
+        ``TracerProvider`` sends them there. It needs ``agentloop[otel]``; see
+        ``agentloop.otel``."""
         self.model = infer_model(model)
         self.tools = Toolset(tools)
         self.instructions = instructions
@@ -85,7 +94,11 @@ class Agent:
         self.delimit_tool_results = delimit_tool_results
         self._config_cache: tuple[tuple[Any, ...], dict[str, Any], str] | None = None
         self.redact = Redactor([*secrets, *self.model.secrets()], redact_patterns)
-        """Masks secrets in everything this agent writes (traces, logs)."""
+        """Masks secrets in everything this agent writes (traces, logs, spans)."""
+        self.run_observers: tuple[RunObserver, ...] = ()
+        """Called as each run starts, for more listeners to its events (OpenTelemetry)."""
+        if otel is not False:
+            self.run_observers = (_otel_observer(otel, self.redact),)
 
     @classmethod
     def from_file(cls, path: str | Path, **options: Any) -> Agent:
@@ -262,6 +275,14 @@ class AgentRun:
             self._task.result()  # re-raise the run's error, if any
             raise StopAsyncIteration
         return event
+
+
+def _otel_observer(otel: bool | TracerProvider, redact: Redactor) -> RunObserver:
+    try:
+        from agentloop.otel import run_observer
+    except ImportError as exc:
+        raise UserError(str(exc)) from None
+    return run_observer(None if isinstance(otel, bool) else otel, redact=redact)
 
 
 def config_hash(config: dict[str, Any]) -> str:

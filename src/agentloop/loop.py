@@ -119,7 +119,7 @@ class Run:
         self.pending: set[str] = set()
         self.started = time.perf_counter()
         self.writer: TraceWriter | None = None
-        if trace_dir is not None:
+        if trace_dir is not None or agent.run_observers:
             header = TraceHeader(
                 run_id=self.run_id,
                 created=now_iso(),
@@ -130,7 +130,9 @@ class Run:
                 parent=parent,
                 metadata=metadata,
             )
-            self.writer = TraceWriter(trace_path(trace_dir, self.run_id), header, self.redact)
+            if trace_dir is not None:
+                self.writer = TraceWriter(trace_path(trace_dir, self.run_id), header, self.redact)
+            self.listeners += tuple(observe(header) for observe in agent.run_observers)
 
     # -- the loop ------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -27,6 +27,7 @@ from agentloop.events import (
     CritiqueRecorded,
     Event,
     EventAdapter,
+    EventListener,
     FeedbackRecorded,
     ModelResponded,
     RunFinished,
@@ -61,6 +62,11 @@ class TraceHeader(BaseModel):
     parent: dict[str, Any] | None = None
     """For a replay, fork or resume: which run it came from and at which step."""
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+RunObserver: TypeAlias = Callable[[TraceHeader], EventListener]
+"""Called as a run starts, with the header its trace begins with; returns a listener for the
+run's events (the OpenTelemetry integration's span writer is one)."""
 
 
 class TraceWriter:

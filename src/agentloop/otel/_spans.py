@@ -1,0 +1,313 @@
+"""``SpanWriter``: one run's events, as the trace writer receives them, turned into spans.
+
+A run becomes a tree: the root ``invoke_agent {agent}`` span, under it one ``chat {model}``
+span per model request and one ``execute_tool {tool}`` span per tool call. Tool calls a model
+asked for together are siblings, under the root beside the chat span that asked for them. A
+replay, fork or resume links its root span to its parent run's root span.
+
+The same class serves a live run (as an event listener, spans ending as their events happen)
+and a recorded trace (``agentloop export otel``, the events read back from the file): there is
+no second way of making spans. Times are the events' own timestamps, so both give the same
+spans. Content (messages, tool arguments and results) is added only when capture is on, taken
+from the event's JSON after the run's redactor ran on it, exactly as the trace line is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import set_span_in_context as in_span
+
+from agentloop.events import (
+    BaseEvent,
+    ModelRequest,
+    ModelResponded,
+    RunCancelled,
+    RunFailed,
+    RunFinished,
+    RunWarning,
+    ToolCallRequested,
+    ToolResult,
+)
+from agentloop.otel import _conventions as sc
+from agentloop.otel._ids import ROOT, planned, root_context
+from agentloop.trace import TraceHeader
+
+_log = logging.getLogger("agentloop.otel")
+MAX_NAME = 100
+"""Span names hold the model's tool name; a longer one is cut (the attribute keeps it whole)."""
+CANCELLED = "CancelledError"
+INTERRUPTED = "interrupted"
+INCOMPLETE = "incomplete"
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1_000_000_000)
+
+
+def _redacted(redact: Callable[[str], str] | None, item: Any) -> dict[str, Any]:
+    """The JSON form of an event or header, redacted as the trace writer redacts its line."""
+    line = item.model_dump_json()
+    data: dict[str, Any] = json.loads(redact(line) if redact else line)
+    return data
+
+
+class SpanWriter:
+    """An event listener that writes one run's spans with ``tracer``.
+
+    ``header`` is the run's trace header (its id, agent, parent). ``redact`` is the run's
+    redactor (``None`` for events read from a trace, which are redacted already). ``context``
+    is where the root span goes: ``None`` puts it under the current span, if any.
+    """
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        header: TraceHeader,
+        *,
+        redact: Callable[[str], str] | None = None,
+        capture_content: bool = False,
+        context: Context | None = None,
+    ) -> None:
+        self._tracer = tracer
+        self._run_id = header.run_id
+        self._redact = redact
+        self._capture = capture_content
+        self._chat: Span | None = None
+        self._tools: dict[tuple[int, str], tuple[Span, float]] = {}
+        self._messages: list[dict[str, Any]] = []
+        self.ended = False
+        """The run's terminal event was seen (or ``close`` was called): the root span ended."""
+        agent = header.agent
+        name = str(agent.get("name", "agent"))
+        visible = _redacted(redact, header)
+        conversation = visible["metadata"].get("conversation_id", header.run_id)
+        self._common = {"agentloop.run_id": header.run_id, sc.CONVERSATION_ID: str(conversation)}
+        self._request = sc.request_attributes(agent)
+        self._chat_name = f"chat {self._request[sc.REQUEST_MODEL]}"[:MAX_NAME]
+        attributes: dict[str, Any] = {
+            sc.OPERATION: "invoke_agent",
+            sc.AGENT_NAME: name,
+            sc.PROVIDER: self._request[sc.PROVIDER],
+            sc.REQUEST_MODEL: self._request[sc.REQUEST_MODEL],
+            "agentloop.config_hash": header.config_hash,
+            **self._common,
+        }
+        for key, value in visible["metadata"].items():
+            if isinstance(value, str | bool | int | float):
+                attributes[f"agentloop.metadata.{key}"] = value
+        links: list[Link] = []
+        parent = header.parent or {}
+        if parent.get("run_id"):
+            for key in ("run_id", "kind", "step"):
+                if parent.get(key) is not None:
+                    attributes[f"agentloop.parent.{key}"] = parent[key]
+            links.append(Link(root_context(str(parent["run_id"])), {"agentloop.link": "parent"}))
+        if capture_content:
+            task = [{"role": "user", "parts": [{"type": "text", "content": visible["task"]}]}]
+            attributes[sc.INPUT_MESSAGES] = sc.dumps(task)
+            instructions = visible["agent"].get("instructions")
+            if instructions:
+                attributes[sc.SYSTEM_INSTRUCTIONS] = sc.dumps(
+                    [{"type": "text", "content": instructions}]
+                )
+        started = datetime.fromisoformat(header.created).timestamp()
+        self._root = self._start(
+            ROOT, f"invoke_agent {name}"[:MAX_NAME], attributes, started, context, links=links
+        )
+        self._inside = in_span(self._root)
+
+    # -- the listener ------------------------------------------------------------------------
+
+    def __call__(self, event: BaseEvent) -> None:
+        """Take the run's next event. A failure here is logged, never raised: a tracing
+        backend must not break the run it watches."""
+        if self.ended:
+            return  # annotations (critique, feedback, scores) come after the run's end
+        try:
+            self._take(event)
+        except Exception:
+            kind = type(event).__name__
+            _log.warning("OpenTelemetry: could not record a %s event", kind, exc_info=True)
+
+    def _take(self, event: BaseEvent) -> None:
+        if isinstance(event, ModelRequest):
+            self._model_request(event)
+        elif isinstance(event, ModelResponded):
+            self._model_response(event)
+        elif isinstance(event, ToolCallRequested):
+            self._tool_call(event)
+        elif isinstance(event, ToolResult):
+            self._tool_result(event)
+        elif isinstance(event, RunWarning):
+            self._root.add_event(
+                "agentloop.warning",
+                {"agentloop.warning.kind": event.kind, "agentloop.step": event.step},
+                timestamp=_ns(event.ts),
+            )
+        elif isinstance(event, RunFinished | RunFailed | RunCancelled):
+            self._end_run(event)
+
+    def close(self, at: float) -> None:
+        """End a run whose trace has no terminal event (the process was killed): every open
+        span ends at ``at`` with ``error.type`` ``incomplete``."""
+        if self.ended:
+            return
+        self._fail(self._root, INCOMPLETE, "the trace has no terminal event (the run was killed)")
+        self._finish(at, INCOMPLETE)
+
+    # -- one kind of event each ----------------------------------------------------------------
+
+    def _model_request(self, event: ModelRequest) -> None:
+        if self._chat is not None:  # a request without its response: never seen, but end it
+            self._chat.end(_ns(event.ts))
+        attributes = {
+            **self._request,
+            **self._common,
+            sc.OPERATION: "chat",
+            "agentloop.step": event.step,
+        }
+        if self._capture:
+            messages = _redacted(self._redact, event)["messages"]
+            self._messages.extend(sc.input_message(m) for m in messages)
+            attributes[sc.INPUT_MESSAGES] = sc.dumps(self._messages)
+        self._chat = self._start(
+            f"chat/{event.step}", self._chat_name, attributes, event.ts, kind=SpanKind.CLIENT
+        )
+
+    def _model_response(self, event: ModelResponded) -> None:
+        span, self._chat = self._chat, None
+        if span is None:
+            return
+        response = event.response
+        attributes: dict[str, Any] = {
+            sc.RESPONSE_MODEL: response.model_name or self._request[sc.REQUEST_MODEL],
+            sc.INPUT_TOKENS: response.usage.input_tokens,
+            sc.OUTPUT_TOKENS: response.usage.output_tokens,
+            "agentloop.model.protocol": response.protocol,
+        }
+        if response.finish_reason:
+            attributes[sc.FINISH_REASONS] = [response.finish_reason]
+        if response.attempts:
+            attributes["agentloop.model.retries"] = len(response.attempts)
+        if self._capture:
+            visible = _redacted(self._redact, event)["response"]
+            attributes[sc.OUTPUT_MESSAGES] = sc.dumps([sc.output_message(visible)])
+        span.set_attributes(attributes)
+        span.end(_ns(event.ts))
+
+    def _tool_call(self, event: ToolCallRequested) -> None:
+        attributes: dict[str, Any] = {
+            **self._common,
+            sc.OPERATION: "execute_tool",
+            sc.TOOL_NAME: event.name,
+            sc.TOOL_CALL_ID: event.call_id,
+            sc.TOOL_TYPE: "function",
+            "agentloop.step": event.step,
+            "agentloop.tool.valid": event.valid,
+        }
+        if self._capture:
+            attributes[sc.TOOL_ARGUMENTS] = _redacted(self._redact, event)["raw_arguments"]
+        key = f"tool/{event.step}/{event.call_id}"
+        span = self._start(key, f"execute_tool {event.name}"[:MAX_NAME], attributes, event.ts)
+        self._tools[event.step, event.call_id] = (span, event.ts)
+
+    def _tool_result(self, event: ToolResult) -> None:
+        span, started = self._tools.pop((event.step, event.call_id), (None, event.ts))
+        if span is None:  # a result for a call never announced: never seen, but keep it
+            self._tool_call(
+                ToolCallRequested.model_construct(
+                    **event.model_dump(include={"run_id", "step", "seq", "ts", "call_id", "name"}),
+                    raw_arguments="",
+                    valid=False,
+                )
+            )
+            span, started = self._tools.pop((event.step, event.call_id))
+        attributes: dict[str, Any] = {"agentloop.tool.duration_ms": event.duration_ms}
+        if event.truncated_from is not None:
+            attributes["agentloop.tool.truncated_from"] = event.truncated_from
+        if event.approval is not None:
+            attributes["agentloop.tool.approval"] = event.approval
+        if self._capture:
+            attributes[sc.TOOL_RESULT] = _redacted(self._redact, event)["content"]
+        span.set_attributes(attributes)
+        if event.error is not None:
+            self._fail(span, event.error, f"tool call error: {event.error}")
+        ended = started + event.duration_ms / 1000 if event.duration_ms > 0 else event.ts
+        span.end(_ns(min(ended, event.ts)))
+
+    def _end_run(self, event: RunFinished | RunFailed | RunCancelled) -> None:
+        self._root.set_attributes(
+            {
+                sc.INPUT_TOKENS: event.usage.input_tokens,
+                sc.OUTPUT_TOKENS: event.usage.output_tokens,
+                "agentloop.steps": event.steps,
+                "agentloop.tool_calls": event.tool_calls,
+                "agentloop.duration_s": event.duration_s,
+            }
+        )
+        error: str | None = None
+        if isinstance(event, RunFinished):
+            self._root.set_attribute("agentloop.stop_reason", "final_answer")
+            if self._capture:
+                output = _redacted(self._redact, event)["output"]
+                message = {"role": "assistant", "parts": [{"type": "text", "content": output}]}
+                self._root.set_attribute(sc.OUTPUT_MESSAGES, sc.dumps([message]))
+        elif isinstance(event, RunFailed):
+            error = event.error_type
+            self._root.set_attribute("agentloop.stop_reason", event.reason)
+            self._fail(self._root, error, _redacted(self._redact, event)["message"])
+        else:
+            error = CANCELLED
+            self._root.set_attribute("agentloop.stop_reason", "cancelled")
+            self._fail(self._root, error, f"the run was cancelled ({event.reason})")
+        self._finish(event.ts, error)
+
+    # -- spans -------------------------------------------------------------------------------
+
+    def _start(
+        self,
+        key: str,
+        name: str,
+        attributes: dict[str, Any],
+        at: float,
+        context: Context | None = None,
+        *,
+        kind: SpanKind = SpanKind.INTERNAL,
+        links: Sequence[Link] = (),
+    ) -> Span:
+        with planned(self._run_id, key):
+            return self._tracer.start_span(
+                name,
+                context=context if key == ROOT else self._inside,
+                kind=kind,
+                attributes=attributes,
+                links=links,
+                start_time=_ns(at),
+            )
+
+    @staticmethod
+    def _fail(span: Span, error_type: str, description: str) -> None:
+        span.set_attribute(sc.ERROR_TYPE, error_type)
+        span.set_status(Status(StatusCode.ERROR, description))
+
+    def _finish(self, at: float, error: str | None) -> None:
+        """End the spans still open (a request or tool calls cut off by the run's end), then
+        the root."""
+        end = _ns(at)
+        if self._chat is not None:
+            self._fail(self._chat, error or INCOMPLETE, "the run ended during this request")
+            self._chat.end(end)
+            self._chat = None
+        for span, _ in self._tools.values():
+            self._fail(span, INTERRUPTED, "the run ended before this tool call did")
+            span.end(end)
+        self._tools.clear()
+        self._root.end(end)
+        self.ended = True

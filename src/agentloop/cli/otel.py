@@ -46,12 +46,15 @@ def export(traces: Sequence[Trace], args: argparse.Namespace) -> int:
         raise UserError("export otel: give --endpoint URL or set OTEL_EXPORTER_OTLP_ENDPOINT")
     try:
         from agentloop.otel import capture_content_from_env, export_traces
+        from agentloop.otel._setup import otlp_endpoint
     except ImportError as exc:
         raise UserError(str(exc)) from None
 
     content = capture_content_from_env() if args.content is None else args.content
     report = export_traces(traces, args.endpoint, capture_content=content, timeout=args.timeout)
-    where = escape(args.endpoint or "the OTEL_EXPORTER_OTLP endpoint")
+    where = escape(
+        otlp_endpoint(args.endpoint) if args.endpoint else "the OTEL_EXPORTER_OTLP endpoint"
+    )
     if report.failed:
         say(
             f"the endpoint did not take {report.failed} of {report.spans} span(s) "

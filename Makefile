@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+PHOENIX := .venv-phoenix
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint typecheck test demo eval-demo bench clean
+.PHONY: help install phoenix lint typecheck test demo eval-demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -18,6 +19,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv: agentloop, its dev tools, the local model, the tool pack, otel
 
+$(PHOENIX)/.installed:
+	$(PYTHON) -m venv $(PHOENIX)
+	$(PHOENIX)/bin/python -m pip install --quiet --upgrade pip
+	$(PHOENIX)/bin/python -m pip install --quiet 'arize-phoenix>=20,<21'
+	touch $@
+
+phoenix: $(PHOENIX)/.installed  ## Arize Phoenix in its own .venv-phoenix: the OTLP receiver the otel tests start
+
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -25,7 +34,7 @@ lint: $(STAMP)  ## ruff lint and format check
 typecheck: $(STAMP)  ## mypy --strict over src/
 	$(BIN)/mypy
 
-test: lint typecheck  ## lint, type-check and run the whole suite (what CI runs)
+test: lint typecheck phoenix  ## lint, type-check and run the whole suite (what CI runs)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)  ## run an agent on the embedded local model, write its trace, show and replay it
@@ -41,4 +50,4 @@ bench: $(STAMP)  ## print agentloop's per-step cost against raw baselines
 	$(BIN)/python bench/run.py
 
 clean:  ## remove the environment and caches
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PHOENIX) .mypy_cache .pytest_cache .ruff_cache

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PHOENIX := .venv-phoenix
 
 .DEFAULT_GOAL := help
-.PHONY: help install phoenix lint typecheck test demo eval-demo bench clean
+.PHONY: help install phoenix chromium screenshot lint typecheck test demo eval-demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -26,6 +26,12 @@ $(PHOENIX)/.installed:
 	touch $@
 
 phoenix: $(PHOENIX)/.installed  ## Arize Phoenix in its own .venv-phoenix: the OTLP receiver the otel tests start
+
+chromium:  ## headless Chromium from Debian (for screenshots), if it is missing
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+screenshot: $(STAMP) phoenix chromium  ## refresh docs/images/phoenix-run.png: a run as Phoenix shows it
+	$(BIN)/python tests/phoenix_server/screenshot.py
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check .

@@ -1,25 +1,18 @@
-"""End to end against a real OTLP receiver: Arize Phoenix, started on 127.0.0.1 by a fixture.
+"""End to end against a real OTLP receiver: Arize Phoenix, started on 127.0.0.1 by a fixture
+(``tests/phoenix_server``: its own virtual environment, working directory and no telemetry).
 
-Phoenix lives in its own virtual environment (``make phoenix`` creates ``.venv-phoenix``), so
-its pins never constrain agentloop's. It runs with its own working directory, its telemetry
-and every other outside request switched off, and receives spans over OTLP/HTTP from a live
-run (``Agent(otel=True)`` configured by the standard ``OTEL_*`` environment) and from
-``agentloop export otel``. The tests read the spans back through Phoenix's REST API and check
-the tree, the attributes, that Phoenix understood the GenAI conventions (its span kinds), and
-that a second export adds nothing.
+Phoenix receives spans over OTLP/HTTP from a live run (``Agent(otel=True)`` configured by the
+standard ``OTEL_*`` environment) and from ``agentloop export otel``. The tests read the spans
+back through Phoenix's REST API and check the tree, the attributes, that Phoenix understood the
+GenAI conventions (its span kinds), and that a second export adds nothing.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,97 +26,18 @@ from agentloop.otel import CAPTURE_CONTENT_ENV, _setup, span_id, trace_id
 from agentloop.testing import ScriptedModel
 from fakes import FakeOpenAIServer, answer, tool_call, tool_calls
 from fakes.runs import API_KEY, Adder, fast_model
+from phoenix_server import Phoenix, PhoenixError, running_phoenix
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-ROOT = Path(__file__).resolve().parents[1]
-PHOENIX_PYTHON = ROOT / ".venv-phoenix" / "bin" / "python"
-STARTUP_S = 240
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Phoenix:
-    url: str
-    log: Path
-
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=10) as reply:
-            return json.loads(reply.read())
-
-    def spans(self, project: str) -> list[dict[str, Any]]:
-        try:
-            found: list[dict[str, Any]] = self.get(f"/v1/projects/{project}/spans?limit=1000")[
-                "data"
-            ]
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:  # the project appears with its first span
-                return []
-            raise
-        return found
-
-    def wait_for(self, project: str, count: int, timeout: float = 60) -> list[dict[str, Any]]:
-        """The project's spans once there are ``count`` (Phoenix inserts in the background)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            spans = self.spans(project)
-            if len(spans) >= count or time.monotonic() > deadline:
-                return spans
-            time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")
 def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phoenix]:
-    if not PHOENIX_PYTHON.exists():
-        pytest.fail(f"Phoenix is not installed at {PHOENIX_PYTHON}: run `make phoenix`")
-    workdir = tmp_path_factory.mktemp("phoenix")
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PHOENIX_"))},
-        "PHOENIX_HOST": "127.0.0.1",
-        "PHOENIX_PORT": str(port),
-        "PHOENIX_GRPC_PORT": str(free_port()),
-        "PHOENIX_WORKING_DIR": str(workdir),
-        "PHOENIX_TELEMETRY_ENABLED": "false",
-        "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false",
-        "PHOENIX_DISABLE_AGENT_ASSISTANT": "true",
-    }
-    log = workdir / "phoenix.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [str(PHOENIX_PYTHON), str(ROOT / "tests" / "phoenix" / "serve.py")],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = Phoenix(f"http://127.0.0.1:{port}", log)
     try:
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"Phoenix exited ({process.returncode}):\n{log.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(server.url + "/healthz", timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"Phoenix did not answer in {STARTUP_S} s:\n{log.read_text()[-3000:]}"
-                    )
-                time.sleep(0.5)
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        with running_phoenix(tmp_path_factory.mktemp("phoenix")) as server:
+            yield server
+    except PhoenixError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ sends the same spans again instead of new ones, and a replay or fork can link to
 run's root span knowing only the parent's run id.
 
 Ids come from a tracer provider's id generator, so ``RunIdGenerator`` is one: it returns the
-ids planned for the span being started (``planned``), and random ids for anyone else's spans.
+ids planned for the span being started (``plan``), and random ids for anyone else's spans.
 agentloop's own providers use it; pass ``RunIdGenerator()`` to your own ``TracerProvider`` to
 get the same ids from it.
 """
@@ -14,9 +14,7 @@ get the same ids from it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import SpanContext, TraceFlags
@@ -51,14 +49,14 @@ def root_context(run_id: str) -> SpanContext:
     )
 
 
-@contextmanager
-def planned(run_id: str, key: str) -> Iterator[None]:
-    """Within the block, a ``RunIdGenerator`` hands out this span's ids."""
-    token = _planned.set((trace_id(run_id), span_id(run_id, key)))
-    try:
-        yield
-    finally:
-        _planned.reset(token)
+def plan(trace: int, span: int) -> Token[tuple[int, int] | None]:
+    """Until ``unplan``, a ``RunIdGenerator`` hands out these ids (for the span being
+    started; the trace id is used only if it is a root span)."""
+    return _planned.set((trace, span))
+
+
+def unplan(token: Token[tuple[int, int] | None]) -> None:
+    _planned.reset(token)
 
 
 class RunIdGenerator(IdGenerator):

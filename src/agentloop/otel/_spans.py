@@ -36,7 +36,7 @@ from agentloop.events import (
     ToolResult,
 )
 from agentloop.otel import _conventions as sc
-from agentloop.otel._ids import ROOT, planned, root_context
+from agentloop.otel._ids import ROOT, plan, root_context, span_id, trace_id, unplan
 from agentloop.trace import TraceHeader
 
 _log = logging.getLogger("agentloop.otel")
@@ -86,9 +86,15 @@ class SpanWriter:
         """The run's terminal event was seen (or ``close`` was called): the root span ended."""
         agent = header.agent
         name = str(agent.get("name", "agent"))
-        visible = _redacted(redact, header)
-        conversation = visible["metadata"].get("conversation_id", header.run_id)
-        self._common = {"agentloop.run_id": header.run_id, sc.CONVERSATION_ID: str(conversation)}
+        self._trace_id = trace_id(header.run_id)
+        # Redacting the header costs a dump and a parse: only when something from it is shown.
+        visible = (
+            _redacted(redact, header)
+            if capture_content or header.metadata
+            else {"metadata": {}, "task": "", "agent": {}}
+        )
+        conversation = str(visible["metadata"].get("conversation_id", header.run_id))
+        self._conversation = {sc.CONVERSATION_ID: conversation}
         self._request = sc.request_attributes(agent)
         self._chat_name = f"chat {self._request[sc.REQUEST_MODEL]}"[:MAX_NAME]
         attributes: dict[str, Any] = {
@@ -96,8 +102,9 @@ class SpanWriter:
             sc.AGENT_NAME: name,
             sc.PROVIDER: self._request[sc.PROVIDER],
             sc.REQUEST_MODEL: self._request[sc.REQUEST_MODEL],
+            "agentloop.run_id": header.run_id,
             "agentloop.config_hash": header.config_hash,
-            **self._common,
+            **self._conversation,
         }
         for key, value in visible["metadata"].items():
             if isinstance(value, str | bool | int | float):
@@ -169,7 +176,7 @@ class SpanWriter:
             self._chat.end(_ns(event.ts))
         attributes = {
             **self._request,
-            **self._common,
+            **self._conversation,
             sc.OPERATION: "chat",
             "agentloop.step": event.step,
         }
@@ -190,8 +197,9 @@ class SpanWriter:
             sc.RESPONSE_MODEL: response.model_name or self._request[sc.REQUEST_MODEL],
             sc.INPUT_TOKENS: response.usage.input_tokens,
             sc.OUTPUT_TOKENS: response.usage.output_tokens,
-            "agentloop.model.protocol": response.protocol,
         }
+        if response.protocol != "native":
+            attributes["agentloop.model.protocol"] = response.protocol
         if response.finish_reason:
             attributes[sc.FINISH_REASONS] = [response.finish_reason]
         if response.attempts:
@@ -204,14 +212,14 @@ class SpanWriter:
 
     def _tool_call(self, event: ToolCallRequested) -> None:
         attributes: dict[str, Any] = {
-            **self._common,
             sc.OPERATION: "execute_tool",
             sc.TOOL_NAME: event.name,
             sc.TOOL_CALL_ID: event.call_id,
             sc.TOOL_TYPE: "function",
             "agentloop.step": event.step,
-            "agentloop.tool.valid": event.valid,
         }
+        if not event.valid:
+            attributes["agentloop.tool.valid"] = False
         if self._capture:
             attributes[sc.TOOL_ARGUMENTS] = _redacted(self._redact, event)["raw_arguments"]
         key = f"tool/{event.step}/{event.call_id}"
@@ -229,14 +237,15 @@ class SpanWriter:
                 )
             )
             span, started = self._tools.pop((event.step, event.call_id))
-        attributes: dict[str, Any] = {"agentloop.tool.duration_ms": event.duration_ms}
+        attributes: dict[str, Any] = {}
         if event.truncated_from is not None:
             attributes["agentloop.tool.truncated_from"] = event.truncated_from
         if event.approval is not None:
             attributes["agentloop.tool.approval"] = event.approval
         if self._capture:
             attributes[sc.TOOL_RESULT] = _redacted(self._redact, event)["content"]
-        span.set_attributes(attributes)
+        if attributes:
+            span.set_attributes(attributes)
         if event.error is not None:
             self._fail(span, event.error, f"tool call error: {event.error}")
         ended = started + event.duration_ms / 1000 if event.duration_ms > 0 else event.ts
@@ -282,7 +291,8 @@ class SpanWriter:
         kind: SpanKind = SpanKind.INTERNAL,
         links: Sequence[Link] = (),
     ) -> Span:
-        with planned(self._run_id, key):
+        token = plan(self._trace_id, span_id(self._run_id, key))
+        try:
             return self._tracer.start_span(
                 name,
                 context=context if key == ROOT else self._inside,
@@ -291,6 +301,8 @@ class SpanWriter:
                 links=links,
                 start_time=_ns(at),
             )
+        finally:
+            unplan(token)
 
     @staticmethod
     def _fail(span: Span, error_type: str, description: str) -> None:

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PHOENIX := .venv-phoenix
 
 .DEFAULT_GOAL := help
-.PHONY: help install phoenix chromium screenshot lint typecheck test demo eval-demo bench clean
+.PHONY: help install phoenix chromium screenshot wheelhouse lint typecheck test demo eval-demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,15 @@ chromium:  ## headless Chromium from Debian (for screenshots), if it is missing
 screenshot: $(STAMP) phoenix chromium  ## refresh docs/images/phoenix-run.png: a run as Phoenix shows it
 	$(BIN)/python tests/phoenix_server/screenshot.py
 
+WHEELHOUSE := .wheelhouse
+$(WHEELHOUSE)/.filled: pyproject.toml | $(STAMP)
+	rm -rf $(WHEELHOUSE)
+	$(BIN)/python -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) '.[local,tools]'
+	rm -f $(WHEELHOUSE)/agentloop-*.whl
+	touch $@
+
+wheelhouse: $(WHEELHOUSE)/.filled  ## the wheels of agentloop's dependencies, for the offline wheel test
+
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -40,7 +49,7 @@ lint: $(STAMP)  ## ruff lint and format check
 typecheck: $(STAMP)  ## mypy --strict over src/
 	$(BIN)/mypy
 
-test: lint typecheck phoenix  ## lint, type-check and run the whole suite (what CI runs)
+test: lint typecheck phoenix $(WHEELHOUSE)/.filled  ## lint, type-check and run the whole suite (what CI runs)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)  ## run an agent on the embedded local model, write its trace, show and replay it
@@ -56,4 +65,4 @@ bench: $(STAMP)  ## print agentloop's per-step cost against raw baselines
 	$(BIN)/python bench/run.py
 
 clean:  ## remove the environment and caches
-	rm -rf $(VENV) $(PHOENIX) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PHOENIX) $(WHEELHOUSE) .mypy_cache .pytest_cache .ruff_cache

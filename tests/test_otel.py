@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from agentloop import Agent, ModelResponse, ToolRetry, read_trace, replay, tool
+from agentloop import Agent, ModelResponse, ToolRetry, read_trace, replay_sync, tool
 from agentloop.cli import main
 from agentloop.errors import MaxStepsExceeded, ModelHTTPError
 from agentloop.messages import Usage
@@ -34,8 +34,8 @@ from agentloop.otel import (
     trace_id,
     trace_spans,
 )
-from agentloop.safety import delimit_untrusted
 from agentloop.testing import ScriptedModel
+from agentloop.untrusted import delimit_untrusted
 
 SECRET = "hunter2-SECRET-value"
 
@@ -329,7 +329,7 @@ def test_a_replay_links_to_the_run_it_replays(
     assert original.trace_path is not None
     exporter.clear()
     replaying = Agent(ScriptedModel([]), tools=[add], trace_dir=tmp_path / "r", otel=provider)
-    replayed = replay(original.trace_path, replaying)
+    replayed = replay_sync(original.trace_path, replaying)
     assert replayed.output == original.output
     spans = exporter.get_finished_spans()
     root = root_of(spans)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from agentloop import Agent, ModelResponse, ToolRetry, read_trace, replay, tool
+from agentloop import Agent, ModelResponse, ToolRetry, read_trace, replay_sync, tool
 from agentloop.cli import main
 from agentloop.errors import RetryBudgetExhausted
 from agentloop.otel import CAPTURE_CONTENT_ENV, _setup, span_id, trace_id
@@ -156,7 +156,7 @@ def test_exported_traces_arrive_once_with_their_own_ids_times_errors_and_parents
     with pytest.raises(RetryBudgetExhausted) as failed:
         bad.run_sync("try")
     assert good.trace_path is not None
-    replayed = replay(good.trace_path, trace_dir=tmp_path)
+    replayed = replay_sync(good.trace_path, trace_dir=tmp_path)
     assert replayed.output == "3"
     args = ["export", "otel", str(tmp_path), "--endpoint", phoenix.url]
     assert main(args) == 0

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from agentloop.errors import TraceError
-from agentloop.events import ModelRequest, ModelResponded, ToolCallRequested, ToolResult
+from agentloop.events import ModelRequested, ModelResponded, ToolCallRequested, ToolResultRecorded
 from agentloop.otel import trace_id, trace_spans
 from agentloop.testing import ScriptedModel
 from agentloop.trace import Trace, read_trace
@@ -49,7 +49,7 @@ def disagreements(trace: Trace, spans: list[ReadableSpan]) -> list[str]:
         "a span outside the run's root",
     )
     kinds = Counter(str((s.attributes or {})["gen_ai.operation.name"]) for s in spans)
-    requests = [e for e in trace.events if isinstance(e, ModelRequest)]
+    requests = [e for e in trace.events if isinstance(e, ModelRequested)]
     calls = [e for e in trace.events if isinstance(e, ToolCallRequested)]
     check(kinds == Counter(invoke_agent=1, chat=len(requests), execute_tool=len(calls)), "counts")
 
@@ -78,7 +78,7 @@ def disagreements(trace: Trace, spans: list[ReadableSpan]) -> list[str]:
         for s in spans
         if (attrs := dict(s.attributes or {}))["gen_ai.operation.name"] == "execute_tool"
     }
-    results = {(e.step, e.call_id): e for e in trace.events if isinstance(e, ToolResult)}
+    results = {(e.step, e.call_id): e for e in trace.events if isinstance(e, ToolResultRecorded)}
     check(sorted(tools) == sorted((e.step, e.call_id) for e in calls), "tool calls")
     for call in calls:
         attrs, span = tools.get((call.step, call.call_id), ({}, None))

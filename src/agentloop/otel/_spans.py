@@ -26,14 +26,14 @@ from opentelemetry.trace import set_span_in_context as in_span
 
 from agentloop.events import (
     BaseEvent,
-    ModelRequest,
+    ModelRequested,
     ModelResponded,
     RunCancelled,
     RunFailed,
     RunFinished,
-    RunWarning,
+    RunWarned,
     ToolCallRequested,
-    ToolResult,
+    ToolResultRecorded,
 )
 from agentloop.otel import _conventions as sc
 from agentloop.otel._ids import ROOT, plan, root_context, span_id, trace_id, unplan
@@ -88,11 +88,8 @@ class SpanWriter:
         name = str(agent.get("name", "agent"))
         self._trace_id = trace_id(header.run_id)
         # Redacting the header costs a dump and a parse: only when something from it is shown.
-        visible = (
-            _redacted(redact, header)
-            if capture_content or header.metadata
-            else {"metadata": {}, "task": "", "agent": {}}
-        )
+        empty: dict[str, Any] = {"metadata": {}, "task": "", "agent": {}}
+        visible = _redacted(redact, header) if capture_content or header.metadata else empty
         conversation = str(visible["metadata"].get("conversation_id", header.run_id))
         self._conversation = {sc.CONVERSATION_ID: conversation}
         self._request = sc.request_attributes(agent)
@@ -144,15 +141,15 @@ class SpanWriter:
             _log.warning("OpenTelemetry: could not record a %s event", kind, exc_info=True)
 
     def _take(self, event: BaseEvent) -> None:
-        if isinstance(event, ModelRequest):
+        if isinstance(event, ModelRequested):
             self._model_request(event)
         elif isinstance(event, ModelResponded):
             self._model_response(event)
         elif isinstance(event, ToolCallRequested):
             self._tool_call(event)
-        elif isinstance(event, ToolResult):
+        elif isinstance(event, ToolResultRecorded):
             self._tool_result(event)
-        elif isinstance(event, RunWarning):
+        elif isinstance(event, RunWarned):
             self._root.add_event(
                 "agentloop.warning",
                 {"agentloop.warning.kind": event.kind, "agentloop.step": event.step},
@@ -171,7 +168,7 @@ class SpanWriter:
 
     # -- one kind of event each ----------------------------------------------------------------
 
-    def _model_request(self, event: ModelRequest) -> None:
+    def _model_request(self, event: ModelRequested) -> None:
         if self._chat is not None:  # a request without its response: never seen, but end it
             self._chat.end(_ns(event.ts))
         attributes = {
@@ -226,7 +223,7 @@ class SpanWriter:
         span = self._start(key, f"execute_tool {event.name}"[:MAX_NAME], attributes, event.ts)
         self._tools[event.step, event.call_id] = (span, event.ts)
 
-    def _tool_result(self, event: ToolResult) -> None:
+    def _tool_result(self, event: ToolResultRecorded) -> None:
         span, started = self._tools.pop((event.step, event.call_id), (None, event.ts))
         if span is None:  # a result for a call never announced: never seen, but keep it
             self._tool_call(

@@ -10,8 +10,8 @@ scorer; it never stops the others. Everything lands in a run directory::
     RUN_DIR/traces/         one trace per case and attempt
 
 Because results are a journal, an interrupted eval resumes (``resume=True``): attempts already
-in ``results.jsonl`` are not run again. Summaries (``agentloop.summary``), comparisons
-(``agentloop.comparison``) and re-scoring (``rescore``) read the same directory.
+in ``results.jsonl`` are not run again. Summaries (``agentloop.evals.summary``), comparisons
+(``agentloop.evals.comparison``) and re-scoring (``rescore``) read the same directory.
 """
 
 from __future__ import annotations
@@ -30,11 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentloop._sync import blocking
 from agentloop.agent import Agent
-from agentloop.datasets import Case, Dataset
+from agentloop.agentfile import load_agent
 from agentloop.errors import TraceError, UserError, first_problem
-from agentloop.events import BaseEvent, RunCancelled, RunFailed, RunFinished, ScoreRecorded
-from agentloop.models.base import Model
-from agentloop.scorers import (
+from agentloop.evals.datasets import Case, Dataset
+from agentloop.evals.scorers import (
     Score,
     Scorer,
     ScorerError,
@@ -43,6 +42,8 @@ from agentloop.scorers import (
     scorer_spec,
     scorers_for,
 )
+from agentloop.events import BaseEvent, RunCancelled, RunFailed, RunFinished, ScoreRecorded
+from agentloop.models.base import Model
 from agentloop.settings import USE_AGENT_DEFAULT
 from agentloop.trace import Trace, annotate, now_iso, read_trace, trace_path
 
@@ -196,7 +197,7 @@ def write_records(path: Path, records: Sequence[AttemptRecord]) -> None:
 # -- running -----------------------------------------------------------------------------------
 
 
-async def evaluate_async(
+async def evaluate(
     dataset: Dataset | str | os.PathLike[str],
     agent: Agent | str | os.PathLike[str],
     *,
@@ -237,7 +238,7 @@ async def evaluate_async(
     return EvalRun.load(folder)
 
 
-evaluate = blocking(evaluate_async)
+evaluate_sync = blocking(evaluate)
 
 
 def _setup(
@@ -254,7 +255,7 @@ def _setup(
         raise UserError("model= replaces an agent file's model; for an Agent, set its model")
     cases = dataset if isinstance(dataset, Dataset) else Dataset.from_jsonl(dataset)
     agent_file = None if isinstance(agent, Agent) else Path(agent)
-    the_agent = agent if isinstance(agent, Agent) else Agent.from_file(Path(agent), model=model)
+    the_agent = agent if isinstance(agent, Agent) else load_agent(Path(agent), model=model)
     _check_scorers(scorers, cases)
     label = agent_file.stem if agent_file is not None else the_agent.name
     folder = Path(run_dir) if run_dir is not None else _new_run_dir(label, the_agent.config_hash)
@@ -492,7 +493,7 @@ def _failure(error: BaseException | None, end: object) -> tuple[str, str]:
 # -- re-scoring ----------------------------------------------------------------------------------
 
 
-async def rescore_async(
+async def rescore(
     run_dir: str | os.PathLike[str],
     scorers: Sequence[Scorer],
     *,
@@ -537,7 +538,7 @@ async def rescore_async(
     return EvalRun.load(run.path)
 
 
-rescore = blocking(rescore_async)
+rescore_sync = blocking(rescore)
 
 
 def results_json(run: EvalRun) -> list[dict[str, Any]]:

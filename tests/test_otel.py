@@ -406,7 +406,7 @@ def test_a_failing_tracer_never_breaks_the_run(
     with caplog.at_level(logging.WARNING, logger="agentloop.otel"):
         result = agent.run_sync("add")
     assert result.output == "3 and 7"
-    assert "could not record a ToolCallRequested event" in caplog.text
+    assert "could not record a ToolResultRecorded event" in caplog.text
 
 
 def test_otel_true_uses_the_application_provider_or_one_from_the_environment(

@@ -5,8 +5,8 @@ span per model request and one ``execute_tool {tool}`` span per tool call. Tool 
 asked for together are siblings, under the root beside the chat span that asked for them. A
 replay, fork or resume links its root span to its parent run's root span.
 
-The same class serves a live run (as an event listener, spans ending as their events happen)
-and a recorded trace (``agentloop export otel``, the events read back from the file): there is
+The same class serves a live run (as an event listener: the root span starts with the run, and
+each chat or tool span is made and ended when its closing event arrives) and a recorded trace (``agentloop export otel``, the events read back from the file): there is
 no second way of making spans. Times are the events' own timestamps, so both give the same
 spans. Content (messages, tool arguments and results) is added only when capture is on, taken
 from the event's JSON after the run's redactor ran on it, exactly as the trace line is written.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -58,6 +59,19 @@ def _redacted(redact: Callable[[str], str] | None, item: Any) -> dict[str, Any]:
     return data
 
 
+@dataclass
+class _Pending:
+    """A chat or tool span that has started but not ended. It is made when it ends, with all
+    its attributes at once (cheaper than setting them twice; spans are exported only when they
+    end anyway)."""
+
+    key: str
+    name: str
+    attributes: dict[str, Any]
+    start: float
+    kind: SpanKind = SpanKind.INTERNAL
+
+
 class SpanWriter:
     """An event listener that writes one run's spans with ``tracer``.
 
@@ -79,8 +93,8 @@ class SpanWriter:
         self._run_id = header.run_id
         self._redact = redact
         self._capture = capture_content
-        self._chat: Span | None = None
-        self._tools: dict[tuple[int, str], tuple[Span, float]] = {}
+        self._chat: _Pending | None = None
+        self._tools: dict[tuple[int, str], _Pending] = {}
         self._messages: list[dict[str, Any]] = []
         self.ended = False
         """The run's terminal event was seen (or ``close`` was called): the root span ended."""
@@ -170,7 +184,7 @@ class SpanWriter:
 
     def _model_request(self, event: ModelRequested) -> None:
         if self._chat is not None:  # a request without its response: never seen, but end it
-            self._chat.end(_ns(event.ts))
+            self._write(self._chat, event.ts)
         attributes = {
             **self._request,
             **self._conversation,
@@ -181,13 +195,13 @@ class SpanWriter:
             messages = _redacted(self._redact, event)["messages"]
             self._messages.extend(sc.input_message(m) for m in messages)
             attributes[sc.INPUT_MESSAGES] = sc.dumps(self._messages)
-        self._chat = self._start(
-            f"chat/{event.step}", self._chat_name, attributes, event.ts, kind=SpanKind.CLIENT
+        self._chat = _Pending(
+            f"chat/{event.step}", self._chat_name, attributes, event.ts, SpanKind.CLIENT
         )
 
     def _model_response(self, event: ModelResponded) -> None:
-        span, self._chat = self._chat, None
-        if span is None:
+        pending, self._chat = self._chat, None
+        if pending is None:
             return
         response = event.response
         attributes: dict[str, Any] = {
@@ -204,8 +218,8 @@ class SpanWriter:
         if self._capture:
             visible = _redacted(self._redact, event)["response"]
             attributes[sc.OUTPUT_MESSAGES] = sc.dumps([sc.output_message(visible)])
-        span.set_attributes(attributes)
-        span.end(_ns(event.ts))
+        pending.attributes.update(attributes)
+        self._write(pending, event.ts)
 
     def _tool_call(self, event: ToolCallRequested) -> None:
         attributes: dict[str, Any] = {
@@ -220,12 +234,12 @@ class SpanWriter:
         if self._capture:
             attributes[sc.TOOL_ARGUMENTS] = _redacted(self._redact, event)["raw_arguments"]
         key = f"tool/{event.step}/{event.call_id}"
-        span = self._start(key, f"execute_tool {event.name}"[:MAX_NAME], attributes, event.ts)
-        self._tools[event.step, event.call_id] = (span, event.ts)
+        name = f"execute_tool {event.name}"[:MAX_NAME]
+        self._tools[event.step, event.call_id] = _Pending(key, name, attributes, event.ts)
 
     def _tool_result(self, event: ToolResultRecorded) -> None:
-        span, started = self._tools.pop((event.step, event.call_id), (None, event.ts))
-        if span is None:  # a result for a call never announced: never seen, but keep it
+        pending = self._tools.pop((event.step, event.call_id), None)
+        if pending is None:  # a result for a call never announced: never seen, but keep it
             self._tool_call(
                 ToolCallRequested.model_construct(
                     **event.model_dump(include={"run_id", "step", "seq", "ts", "call_id", "name"}),
@@ -233,20 +247,17 @@ class SpanWriter:
                     valid=False,
                 )
             )
-            span, started = self._tools.pop((event.step, event.call_id))
-        attributes: dict[str, Any] = {}
+            pending = self._tools.pop((event.step, event.call_id))
+        attributes = pending.attributes
         if event.truncated_from is not None:
             attributes["agentloop.tool.truncated_from"] = event.truncated_from
         if event.approval is not None:
             attributes["agentloop.tool.approval"] = event.approval
         if self._capture:
             attributes[sc.TOOL_RESULT] = _redacted(self._redact, event)["content"]
-        if attributes:
-            span.set_attributes(attributes)
-        if event.error is not None:
-            self._fail(span, event.error, f"tool call error: {event.error}")
-        ended = started + event.duration_ms / 1000 if event.duration_ms > 0 else event.ts
-        span.end(_ns(min(ended, event.ts)))
+        ended = pending.start + event.duration_ms / 1000 if event.duration_ms > 0 else event.ts
+        error = (event.error, f"tool call error: {event.error}") if event.error else None
+        self._write(pending, min(ended, event.ts), error)
 
     def _end_run(self, event: RunFinished | RunFailed | RunCancelled) -> None:
         self._root.set_attributes(
@@ -301,6 +312,18 @@ class SpanWriter:
         finally:
             unplan(token)
 
+    def _write(self, pending: _Pending, end: float, error: tuple[str, str] | None = None) -> None:
+        """Make and end a span that has ended; ``error`` is its ``error.type`` and status
+        description."""
+        if error is not None:
+            pending.attributes[sc.ERROR_TYPE] = error[0]
+        span = self._start(
+            pending.key, pending.name, pending.attributes, pending.start, kind=pending.kind
+        )
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR, error[1]))
+        span.end(_ns(end))
+
     @staticmethod
     def _fail(span: Span, error_type: str, description: str) -> None:
         span.set_attribute(sc.ERROR_TYPE, error_type)
@@ -309,14 +332,11 @@ class SpanWriter:
     def _finish(self, at: float, error: str | None) -> None:
         """End the spans still open (a request or tool calls cut off by the run's end), then
         the root."""
-        end = _ns(at)
         if self._chat is not None:
-            self._fail(self._chat, error or INCOMPLETE, "the run ended during this request")
-            self._chat.end(end)
+            self._write(self._chat, at, (error or INCOMPLETE, "the run ended during this request"))
             self._chat = None
-        for span, _ in self._tools.values():
-            self._fail(span, INTERRUPTED, "the run ended before this tool call did")
-            span.end(end)
+        for pending in self._tools.values():
+            self._write(pending, at, (INTERRUPTED, "the run ended before this tool call did"))
         self._tools.clear()
-        self._root.end(end)
+        self._root.end(_ns(at))
         self.ended = True

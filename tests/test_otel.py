@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from agentloop import Agent, ModelResponse, ToolRetry, read_trace, replay_sync, tool
+from agentloop.agentfile import load_agent
 from agentloop.cli import main
 from agentloop.errors import MaxStepsExceeded, ModelHTTPError
 from agentloop.messages import Usage
@@ -36,6 +37,7 @@ from agentloop.otel import (
 )
 from agentloop.testing import ScriptedModel
 from agentloop.untrusted import delimit_untrusted
+from fakes import FakeOpenAIServer, answer
 
 SECRET = "hunter2-SECRET-value"
 
@@ -469,3 +471,30 @@ def test_cli_export_otel_needs_an_endpoint_and_says_when_it_fails(
     assert main(["export", "otel", str(tmp_path), "--endpoint", url, "--timeout", "0.5"]) == 1
     err = capsys.readouterr().err
     assert f"the endpoint did not take 2 of 2 span(s) from 1 trace(s): {url}/v1/traces" in err
+
+
+def test_agent_files_and_the_run_command_switch_spans_on(
+    tmp_path: Path,
+    memory: tuple[TracerProvider, InMemorySpanExporter],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    openai_server: FakeOpenAIServer,
+) -> None:
+    provider, exporter = memory
+    monkeypatch.setattr(_setup, "_default", provider)  # what otel=True sends to
+    file = tmp_path / "a.toml"
+    file.write_text('model = "openai:x"\nname = "filed"\notel = true\n')
+    load_agent(file, model=ScriptedModel(["hi"]), trace_dir=None).run_sync("hello")
+    assert "invoke_agent filed" in [s.name for s in exporter.get_finished_spans()]
+    exporter.clear()
+    file.write_text('model = "openai:x"\nname = "quiet"\n')
+    load_agent(file, model=ScriptedModel(["hi"]), trace_dir=None).run_sync("hello")
+    assert exporter.get_finished_spans() == ()
+    openai_server.script(answer("hi there"))
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789abcdefghij")
+    args = ["run", "say hi", "--model", "openai:fake-model", "--otel"]
+    assert main([*args, "--trace-dir", str(tmp_path / "t")]) == 0
+    names = [s.name for s in exporter.get_finished_spans()]
+    assert names == ["chat fake-model", "invoke_agent agent"]
+    assert "hi there" in capsys.readouterr().out

@@ -91,6 +91,12 @@ def register(
         action="store_true",
         help="print a JSON result object on stdout instead of the answer",
     )
+    run.add_argument(
+        "--otel",
+        action="store_true",
+        help="also send the run as OpenTelemetry spans to the endpoint the OTEL_* environment "
+        "names (OTEL_EXPORTER_OTLP_ENDPOINT...; needs agentloop[otel])",
+    )
     run.set_defaults(handler=cmd_run)
 
 
@@ -100,8 +106,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.agent is not None:
         if args.tools or args.instructions is not None:
             raise UserError("with --agent, put tools and instructions in the agent file")
+        otel = {"otel": True} if args.otel else {}  # else the file says
         agent = load_agent(
-            args.agent, model=args.model, trace_dir=args.trace_dir, max_steps=max_steps
+            args.agent, model=args.model, trace_dir=args.trace_dir, max_steps=max_steps, **otel
         )
         say(f"agent {escape(args.agent)}, version {agent.config_hash}")
     elif args.model is None:
@@ -113,6 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             instructions=args.instructions,
             max_steps=max_steps,
             trace_dir=args.trace_dir,
+            otel=args.otel,
         )
     return run_and_report(args, agent, lambda listener: agent.run(args.task, listener=listener))
 

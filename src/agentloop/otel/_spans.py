@@ -6,10 +6,11 @@ asked for together are siblings, under the root beside the chat span that asked 
 replay, fork or resume links its root span to its parent run's root span.
 
 The same class serves a live run (as an event listener: the root span starts with the run, and
-each chat or tool span is made and ended when its closing event arrives) and a recorded trace (``agentloop export otel``, the events read back from the file): there is
-no second way of making spans. Times are the events' own timestamps, so both give the same
-spans. Content (messages, tool arguments and results) is added only when capture is on, taken
-from the event's JSON after the run's redactor ran on it, exactly as the trace line is written.
+each chat or tool span is made and ended when its closing event arrives) and a recorded trace
+(``agentloop export otel``, the events read back from the file): there is no second way of
+making spans. Times are the events' own timestamps, so both give the same spans. Content
+(messages, tool arguments and results) is added only when capture is on, taken from the event's
+JSON after the run's redactor ran on it, exactly as the trace line is written.
 """
 
 from __future__ import annotations

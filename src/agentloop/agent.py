@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Generic
+from typing import TYPE_CHECKING, Any, Generic
 
 from agentloop._sync import run_blocking
 from agentloop.context import ConversationTurn
@@ -37,8 +37,12 @@ from agentloop.result import OutputT, RunResult
 from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, Price, RunLimits, UseAgentDefault
 from agentloop.spec import AgentSpec
 from agentloop.tools import Tool, Toolset
+from agentloop.trace import RunObserver
 from agentloop.types import ToolErrorPolicy
 from agentloop.untrusted import UNTRUSTED_NOTICE
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 
 class Agent(Generic[OutputT]):
@@ -71,6 +75,7 @@ class Agent(Generic[OutputT]):
         hooks: Hooks | None = None,
         prices: Mapping[str, Price] | None = None,
         fallback_models: Sequence[Model | str] = (),
+        otel: bool | TracerProvider = False,
     ) -> None:
         """``tools`` are ``Tool`` objects or plain typed functions; ``trace_dir=None`` turns
         tracing off. ``secrets`` (and the model's API key) are masked in traces and logs, as is
@@ -84,7 +89,12 @@ class Agent(Generic[OutputT]):
         send the model back). ``hooks`` may change requests, tool calls and results, and
         guard the task and the output. ``prices`` (per model name) let ``RunLimits.max_cost``
         and ``RunResult.cost`` price a run. ``fallback_models`` take a request the model failed
-        with a rate limit, a server error or a timeout, in order."""
+        with a rate limit, a server error or a timeout, in order.
+
+        ``otel=True`` also writes each run as OpenTelemetry spans (to the application's tracer
+        provider, or one configured from the standard ``OTEL_*`` environment); ``otel=`` a
+        ``TracerProvider`` sends them there. It needs ``agentloop[otel]``; see
+        ``agentloop.otel``."""
         self.model = infer_model(model)
         self.tools = Toolset(tools)
         self.instructions = instructions
@@ -111,9 +121,13 @@ class Agent(Generic[OutputT]):
         secrets = [*secrets, *(s for m in (self.model, *self.fallback_models) for s in m.secrets())]
         register_secrets(*secrets)  # so annotate(), add_feedback(), exports mask them too
         self.redact = Redactor(secrets, redact_patterns)
-        """Masks secrets in everything this agent writes (traces, logs)."""
+        """Masks secrets in everything this agent writes (traces, logs, spans)."""
         if self.limits.max_cost is not None and not self.prices:
             raise UserError("RunLimits.max_cost needs prices= (per model name: Price(...))")
+        self.run_observers: tuple[RunObserver, ...] = ()
+        """Called as each run starts, for more listeners to its events (OpenTelemetry)."""
+        if otel is not False:
+            self.run_observers = (_otel_observer(otel, self.redact),)
 
     def config(
         self,
@@ -218,6 +232,7 @@ class Agent(Generic[OutputT]):
                 hooks=self.hooks,
                 prices=self.prices,
                 fallback_models=self.fallback_models,
+                run_observers=self.run_observers,
             )
             cached = self._spec_cache = (key, spec)
         return cached[1]
@@ -325,6 +340,14 @@ class AgentRun(Generic[OutputT]):
             self._task.result()  # re-raise the run's error, if any
             raise StopAsyncIteration
         return event
+
+
+def _otel_observer(otel: bool | TracerProvider, redact: Redactor) -> RunObserver:
+    try:
+        from agentloop.otel import run_observer
+    except ImportError as exc:
+        raise UserError(str(exc)) from None
+    return run_observer(None if isinstance(otel, bool) else otel, redact=redact)
 
 
 def config_hash(config: dict[str, Any]) -> str:

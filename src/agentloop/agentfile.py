@@ -60,6 +60,9 @@ class AgentFile(BaseModel):
     module, a package or ``module:attribute`` (see ``agentloop.loading``)."""
     settings: ModelSettings = Field(default_factory=ModelSettings)
     limits: RunLimits = Field(default_factory=RunLimits)
+    otel: bool = False
+    """Also write each run as OpenTelemetry spans, configured by the standard ``OTEL_*``
+    environment (needs ``agentloop[otel]``; see ``agentloop.otel``)."""
 
 
 def read_agent_file(path: str | os.PathLike[str]) -> AgentFile:
@@ -103,7 +106,7 @@ def load_agent(
         settings=spec.settings,
         limits=spec.limits,
         trace_dir=trace_dir,
-        **options,
+        **{"otel": spec.otel, **options},
     )
 
 

@@ -14,10 +14,10 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -29,6 +29,7 @@ from agentloop.events import (
     CritiqueRecorded,
     Event,
     EventAdapter,
+    EventListener,
     FeedbackRecorded,
     ModelResponded,
     RunFinished,
@@ -71,6 +72,11 @@ class TraceHeader(BaseModel):
     """For a turn of a conversation: ``id``, ``turn`` (from 0) and ``previous_run_id``."""
     deps_type: str | None = None
     """The type name of the run's ``deps`` (the value itself is never written)."""
+
+
+RunObserver: TypeAlias = Callable[[TraceHeader], EventListener]
+"""Called as a run starts, with the header its trace begins with; returns a listener for the
+run's events (the OpenTelemetry integration's span writer is one)."""
 
 
 class TraceWriter:
@@ -235,7 +241,7 @@ def in_memory_trace(path: Path, events: Sequence[BaseEvent]) -> Trace:
     line of its file: what ``read_trace`` would return, without reading and validating every
     event again. The events are the run's own (not yet redacted) objects."""
     with path.open("rb") as file:
-        header = _read_header(path, file.readline())
+        header = parse_header(path, file.readline())
     held = cast("list[Event]", list(events))  # the run emits only Event types
     return Trace.model_construct(path=path, header=header, events=held, torn=False)
 

@@ -62,6 +62,12 @@ def register(
         action="store_true",
         help="print a JSON result object on stdout instead of the answer",
     )
+    run.add_argument(
+        "--otel",
+        action="store_true",
+        help="also send the run as OpenTelemetry spans to the endpoint the OTEL_* environment "
+        "names (OTEL_EXPORTER_OTLP_ENDPOINT...; needs agentloop[otel])",
+    )
     run.set_defaults(handler=cmd_run)
 
 
@@ -119,7 +125,10 @@ def build_agent(args: argparse.Namespace) -> Agent:
         if args.tools or args.instructions is not None:
             raise UserError("with --agent, put tools and instructions in the agent file")
         model = infer_model(args.model, **options) if args.model is not None else None
-        agent = load_agent(args.agent, model=model, trace_dir=args.trace_dir, max_steps=max_steps)
+        otel = {"otel": True} if args.otel else {}  # else the file says
+        agent = load_agent(
+            args.agent, model=model, trace_dir=args.trace_dir, max_steps=max_steps, **otel
+        )
         say(f"agent {escape(args.agent)}, version {agent.config_hash}")
     elif args.model is None:
         raise UserError("give --model MODEL or --agent FILE")
@@ -131,6 +140,7 @@ def build_agent(args: argparse.Namespace) -> Agent:
             instructions=args.instructions,
             max_steps=max_steps,
             trace_dir=args.trace_dir,
+            otel=args.otel,
         )
     return agent
 

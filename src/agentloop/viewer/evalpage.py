@@ -16,7 +16,7 @@ from pathlib import Path
 
 from agentloop.errors import UserError
 from agentloop.evals import EvalRun, Summary, summarize
-from agentloop.evals.runner import META_FILE
+from agentloop.evals.records import META_FILE
 
 MAX_EVALS = 500
 

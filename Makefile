@@ -5,18 +5,29 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint typecheck test demo eval-demo bench clean
+MCP_SERVERS := .mcp-servers
+EVERYTHING  := $(MCP_SERVERS)/node_modules/@modelcontextprotocol/server-everything/dist/index.js
+
+.PHONY: help install mcp-servers lint typecheck test demo eval-demo bench clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,local,tools]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,local,tools,mcp]'
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv: agentloop, its dev tools, the local model and the tool pack
+
+$(EVERYTHING): tests/mcp_servers/package.json tests/mcp_servers/package-lock.json
+	mkdir -p $(MCP_SERVERS)
+	cp tests/mcp_servers/package.json tests/mcp_servers/package-lock.json $(MCP_SERVERS)/
+	cd $(MCP_SERVERS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+mcp-servers: $(EVERYTHING)  ## install the MCP reference server the tests start (npm, pinned)
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -25,7 +36,7 @@ lint: $(STAMP)  ## ruff lint and format check
 typecheck: $(STAMP)  ## mypy --strict over src/
 	$(BIN)/mypy
 
-test: lint typecheck  ## lint, type-check and run the whole suite (what CI runs)
+test: lint typecheck mcp-servers  ## lint, type-check and run the whole suite (what CI runs)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)  ## run an agent on the embedded local model, write its trace, show and replay it
@@ -41,4 +52,4 @@ bench: $(STAMP)  ## print agentloop's per-step cost against raw baselines
 	$(BIN)/python bench/run.py
 
 clean:  ## remove the environment and caches
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(MCP_SERVERS) .mypy_cache .pytest_cache .ruff_cache

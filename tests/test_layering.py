@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "agent": 6,
     "loop": 6,
     "agentfile": 6,
+    "mcp": 6,
     "result": 6,
     "replay": 7,
     "evals": 7,

@@ -8,6 +8,7 @@ cancellation) ends the trace with a terminal event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import hashlib
 import json
@@ -33,8 +34,8 @@ from agentloop.redaction import Redactor
 from agentloop.result import RunResult
 from agentloop.safety import UNTRUSTED_NOTICE
 from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, RunLimits, UseAgentDefault
-from agentloop.tools import Tool, Toolset
-from agentloop.types import ToolErrorPolicy
+from agentloop.tools import SourcedTools, Tool, Toolset, ToolSource
+from agentloop.types import JSONObject, ToolErrorPolicy
 
 
 class Agent:
@@ -44,7 +45,7 @@ class Agent:
         self,
         model: Model | str,
         *,
-        tools: Iterable[Tool | Callable[..., Any]] = (),
+        tools: Iterable[Tool | Callable[..., Any] | ToolSource] = (),
         instructions: str | None = None,
         name: str = "agent",
         settings: ModelSettings | None = None,
@@ -61,14 +62,24 @@ class Agent:
         approver: Approver | None = None,
         delimit_tool_results: bool = True,
     ) -> None:
-        """``tools`` are ``Tool`` objects or plain typed functions; ``trace_dir=None`` turns
-        tracing off. ``secrets`` (and the model's API key) are masked in traces and logs, as is
-        text matching ``redact_patterns``. ``approver`` decides calls to tools marked
+        """``tools`` are ``Tool`` objects, plain typed functions, or tool sources such as an MCP
+        server (``agentloop.mcp.MCPServer``), opened for each run or, inside ``async with
+        agent:``, once for all runs; ``trace_dir=None`` turns tracing off. ``secrets`` (and
+        the model's API key) are masked in traces and logs, as is text matching
+        ``redact_patterns``. ``approver`` decides calls to tools marked
         ``requires_approval``; without one they are denied. ``delimit_tool_results`` wraps
         what tools return in ``<tool_output>`` tags that the system prompt explains, so the
         model treats it as data, not instructions (the trace keeps the raw result)."""
         self.model = infer_model(model)
-        self.tools = Toolset(tools)
+        items = list(tools)
+        self.tool_sources: tuple[ToolSource, ...] = tuple(
+            t for t in items if isinstance(t, ToolSource)
+        )
+        """Where more tools come from while the agent runs (MCP servers)."""
+        self.tools = Toolset(t for t in items if not isinstance(t, ToolSource))
+        self._served: list[JSONObject] = []  # the identities of the open sources' tools
+        self._open: Agent | None = None  # this agent with its sources' tools, inside `async with`
+        self._open_stack: contextlib.AsyncExitStack | None = None
         self.instructions = instructions
         self.name = name
         self.settings = settings or ModelSettings()
@@ -101,8 +112,11 @@ class Agent:
         settings: ModelSettings | None = None,
         model: Model | None = None,
     ) -> dict[str, Any]:
-        """Everything that defines this agent's behaviour, as recorded in trace headers."""
-        return {
+        """Everything that defines this agent's behaviour, as recorded in trace headers. Tools
+        from sources count once the sources are open (in a run, or inside ``async with``)."""
+        if self._open is not None:
+            return self._open.config(limits, settings, model)
+        config: dict[str, Any] = {
             "name": self.name,
             "model": (model or self.model).config(),
             "instructions": self.instructions,
@@ -120,6 +134,9 @@ class Agent:
                 for t in self.tools.values()
             ],
         }
+        if self._served:  # absent without sources, so their hashes stay as they were
+            config["tool_sources"] = self._served
+        return config
 
     def system_prompt(self) -> str | None:
         """The system message: the instructions, plus what the tool-output tags mean."""
@@ -141,7 +158,10 @@ class Agent:
 
     @property
     def config_hash(self) -> str:
-        """The agent's version: changes with any prompt, setting, schema or tool source."""
+        """The agent's version: changes with any prompt, setting, schema or tool source (and
+        with what an MCP server serves, once it is open)."""
+        if self._open is not None:
+            return self._open.config_hash
         return self.versioned_config(self.limits, self.settings, self.model)[1]
 
     def versioned_config(
@@ -196,20 +216,56 @@ class Agent:
             retry_budget=retry_budget,
         )
         folder = self.trace_dir if isinstance(trace_dir, UseAgentDefault) else trace_dir
-        run = Run(
-            agent=self,
-            task=task,
-            history=history,
-            limits=limits,
-            settings=self.settings.merged(settings),
-            trace_dir=Path(folder) if folder is not None else None,
-            metadata=metadata or {},
-            listener=listener,
-            model=infer_model(model) if model is not None else self.model,
-            tool_runner=tool_runner,
-            parent=parent,
-        )
-        return await run.execute()
+        async with self._sources_opened() as agent:
+            run = Run(
+                agent=agent,
+                task=task,
+                history=history,
+                limits=limits,
+                settings=self.settings.merged(settings),
+                trace_dir=Path(folder) if folder is not None else None,
+                metadata=metadata or {},
+                listener=listener,
+                model=infer_model(model) if model is not None else self.model,
+                tool_runner=tool_runner,
+                parent=parent,
+            )
+            return await run.execute()
+
+    async def __aenter__(self) -> Agent:
+        """Open the agent's tool sources once, shared by every run until the block ends."""
+        if self._open is not None:
+            raise UserError("this agent is already open (nested `async with agent:`)")
+        async with contextlib.AsyncExitStack() as stack:
+            self._open = await self._open_sources(stack)
+            self._open_stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        stack, self._open, self._open_stack = self._open_stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    @contextlib.asynccontextmanager
+    async def _sources_opened(self) -> AsyncIterator[Agent]:
+        """This agent with its sources' tools: the open one inside ``async with agent:``, else
+        one whose sources are opened here and closed when the run ends, however it ends."""
+        if self._open is not None or not self.tool_sources:
+            yield self._open or self
+            return
+        async with contextlib.AsyncExitStack() as stack:
+            yield await self._open_sources(stack)
+
+    async def _open_sources(self, stack: contextlib.AsyncExitStack) -> Agent:
+        served: list[SourcedTools] = []
+        for source in self.tool_sources:
+            served.append(await stack.enter_async_context(source.open_tools()))
+        opened = copy.copy(self)
+        opened.tools = Toolset([*self.tools.values(), *(t for s in served for t in s.tools)])
+        opened.tool_sources = ()
+        opened._served = [s.config for s in served]
+        opened._open = opened._open_stack = opened._config_cache = None
+        return opened
 
     def run_sync(self, task: str, **kwargs: Any) -> RunResult:
         """Blocking ``run``, for scripts. Inside a running event loop, use ``await run()``."""

@@ -4,6 +4,8 @@
 numpydoc style) through pydantic, which also validates and converts the model's arguments.
 ``Tool.from_schema`` takes a raw JSON Schema, as an MCP server or a tool catalogue gives it, and
 validates arguments with jsonschema. Each tool is validated by exactly one of the two.
+A ``ToolSource`` (an MCP server) serves tools that exist only while it is open: the agent opens
+it for a run, or once for many runs, and takes its tools and its identity from it then.
 
 Problems with a tool's definition raise ``ToolDefinitionError`` when the tool is built, naming
 the tool and what to fix. Problems with a call's arguments raise ``InvalidArguments``, whose
@@ -17,8 +19,9 @@ import functools
 import inspect
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any, Protocol, overload, runtime_checkable
 
 from agentloop.errors import ToolDefinitionError
 from agentloop.tool_schemas import (
@@ -205,6 +208,29 @@ def tool(
     return build(function) if function is not None else build
 
 
+@dataclass(frozen=True)
+class SourcedTools:
+    """What an open ``ToolSource`` serves: its tools, and the identity recorded in the trace
+    header and hashed into the agent's ``config_hash`` (name, version, where it runs, every
+    schema it served)."""
+
+    tools: list[Tool]
+    config: JSONObject
+
+
+@runtime_checkable
+class ToolSource(Protocol):
+    """Tools served from outside the agent's process (an MCP server, ``agentloop.mcp``).
+
+    ``open_tools`` connects (or reuses a connection opened earlier) and yields the tools; leaving
+    the context closes what it opened. The agent enters it around each run, or once for all its
+    runs inside ``async with agent:``."""
+
+    name: str
+
+    def open_tools(self) -> AbstractAsyncContextManager[SourcedTools]: ...
+
+
 class Toolset(Mapping[str, Tool]):
     """The tools one agent offers, by name. Names are unique: a clash is an error naming both."""
 
@@ -215,7 +241,8 @@ class Toolset(Mapping[str, Tool]):
             if t.name in self._tools:
                 raise ToolDefinitionError(
                     f"two tools are named {t.name!r}: {_where(self._tools[t.name])} and "
-                    f"{_where(t)}; rename one with @tool(name=...)"
+                    f"{_where(t)}; rename one with @tool(name=...) (an MCP server's tools: "
+                    "give the server a prefix=)"
                 )
             self._tools[t.name] = t
 

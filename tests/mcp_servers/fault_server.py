@@ -21,6 +21,7 @@ from pathlib import Path
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 HTTP = len(sys.argv) > 2 and sys.argv[1] == "http"
 MARKERS = Path(sys.argv[3 if HTTP else 2] if len(sys.argv) > (3 if HTTP else 2) else ".")
@@ -67,7 +68,7 @@ def huge(size: int) -> str:
 @server.tool()
 def fail(reason: str) -> str:
     """Fail with the reason as the error message."""
-    raise ValueError(f"cannot do it: {reason}")
+    raise ToolError(f"cannot do it: {reason}")
 
 
 @server.tool()

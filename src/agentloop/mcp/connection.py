@@ -68,14 +68,14 @@ class Connection:
         """Stop the server (or end the HTTP session) and wait until it is gone."""
         self._stop.set()
         owner, self._owner = self._owner, None
-        if owner is not None and not owner.done():
-            try:
-                async with asyncio.timeout(10):
-                    await asyncio.shield(owner)
-            except TimeoutError:
-                owner.cancel()
-            with contextlib.suppress(BaseException):
-                await owner
+        if owner is not None:
+            if self.client is None:
+                owner.cancel()  # still starting, or dying: nothing to wind down politely
+            elif not (await asyncio.wait({owner}, timeout=10))[0]:
+                owner.cancel()  # the SDK did not manage to stop the server in time
+            await asyncio.wait({owner})  # (never raises the owner's exception)
+            if not owner.cancelled():
+                owner.exception()  # retrieved: a server that died is reported by its calls
         self.client = None
 
     @property
@@ -110,6 +110,11 @@ class Connection:
         if result.is_error:
             raise ToolRetry(text or f"Error: the tool {raw_name!r} failed without a message")
         return text
+
+    async def relist(self) -> None:
+        """List the tools again (after ``notifications/tools/list_changed``)."""
+        self.tools_changed = False
+        self.tools = await self._list_tools(await self._client())
 
     async def _client(self) -> Client:
         """The live client, after restarting a stdio server that died, if restarts are left."""
@@ -151,10 +156,11 @@ class Connection:
                 await self._stop.wait()
         except BaseException as exc:
             self.client = None
+            if isinstance(exc, asyncio.CancelledError):
+                ready.cancel()
+                raise
             if not ready.done():
                 ready.set_exception(self._failed_to_start(exc))
-            if isinstance(exc, asyncio.CancelledError):
-                raise
 
     async def _transport(self, stack: contextlib.AsyncExitStack) -> Any:
         server = self.server

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from typing import Any
 
@@ -62,19 +61,18 @@ def clean_schema(schema: Any, limit: int = MAX_DESCRIPTION_CHARS) -> Any:
 
 
 def result_text(result: Any) -> str:
-    """The text the model sees of an MCP ``CallToolResult`` (its ``isError`` aside)."""
-    structured = result.structured_content
-    parts: list[str] = []
-    for block in result.content:
-        kind = getattr(block, "type", None)
-        if kind == "text":
-            if structured is not None and _same_json(block.text, structured):
-                continue  # the JSON text servers send beside structured content, shown below
-            parts.append(block.text)
-        else:
-            parts.append(reference(block))
-    if structured is not None:
-        parts.insert(0, to_text(structured))
+    """The text the model sees of an MCP ``CallToolResult`` (its ``isError`` aside).
+
+    The content blocks in order; structured content as JSON when no text block carries it
+    (servers are asked to send its JSON as text too, and SDK servers wrap a plain return value
+    as ``{"result": ...}`` beside the text)."""
+    parts = [
+        block.text if getattr(block, "type", None) == "text" else reference(block)
+        for block in result.content
+    ]
+    has_text = any(getattr(block, "type", None) == "text" for block in result.content)
+    if result.structured_content is not None and not has_text:
+        parts.insert(0, to_text(result.structured_content))
     return "\n".join(parts)
 
 
@@ -119,10 +117,3 @@ def _decoded_size(data: str) -> int:
         return len(base64.b64decode(data, validate=False))
     except (binascii.Error, ValueError):
         return len(data)
-
-
-def _same_json(text: str, value: Any) -> bool:
-    try:
-        return bool(json.loads(text) == value)
-    except ValueError:
-        return False

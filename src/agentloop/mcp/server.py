@@ -111,10 +111,7 @@ class MCPServer:
         words = shlex.split(command) if isinstance(command, str) else list(command)
         if not words:
             raise UserError("MCPServer.stdio() needs a command")
-        guess = re.sub(
-            r"[^A-Za-z0-9_.-]", "_", Path(words[-1] if len(words) > 1 else words[0]).stem
-        )
-        return cls(name=name or guess[:64] or "mcp", command=words[0], args=words[1:], **options)
+        return cls(name=name or _name_of(words), command=words[0], args=words[1:], **options)
 
     @classmethod
     def http(
@@ -160,7 +157,11 @@ class MCPServer:
         """Connect and yield the server's tools (or those of the connection ``async with
         server:`` opened); the connection made here is closed on the way out."""
         if self._shared is not None:
-            yield self._shared[1]
+            connection, served = self._shared
+            if connection.tools_changed:  # notifications/tools/list_changed since last time
+                await connection.relist()
+                self._shared = (connection, served := self._served(connection))
+            yield served
             return
         connection = Connection(self)
         await connection.start()
@@ -234,6 +235,21 @@ class MCPServer:
 async def _call(connection: Connection, raw_name: str, **arguments: Any) -> str:
     """An MCP tool's function: the call goes to the server."""
     return await connection.call(raw_name, arguments)
+
+
+_LAUNCHERS = frozenset(
+    {"node", "npx", "python", "python3", "uv", "uvx", "sh", "bash", "deno", "bun"}
+)
+
+
+def _name_of(words: list[str]) -> str:
+    """A server name guessed from its command line: the first word that is not a launcher
+    (``npx``, ``python``...) or an option, without its folder and suffix."""
+    chosen = next(
+        (w for w in words if not w.startswith("-") and Path(w).name not in _LAUNCHERS), words[0]
+    )
+    guess = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(chosen).stem)[:64]
+    return guess or "mcp"
 
 
 def _per_tool(value: PerTool) -> bool | frozenset[str]:

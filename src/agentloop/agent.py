@@ -232,6 +232,11 @@ class Agent:
             )
             return await run.execute()
 
+    @property
+    def is_open(self) -> bool:
+        """Inside ``async with agent:``: its tool sources are open for every run."""
+        return self._open is not None
+
     async def __aenter__(self) -> Agent:
         """Open the agent's tool sources once, shared by every run until the block ends."""
         if self._open is not None:

@@ -17,6 +17,7 @@ in ``results.jsonl`` are not run again. Summaries (``agentloop.summary``), compa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -24,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -34,6 +35,9 @@ from agentloop.datasets import Case, Dataset
 from agentloop.errors import TraceError, UserError, first_problem
 from agentloop.events import BaseEvent, RunCancelled, RunFailed, RunFinished, ScoreRecorded
 from agentloop.models.base import Model
+
+if TYPE_CHECKING:
+    from agentloop.mcp.server import MCPServer
 from agentloop.scorers import (
     Score,
     Scorer,
@@ -208,6 +212,7 @@ async def evaluate_async(
     case_timeout: float | None = None,
     resume: bool = False,
     progress: ProgressListener | None = None,
+    mcp: Sequence[MCPServer] = (),
 ) -> EvalRun:
     """Run ``agent`` (an ``Agent`` or an agent file) on every case of ``dataset`` (a
     ``Dataset`` or a JSONL file), ``repeats`` times, scoring each run with ``scorers``; a
@@ -216,24 +221,37 @@ async def evaluate_async(
     ``model`` replaces the agent's model. ``run_dir`` defaults to a new folder under
     ``./runs``. With ``resume=True``, ``run_dir`` must hold an earlier run of the same agent
     version on the same dataset; only its unfinished attempts run. ``progress`` is called
-    after every attempt. Returns the run, read back from its directory.
+    after every attempt. ``mcp`` adds MCP servers to an agent file's; the agent's MCP servers
+    are opened once for the whole eval, shared by its concurrent runs. Returns the run, read
+    back from its directory.
     """
     if concurrency < 1 or repeats < 1:
         raise UserError("concurrency and repeats must be at least 1")
     if case_timeout is not None and not case_timeout > 0:
         raise UserError(f"case_timeout must be a positive number of seconds, not {case_timeout}")
-    cases, the_agent, folder, meta = _setup(
-        dataset, agent, scorers, run_dir, model, repeats, case_timeout
+    if isinstance(agent, Agent) and (model is not None or mcp):
+        raise UserError(
+            "model= replaces an agent file's model (and mcp= adds to its MCP servers); "
+            "for an Agent, set its model and tools"
+        )
+    the_agent = (
+        agent if isinstance(agent, Agent) else Agent.from_file(Path(agent), model=model, mcp=mcp)
     )
-    done = _prepare(folder, meta, resume)
-    runner = _Runner(folder, the_agent, cases, scorers, case_timeout, progress)
-    todo = [
-        (case, attempt)
-        for attempt in range(repeats)
-        for case in cases
-        if (case.id, attempt) not in done
-    ]
-    await runner.run_all(todo, concurrency, len(cases) * repeats, done)
+    async with contextlib.AsyncExitStack() as stack:
+        if the_agent.tool_sources and not the_agent.is_open:
+            await stack.enter_async_context(the_agent)  # its version includes what they serve
+        cases, folder, meta = _setup(
+            dataset, agent, the_agent, scorers, run_dir, model, repeats, case_timeout
+        )
+        done = _prepare(folder, meta, resume)
+        runner = _Runner(folder, the_agent, cases, scorers, case_timeout, progress)
+        todo = [
+            (case, attempt)
+            for attempt in range(repeats)
+            for case in cases
+            if (case.id, attempt) not in done
+        ]
+        await runner.run_all(todo, concurrency, len(cases) * repeats, done)
     return EvalRun.load(folder)
 
 
@@ -243,18 +261,17 @@ evaluate = blocking(evaluate_async)
 def _setup(
     dataset: Dataset | str | os.PathLike[str],
     agent: Agent | str | os.PathLike[str],
+    the_agent: Agent,
     scorers: Sequence[Scorer],
     run_dir: str | os.PathLike[str] | None,
     model: Model | str | None,
     repeats: int,
     case_timeout: float | None,
-) -> tuple[Dataset, Agent, Path, EvalMeta]:
-    """Read the dataset and the agent, check the scorers, and describe the run."""
-    if isinstance(agent, Agent) and model is not None:
-        raise UserError("model= replaces an agent file's model; for an Agent, set its model")
+) -> tuple[Dataset, Path, EvalMeta]:
+    """Read the dataset, check the scorers, and describe the run of ``the_agent`` (``agent``
+    loaded)."""
     cases = dataset if isinstance(dataset, Dataset) else Dataset.from_jsonl(dataset)
     agent_file = None if isinstance(agent, Agent) else Path(agent)
-    the_agent = agent if isinstance(agent, Agent) else Agent.from_file(Path(agent), model=model)
     _check_scorers(scorers, cases)
     label = agent_file.stem if agent_file is not None else the_agent.name
     folder = Path(run_dir) if run_dir is not None else _new_run_dir(label, the_agent.config_hash)
@@ -274,7 +291,7 @@ def _setup(
         scorers=[scorer_name(s) for s in scorers],
         scorer_specs=[scorer_spec(s) for s in scorers],
     )
-    return cases, the_agent, folder, meta
+    return cases, folder, meta
 
 
 def _check_scorers(scorers: Sequence[Scorer], cases: Dataset) -> None:

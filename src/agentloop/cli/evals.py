@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agentloop.cli._output import EXIT_OK, out, positive_int, say
+from agentloop.cli.run import add_mcp_options, mcp_servers
 from agentloop.comparison import Comparison, compare
 from agentloop.errors import UserError
 from agentloop.evals import EvalProgress, EvalRun, evaluate_async, rescore_async
@@ -68,6 +69,7 @@ def register(
     parser.add_argument(
         "--scorer", metavar="SPEC", action="append", default=[], help="a scorer (see below)"
     )
+    add_mcp_options(parser)
     parser.add_argument(
         "--concurrency", metavar="N", type=positive_int, default=4, help="cases at once (4)"
     )
@@ -128,6 +130,7 @@ def _only(args: argparse.Namespace, form: str, allowed: set[str]) -> None:
         "out": args.out is not None,
         "resume": args.resume is not None,
         "replace": args.replace,
+        "mcp": bool(args.mcp or args.mcp_url),
     }
     extra = [name for name, used in given.items() if used and name not in allowed]
     if extra:
@@ -158,6 +161,7 @@ def _run(args: argparse.Namespace, dataset: Path) -> int:
             repeats=args.repeats,
             case_timeout=args.timeout,
             progress=progress,
+            mcp=mcp_servers(args),
         )
         runs.append(asyncio.run(coroutine))
         progress.end()

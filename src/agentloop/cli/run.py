@@ -30,6 +30,8 @@ from agentloop.cli._output import (
 from agentloop.errors import AgentLoopError, TraceError, UserError
 from agentloop.events import BaseEvent, EventListener, RunCancelled, RunFailed, RunFinished
 from agentloop.loading import load_tools
+from agentloop.mcp.config import server_from_option
+from agentloop.mcp.server import MCPServer
 from agentloop.render import event_lines, plural, result_json, usage_json, usage_text
 from agentloop.result import RunResult
 from agentloop.settings import USE_AGENT_DEFAULT
@@ -72,6 +74,7 @@ def register(
         help="a Python file of @tool functions, or a folder of such files (not recursive; "
         "names starting with '_' are skipped); repeat --tools for more",
     )
+    add_mcp_options(run)
     run.add_argument(
         "--trace-dir",
         metavar="DIR",
@@ -100,7 +103,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.tools or args.instructions is not None:
             raise UserError("with --agent, put tools and instructions in the agent file")
         agent = Agent.from_file(
-            args.agent, model=args.model, trace_dir=args.trace_dir, max_steps=max_steps
+            args.agent,
+            model=args.model,
+            trace_dir=args.trace_dir,
+            max_steps=max_steps,
+            mcp=mcp_servers(args),
         )
         say(f"agent {escape(args.agent)}, version {agent.config_hash}")
     elif args.model is None:
@@ -108,12 +115,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         agent = Agent(
             args.model,
-            tools=load_tools(args.tools),
+            tools=[*load_tools(args.tools), *mcp_servers(args)],
             instructions=args.instructions,
             max_steps=max_steps,
             trace_dir=args.trace_dir,
         )
     return run_and_report(args, agent, lambda listener: agent.run(args.task, listener=listener))
+
+
+def add_mcp_options(parser: argparse.ArgumentParser) -> None:
+    """``--mcp`` and ``--mcp-url``, shared by the commands that run agents."""
+    parser.add_argument(
+        "--mcp",
+        metavar="COMMAND",
+        action="append",
+        default=[],
+        help="an MCP server to start over stdio, e.g. --mcp 'npx -y some-server --flag'; "
+        "its tools join the agent's (repeatable)",
+    )
+    parser.add_argument(
+        "--mcp-url",
+        metavar="URL",
+        action="append",
+        default=[],
+        help="an MCP server to reach over Streamable HTTP (repeatable); credentials belong "
+        "in an agent file's [[mcp]] headers, from the environment",
+    )
+
+
+def mcp_servers(args: argparse.Namespace) -> list[MCPServer]:
+    """The servers ``--mcp`` and ``--mcp-url`` name, in that order."""
+    return [
+        *(server_from_option(command, url=False) for command in args.mcp),
+        *(server_from_option(url, url=True) for url in args.mcp_url),
+    ]
 
 
 def run_and_report(

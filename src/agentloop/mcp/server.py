@@ -34,6 +34,8 @@ from agentloop.tools import SourcedTools, Tool
 from agentloop.types import JSONObject
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+SECRET_NAME = re.compile(r"auth|cookie|token|key|secret|passw|credential", re.IGNORECASE)
+"""An environment variable or header whose name matches holds a credential."""
 
 PerTool = bool | Collection[str]
 """A setting for all of a server's tools (``True``/``False``) or for the tools named (the
@@ -148,6 +150,12 @@ class MCPServer:
         if self.headers:
             found["headers"] = sorted(self.headers)
         return found
+
+    def secrets(self) -> list[str]:
+        """The values of its environment variables and headers whose names say they are secret
+        (``SECRET_NAME``), for an agent to mask in what it writes (a tool could echo them)."""
+        named = (*self.env.items(), *self.headers.items())
+        return [value for name, value in named if SECRET_NAME.search(name) and value]
 
     def log_hint(self) -> str:
         return f"; its stderr is in {self.stderr_log_path}" if self.command is not None else ""

@@ -155,7 +155,9 @@ class MCPServer:
         """The values of its environment variables and headers whose names say they are secret
         (``SECRET_NAME``), for an agent to mask in what it writes (a tool could echo them)."""
         named = (*self.env.items(), *self.headers.items())
-        return [value for name, value in named if SECRET_NAME.search(name) and value]
+        values = [value for name, value in named if SECRET_NAME.search(name) and value]
+        # "Bearer <token>": the token alone is the secret too
+        return [*values, *(word for v in values for word in v.split()[1:] if len(word) >= 8)]
 
     def log_hint(self) -> str:
         return f"; its stderr is in {self.stderr_log_path}" if self.command is not None else ""

@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 MCP_SERVERS := .mcp-servers
 EVERYTHING  := $(MCP_SERVERS)/node_modules/@modelcontextprotocol/server-everything/dist/index.js
 
-.PHONY: help install mcp-servers lint typecheck test demo eval-demo bench clean
+.PHONY: help install wheelhouse mcp-servers lint typecheck test demo eval-demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,15 @@ $(EVERYTHING): tests/mcp_servers/package.json tests/mcp_servers/package-lock.jso
 
 mcp-servers: $(EVERYTHING)  ## install the MCP reference server the tests start (npm, pinned)
 
+WHEELHOUSE := .wheelhouse
+$(WHEELHOUSE)/.filled: pyproject.toml | $(STAMP)
+	rm -rf $(WHEELHOUSE)
+	$(BIN)/python -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) '.[local,tools]'
+	rm -f $(WHEELHOUSE)/agentloop-*.whl
+	touch $@
+
+wheelhouse: $(WHEELHOUSE)/.filled  ## the wheels of agentloop's dependencies, for the offline wheel test
+
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -36,7 +45,7 @@ lint: $(STAMP)  ## ruff lint and format check
 typecheck: $(STAMP)  ## mypy --strict over src/
 	$(BIN)/mypy
 
-test: lint typecheck mcp-servers  ## lint, type-check and run the whole suite (what CI runs)
+test: lint typecheck $(WHEELHOUSE)/.filled mcp-servers  ## lint, type-check and run the whole suite (what CI runs)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)  ## run an agent on the embedded local model, write its trace, show and replay it
@@ -52,4 +61,4 @@ bench: $(STAMP)  ## print agentloop's per-step cost against raw baselines
 	$(BIN)/python bench/run.py
 
 clean:  ## remove the environment and caches
-	rm -rf $(VENV) $(MCP_SERVERS) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(MCP_SERVERS) $(WHEELHOUSE) .mypy_cache .pytest_cache .ruff_cache

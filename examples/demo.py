@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from agentloop import Agent, read_trace, replay
+from agentloop import Agent, read_trace, replay_sync
 
 TASK = sys.argv[1] if len(sys.argv) > 1 else "What is 17 * 23?"
 
@@ -44,7 +44,7 @@ def main() -> int:
         elif event.type in ("run_finished", "run_failed", "run_cancelled"):
             print(f"  end     {event.type} after {event.steps} steps, {event.duration_s:.1f} s")
 
-    replayed = replay(result.trace_path, trace_dir="traces/replays")
+    replayed = replay_sync(result.trace_path, trace_dir="traces/replays")
     verdict = "the same answer, no divergence" if not replayed.diverged else replayed.report()
     print(f"\nreplayed offline (no model, no tools): {replayed.output!r}: {verdict}")
     print(f"replay trace: {replayed.trace_path}")

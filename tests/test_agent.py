@@ -11,8 +11,8 @@ import pytest
 from agentloop import Agent, ModelResponse, RunLimits, ToolRetry, UserError, read_trace, tool
 from agentloop.errors import ModelResponseError, ScriptError, ToolDefinitionError
 from agentloop.messages import SystemMessage, ToolMessage, UserMessage
-from agentloop.safety import UNTRUSTED_NOTICE, delimit_untrusted
 from agentloop.testing import FunctionModel, ScriptedModel, capture_events
+from agentloop.untrusted import UNTRUSTED_NOTICE, delimit_untrusted
 
 
 @tool

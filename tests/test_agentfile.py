@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from agentloop import Agent, UserError, read_trace
+from agentloop import UserError, read_trace
 from agentloop.agentfile import AgentFileError, load_agent, read_agent_file
 from agentloop.cli import main
 from agentloop.models.local import LocalModel
 from agentloop.models.openai import OpenAIModel
-from agentloop.safety import UNTRUSTED_NOTICE
+from agentloop.untrusted import UNTRUSTED_NOTICE
 from fakes import FakeOpenAIServer, answer, text_completion
 from fakes.openai_server import COMPLETIONS_PATH
 
@@ -57,7 +57,7 @@ def write_agent(folder: Path, instructions: str = "Be brief.", extra: str = "") 
 
 
 def test_a_file_builds_its_agent(tmp_path: Path) -> None:
-    agent = Agent.from_file(write_agent(tmp_path), trace_dir=None)
+    agent = load_agent(write_agent(tmp_path), trace_dir=None)
     assert agent.model.name == "fake"
     assert agent.instructions == "Be brief."
     assert list(agent.tools) == ["shout"]

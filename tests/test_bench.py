@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)  # a dozen subprocesses; slow on a busy 2-core machine
 def test_bench_quick_prints_every_table(tmp_path: Path) -> None:
     out = subprocess.run(
         [
@@ -23,7 +24,7 @@ def test_bench_quick_prints_every_table(tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=230,
         check=True,
     )
     for heading in ("## Per tool step", "## Concurrent runs", "## Other", "## Targets"):

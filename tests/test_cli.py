@@ -26,10 +26,10 @@ import pytest
 
 from agentloop import __version__, read_trace
 from agentloop.cli import main
+from agentloop.cli.render import escape, one_line
 from agentloop.loading import ToolLoadError, load_tools
-from agentloop.render import escape, one_line
-from agentloop.safety import UNTRUSTED_NOTICE
 from agentloop.trace import iter_trace_files
+from agentloop.untrusted import UNTRUSTED_NOTICE
 
 # -- the fake model server ---------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import pytest
 
 from agentloop import Agent, ModelResponse, read_trace, tool
 from agentloop.cli import main
-from agentloop.critique import DEFAULT_RUBRIC
+from agentloop.feedback.critique import DEFAULT_RUBRIC
 from agentloop.testing import ScriptedModel
 from fakes import FakeOpenAIServer, answer
 

@@ -10,8 +10,8 @@ import pytest
 from agentloop import Agent, ModelResponse, read_trace
 from agentloop.cli import main
 from agentloop.loading import load_tools
-from agentloop.safety import UNTRUSTED_NOTICE
 from agentloop.testing import ScriptedModel
+from agentloop.untrusted import UNTRUSTED_NOTICE
 from fakes import FakeOpenAIServer, answer
 
 TOOLS = '''

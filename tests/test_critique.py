@@ -9,15 +9,14 @@ from typing import Any
 import pytest
 
 from agentloop import Agent, ModelResponse, read_trace, tool
-from agentloop.critique import (
+from agentloop.errors import ModelResponseError, UserError
+from agentloop.feedback import critique_sync, revise_sync
+from agentloop.feedback.critique import (
     DEFAULT_RUBRIC,
     Rubric,
-    critique,
     critique_schema,
     render_run,
-    revise,
 )
-from agentloop.errors import ModelResponseError, UserError
 from agentloop.models.protocol import first_json_object
 from agentloop.testing import ScriptedModel
 
@@ -75,7 +74,7 @@ def test_render_run_shows_task_actions_results_and_answer(tmp_path: Path) -> Non
 def test_critique_is_typed_stored_and_constrained(tmp_path: Path) -> None:
     path = recorded_run(tmp_path)
     judge = ScriptedModel([verdict(ALL_LOW, problems=FLAGGED, revised_answer="About 2.1 million.")])
-    result = critique(path, judge)
+    result = critique_sync(path, judge)
     assert result.overall == 0.0
     assert result.critique.first_flagged_step == 1
     assert result.critique.revised_answer == "About 2.1 million."
@@ -106,7 +105,7 @@ def test_critique_is_typed_stored_and_constrained(tmp_path: Path) -> None:
 def test_invalid_judge_output_is_retried_once(tmp_path: Path, bad: str) -> None:
     path = recorded_run(tmp_path)
     judge = ScriptedModel([bad, "```json\n" + verdict(ALL_HIGH, verdict="good") + "\n```"])
-    result = critique(path, judge)
+    result = critique_sync(path, judge)
     assert result.overall == 1.0
     retry = judge.calls[1].messages
     assert retry[-2].content == bad  # type: ignore[union-attr]
@@ -114,7 +113,7 @@ def test_invalid_judge_output_is_retried_once(tmp_path: Path, bad: str) -> None:
 
     judge = ScriptedModel([bad, bad])
     with pytest.raises(ModelResponseError, match="no valid critique after a retry"):
-        critique(recorded_run(tmp_path / "again"), judge)
+        critique_sync(recorded_run(tmp_path / "again"), judge)
 
 
 def test_rubric_files(tmp_path: Path) -> None:
@@ -126,7 +125,7 @@ def test_rubric_files(tmp_path: Path) -> None:
     rubric = Rubric.load(toml)
     assert rubric.name == "support" and [p.scale for p in rubric.principles] == [(0, 2), (1, 5)]
     judge = ScriptedModel([verdict({"polite": 2, "correct": 3}, verdict="acceptable")])
-    result = critique(recorded_run(tmp_path), judge, toml)
+    result = critique_sync(recorded_run(tmp_path), judge, toml)
     assert result.overall == pytest.approx((1.0 + 0.5) / 2)
     bad = tmp_path / "bad.toml"
     bad.write_text("principles = []\n")
@@ -152,7 +151,7 @@ def test_revise_forks_at_the_flagged_step_and_makes_a_preference(tmp_path: Path)
         instructions="Answer from tool results.",
         trace_dir=tmp_path / "rev",
     )
-    revision = revise(path, agent, judge)
+    revision = revise_sync(path, agent, judge)
     assert revision.preferred == "revised"
     assert (revision.original.overall, revision.revised.overall) == (0.0, 1.0)
     forked = read_trace(revision.trace_path)
@@ -169,10 +168,10 @@ def test_revise_forks_at_the_flagged_step_and_makes_a_preference(tmp_path: Path)
 
 
 def test_the_judge_scorer_inside_an_eval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from agentloop import Case, Dataset, evaluate
-    from agentloop.critique import JudgeScorer
-    from agentloop.export import eval_score
-    from agentloop.scorers import parse_scorer
+    from agentloop.evals import Case, Dataset, evaluate_sync
+    from agentloop.evals.judge import JudgeScorer
+    from agentloop.evals.specs import parse_scorer
+    from agentloop.feedback.export import eval_score
 
     answers = {"Paris?": "2.1 million", "Lyon?": "12 million"}
     agent = Agent(
@@ -180,7 +179,7 @@ def test_the_judge_scorer_inside_an_eval(tmp_path: Path, monkeypatch: pytest.Mon
     )
     dataset = Dataset([Case(id="paris", input="Paris?"), Case(id="lyon", input="Lyon?")])
     judge = ScriptedModel([verdict(ALL_HIGH, verdict="good"), verdict(ALL_LOW)])
-    run = evaluate(
+    run = evaluate_sync(
         dataset,
         agent,
         scorers=[JudgeScorer(judge, threshold=0.5)],

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from agentloop import Dataset
 from agentloop.cli import main
-from agentloop.evals import RESULTS_FILE, EvalRun, read_records
+from agentloop.evals import Dataset
+from agentloop.evals.runner import RESULTS_FILE, EvalRun, read_records
 from fakes import FakeOpenAIServer, RecordedRequest, Reply, completion
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,7 +130,7 @@ def test_compare_and_rescore_from_the_command_line(
 
     scorer_file = tmp_path / "custom.py"
     scorer_file.write_text(
-        "from agentloop import Score\n\ndef says_answer(case, trace):\n"
+        "from agentloop.evals import Score\n\ndef says_answer(case, trace):\n"
         "    ok = (trace.output or '').startswith('answer')\n"
         "    return Score(value=float(ok), passed=ok)\n"
     )

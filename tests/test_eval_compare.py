@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from agentloop import Agent, Case, Dataset, EvalRun, evaluate
-from agentloop.comparison import compare
+from agentloop import Agent
+from agentloop.evals import Case, Dataset, EvalRun, evaluate_sync
+from agentloop.evals.comparison import compare
+from agentloop.evals.scorers import contains, exact_match
 from agentloop.messages import Message
-from agentloop.scorers import contains, exact_match
 from agentloop.testing import FunctionModel, ModelCall
 
 CASES = Dataset([Case(id=f"c{i}", input=f"case {i}", expected="yes") for i in range(10)])
@@ -21,7 +22,7 @@ def run_passing(tmp_path: Path, name: str, passing: set[int]) -> EvalRun:
         return "yes" if n in passing else "no"
 
     agent = Agent(FunctionModel(answer), instructions=name)
-    return evaluate(CASES, agent, scorers=[exact_match()], run_dir=tmp_path / name)
+    return evaluate_sync(CASES, agent, scorers=[exact_match()], run_dir=tmp_path / name)
 
 
 def test_compare_flags_changed_cases_and_tests_the_difference(tmp_path: Path) -> None:
@@ -67,12 +68,14 @@ def test_fractional_scores_get_the_permutation_test(tmp_path: Path) -> None:
 
     # A finds one of the two words in every case (0.5); B finds both in three cases (1.0)
     # and none in one (0.0): differences +.5 +.5 +.5 -.5, exact p = 10/16 (see test_eval_stats).
-    a = evaluate(cases, agent("alpha"), scorers=[contains()], run_dir=tmp_path / "a")
+    a = evaluate_sync(cases, agent("alpha"), scorers=[contains()], run_dir=tmp_path / "a")
 
     def mixed(messages: list[Message], call: ModelCall) -> str:
         return "gamma" if str(messages[-1].content).endswith("3") else "alpha beta"
 
-    b = evaluate(cases, Agent(FunctionModel(mixed)), scorers=[contains()], run_dir=tmp_path / "b")
+    b = evaluate_sync(
+        cases, Agent(FunctionModel(mixed)), scorers=[contains()], run_dir=tmp_path / "b"
+    )
     mean = next(d for d in compare(a, b).deltas if d.metric == "contains mean")
     assert (mean.a, mean.b) == (0.5, 0.75)
     assert mean.test.test == "paired_permutation" and mean.test.p_value == 10 / 16

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agentloop import Case, Dataset
-from agentloop.datasets import DatasetError
+from agentloop.evals import Case, Dataset
+from agentloop.evals.datasets import DatasetError
 
 REPO = Path(__file__).resolve().parents[1]
 

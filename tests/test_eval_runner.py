@@ -12,24 +12,14 @@ from typing import Any
 
 import pytest
 
-from agentloop import (
-    Agent,
-    Case,
-    Dataset,
-    EvalRun,
-    ModelResponse,
-    Score,
-    Trace,
-    evaluate,
-    evaluate_async,
-    tool,
-)
+from agentloop import Agent, ModelResponse, Trace, tool
 from agentloop.errors import ModelResponseError
-from agentloop.evals import RESULTS_FILE, EvalError, read_records, rescore
+from agentloop.evals import Case, Dataset, EvalRun, Score, evaluate, evaluate_sync
+from agentloop.evals.runner import RESULTS_FILE, EvalError, read_records, rescore_sync
+from agentloop.evals.scorers import numeric, tool_called
+from agentloop.evals.stats import wilson_interval
+from agentloop.evals.summary import summarize
 from agentloop.messages import Message, Usage
-from agentloop.scorers import numeric, tool_called
-from agentloop.stats import wilson_interval
-from agentloop.summary import summarize
 from agentloop.testing import FunctionModel, ModelCall
 
 WRONG_WITH_TOOL = {2, 8}
@@ -101,9 +91,9 @@ def test_summary_numbers_of_a_22_case_eval(tmp_path: Path, api: str) -> None:
     scorers = [numeric(), tool_called("add")]
     if api == "agent_object":
         agent = Agent(FunctionModel(script), tools=[add], max_steps=4)
-        run = evaluate(dataset(), agent, scorers=scorers, run_dir=tmp_path / "run")
+        run = evaluate_sync(dataset(), agent, scorers=scorers, run_dir=tmp_path / "run")
     else:
-        run = evaluate(
+        run = evaluate_sync(
             data,
             agent_file(tmp_path),
             scorers=scorers,
@@ -163,7 +153,7 @@ async def test_concurrency_cap_and_per_case_timeout(tmp_path: Path) -> None:
 
     cases = [Case(id=str(i), input="hang" if i == 3 else f"t{i}") for i in range(12)]
     seen: list[int] = []
-    run = await evaluate_async(
+    run = await evaluate(
         Dataset(cases),
         Agent(FunctionModel(slow)),
         run_dir=tmp_path / "run",
@@ -189,7 +179,7 @@ def counting_model(calls: list[str]) -> FunctionModel:
 def test_resume_runs_only_the_missing_attempts(tmp_path: Path) -> None:
     cases = Dataset([Case(id=str(i), input=f"case {i}", expected=f"CASE {i}") for i in range(8)])
     first: list[str] = []
-    run = evaluate(cases, Agent(counting_model(first)), run_dir=tmp_path / "r", repeats=2)
+    run = evaluate_sync(cases, Agent(counting_model(first)), run_dir=tmp_path / "r", repeats=2)
     assert len(first) == 16 and run.complete
     results = tmp_path / "r" / RESULTS_FILE
     lines = results.read_text().splitlines()
@@ -197,7 +187,7 @@ def test_resume_runs_only_the_missing_attempts(tmp_path: Path) -> None:
     assert len(read_records(results)) == 5
 
     again: list[str] = []
-    resumed = evaluate(
+    resumed = evaluate_sync(
         cases, Agent(counting_model(again)), run_dir=tmp_path / "r", repeats=2, resume=True
     )
     assert len(again) == 11
@@ -209,12 +199,12 @@ def test_resume_runs_only_the_missing_attempts(tmp_path: Path) -> None:
 
 def test_resume_refuses_another_agent_version(tmp_path: Path) -> None:
     cases = Dataset([Case(id="a", input="x")])
-    evaluate(cases, Agent(counting_model([])), run_dir=tmp_path / "r")
+    evaluate_sync(cases, Agent(counting_model([])), run_dir=tmp_path / "r")
     other = Agent(counting_model([]), instructions="be different")
     with pytest.raises(EvalError, match="agent version"):
-        evaluate(cases, other, run_dir=tmp_path / "r", resume=True)
+        evaluate_sync(cases, other, run_dir=tmp_path / "r", resume=True)
     with pytest.raises(EvalError, match="already holds an eval"):
-        evaluate(cases, other, run_dir=tmp_path / "r")
+        evaluate_sync(cases, other, run_dir=tmp_path / "r")
 
 
 def test_rescore_uses_the_traces_without_model_calls(tmp_path: Path) -> None:
@@ -223,7 +213,7 @@ def test_rescore_uses_the_traces_without_model_calls(tmp_path: Path) -> None:
         data
     )
     calls: list[str] = []
-    run = evaluate(data, Agent(counting_model(calls)), run_dir=tmp_path / "r")
+    run = evaluate_sync(data, Agent(counting_model(calls)), run_dir=tmp_path / "r")
     assert len(calls) == 4 and run.meta.scorers == []
 
     def shouts(case: Case, trace: Trace) -> Score:
@@ -234,7 +224,7 @@ def test_rescore_uses_the_traces_without_model_calls(tmp_path: Path) -> None:
     async def short(case: Case, trace: Trace) -> Score:
         return Score(value=0.5, passed=len(trace.output or "") < 6)
 
-    rescored = rescore(tmp_path / "r", [shouts, short])
+    rescored = rescore_sync(tmp_path / "r", [shouts, short])
     assert len(calls) == 4  # no model call
     assert rescored.meta.scorers == ["shouts", "short"]
     s = {c.name: c for c in summarize(rescored).scorers}
@@ -250,7 +240,7 @@ def test_a_raising_scorer_fails_its_score_only(tmp_path: Path) -> None:
         return True
 
     cases = Dataset([Case(id="a", input="x"), Case(id="b", input="y")])
-    run = evaluate(
+    run = evaluate_sync(
         cases, Agent(counting_model([])), scorers=[broken, not_a_score], run_dir=tmp_path / "r"
     )
     [first, second] = run.records
@@ -261,7 +251,7 @@ def test_a_raising_scorer_fails_its_score_only(tmp_path: Path) -> None:
 
 def test_results_file_is_one_json_line_per_attempt(tmp_path: Path) -> None:
     cases = Dataset([Case(id=str(i), input=f"x{i}") for i in range(3)])
-    evaluate(cases, Agent(counting_model([])), run_dir=tmp_path / "r")
+    evaluate_sync(cases, Agent(counting_model([])), run_dir=tmp_path / "r")
     lines = (tmp_path / "r" / RESULTS_FILE).read_text().splitlines()
     assert sorted(json.loads(line)["case_id"] for line in lines) == ["0", "1", "2"]
     meta = json.loads((tmp_path / "r" / "eval.json").read_text())
@@ -273,13 +263,13 @@ def test_evaluate_checks_its_arguments(tmp_path: Path) -> None:
     cases = Dataset([Case(id="a", input="x", scorers={"nonsense": {}})])
     agent = Agent(counting_model([]))
     with pytest.raises(Exception, match="nonsense"):
-        evaluate(cases, agent, run_dir=tmp_path / "r")
+        evaluate_sync(cases, agent, run_dir=tmp_path / "r")
     plain = Dataset([Case(id="a", input="x")])
     with pytest.raises(Exception, match="two scorers are named 'numeric'"):
-        evaluate(plain, agent, scorers=[numeric(), numeric()], run_dir=tmp_path / "r2")
+        evaluate_sync(plain, agent, scorers=[numeric(), numeric()], run_dir=tmp_path / "r2")
     with pytest.raises(Exception, match="model= replaces"):
-        evaluate(plain, agent, model="openai:x", run_dir=tmp_path / "r3")
-    fn: Callable[..., Any] = evaluate
+        evaluate_sync(plain, agent, model="openai:x", run_dir=tmp_path / "r3")
+    fn: Callable[..., Any] = evaluate_sync
     with pytest.raises(Exception, match="at least 1"):
         fn(plain, agent, concurrency=0, run_dir=tmp_path / "r4")
     with pytest.raises(Exception, match="case_timeout must be a positive"):

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from agentloop import Agent, Case, ModelResponse, Score, Trace, read_trace, tool
-from agentloop.scorers import (
+from agentloop import Agent, ModelResponse, Trace, read_trace, tool
+from agentloop.evals import Case, Score
+from agentloop.evals.scorers import (
     ScorerError,
     apply_scorer,
     contains,
@@ -19,13 +20,13 @@ from agentloop.scorers import (
     no_tool_errors,
     normalize,
     numeric,
-    parse_scorer,
     regex,
     scorer_spec,
     scorers_for,
     tool_called,
     tool_not_called,
 )
+from agentloop.evals.specs import parse_scorer
 from agentloop.testing import ScriptedModel
 
 
@@ -147,7 +148,7 @@ def test_specs_round_trip() -> None:
 def test_custom_scorers_from_a_file(tmp_path: Path) -> None:
     file = tmp_path / "my_scorers.py"
     file.write_text(
-        "from agentloop import Score\n\n"
+        "from agentloop.evals import Score\n\n"
         "def short(case, trace):\n"
         "    return Score(value=1.0, passed=len(trace.output or '') < 5)\n\n"
         "async def polite(case, trace):\n"

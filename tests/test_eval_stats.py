@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from agentloop.stats import (
+from agentloop.evals.stats import (
     mcnemar_exact,
     mean_interval,
     paired_permutation,

@@ -9,12 +9,19 @@ from pathlib import Path
 import pytest
 
 from agentloop import Agent, ModelResponse, read_trace, tool
-from agentloop.critique import DEFAULT_RUBRIC, critique, revise
 from agentloop.errors import UserError
-from agentloop.export import Export, Filters, dpo_export, read_traces, sft_export, write_jsonl
-from agentloop.feedback import add_feedback
-from agentloop.safety import UNTRUSTED_NOTICE, delimit_untrusted
+from agentloop.feedback.critique import DEFAULT_RUBRIC, critique_sync, revise_sync
+from agentloop.feedback.export import (
+    Export,
+    Filters,
+    dpo_export,
+    read_traces,
+    sft_export,
+    write_jsonl,
+)
+from agentloop.feedback.human import add_feedback
 from agentloop.testing import ScriptedModel
+from agentloop.untrusted import UNTRUSTED_NOTICE, delimit_untrusted
 
 SECRET = "sk-live-PLANTED0123456789abcdef"
 
@@ -124,7 +131,7 @@ def test_filters(tmp_path: Path) -> None:
             )
         ]
     )
-    critique(good, judge)
+    critique_sync(good, judge)
     kept = sft_export(read_traces([tmp_path]), Filters(min_critique=0.9))
     assert len(kept.examples) == 1 and kept.skipped == {"critique score too low or missing": 2}
 
@@ -167,7 +174,7 @@ def test_a_preferred_revision_makes_a_pair(tmp_path: Path) -> None:
         instructions="Be brief.",
         trace_dir=tmp_path / "rev",
     )
-    revision = revise(original, agent, ScriptedModel([verdict(low), verdict(high)]))
+    revision = revise_sync(original, agent, ScriptedModel([verdict(low), verdict(high)]))
     pairs = lines(dpo_export(read_traces([tmp_path, tmp_path / "rev"])), "dpo")
     assert revision.preferred == "revised"
     assert [

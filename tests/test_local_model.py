@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from agentloop import Agent, Case, Dataset, ModelSettings, Tool, read_trace
+from agentloop import Agent, ModelSettings, Tool, load_agent, read_trace
 from agentloop.errors import MaxStepsExceeded, UserError
+from agentloop.evals import Case, Dataset
+from agentloop.evals.scorers import numeric
 from agentloop.models import infer_model
 from agentloop.models.local import LocalModel, bundled_model_path
 from agentloop.models.openai import OpenAIModel
-from agentloop.scorers import numeric
 from toolpack import load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +55,7 @@ def outcome(model: LocalModel, trace_dir: Path, name: str, index: int) -> tuple[
     key = (name, index)
     if key not in _outcomes:
         case = questions(name)[index]
-        agent = Agent.from_file(AGENT_FILE, model=model, trace_dir=trace_dir)
+        agent = load_agent(AGENT_FILE, model=model, trace_dir=trace_dir)
         result = agent.run_sync(case.input)
         assert result.trace_path is not None
         score = numeric()(case, read_trace(result.trace_path))
@@ -110,11 +111,11 @@ def test_the_local_model_judges_a_run_with_a_valid_stored_critique(
 ) -> None:
     """Quality is not the point with a 270M model; a critique that validates and is stored is.
     The rubric's schema is the grammar, so the answer parses at the first try."""
-    from agentloop.critique import DEFAULT_RUBRIC, critique
+    from agentloop.feedback.critique import DEFAULT_RUBRIC, critique_sync
 
     _, path = outcome(local_model, trace_dir, "local-dev", 0)
     before = len(read_trace(path).events)
-    result = critique(path, local_model)
+    result = critique_sync(path, local_model)
     names = [s.principle for s in result.critique.scores]
     assert names == [p.name for p in DEFAULT_RUBRIC.principles]
     assert all(1 <= s.score <= 5 for s in result.critique.scores)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agentloop import Agent, read_trace
-from agentloop.agentfile import AgentFileError
+from agentloop import read_trace
+from agentloop.agentfile import AgentFileError, load_agent
 from agentloop.cli import main
 from agentloop.messages import ModelResponse
 from agentloop.testing import ScriptedModel
@@ -42,7 +42,7 @@ def test_import_agentloop_loads_no_mcp_sdk() -> None:
 async def test_an_agent_file_brings_its_mcp_server(tmp_path: Path) -> None:
     path = agent_file(tmp_path, everything_table('prefix = "ev_"\nrequires_approval = ["get-sum"]'))
     model = ScriptedModel([ModelResponse.tool_call("ev_echo", {"message": "from a file"}), "ok"])
-    agent = Agent.from_file(path, model=model, trace_dir=tmp_path)
+    agent = load_agent(path, model=model, trace_dir=tmp_path)
     (server,) = agent.tool_sources
     assert server.prefix == "ev_"
     result = await agent.run("go")
@@ -61,7 +61,7 @@ def test_a_secret_written_into_an_agent_file_is_refused(tmp_path: Path) -> None:
         '[[mcp]]\nurl = "http://127.0.0.1:9/mcp"\nheaders = { Authorization = "Bearer x1" }',
     )
     with pytest.raises(AgentFileError, match=r"mcp\[0\]: .*headers\.Authorization: a secret"):
-        Agent.from_file(path)
+        load_agent(path)
 
 
 def test_secrets_come_from_the_environment_and_are_masked(
@@ -73,9 +73,9 @@ def test_secrets_come_from_the_environment_and_are_masked(
     )
     path = agent_file(tmp_path, table)
     with pytest.raises(AgentFileError, match="the environment variable REMOTE_TOKEN is not set"):
-        Agent.from_file(path, model=ScriptedModel([]))
+        load_agent(path, model=ScriptedModel([]))
     monkeypatch.setenv("REMOTE_TOKEN", "tok-9f8e7d6c")
-    agent = Agent.from_file(path, model=ScriptedModel([]))
+    agent = load_agent(path, model=ScriptedModel([]))
     (server,) = agent.tool_sources
     assert server.headers["Authorization"] == "Bearer tok-9f8e7d6c"
     assert "tok-9f8e7d6c" not in agent.redact("sent tok-9f8e7d6c")
@@ -90,15 +90,15 @@ def test_secrets_come_from_the_environment_and_are_masked(
 def test_a_bad_mcp_table_names_the_field(tmp_path: Path) -> None:
     path = agent_file(tmp_path, '[[mcp]]\ncommand = "x"\ncomand = "typo"')
     with pytest.raises(AgentFileError, match=r"mcp\.0\.comand"):
-        Agent.from_file(path)
+        load_agent(path)
     path = agent_file(tmp_path, '[[mcp]]\nname = "neither"')
     with pytest.raises(AgentFileError, match=r"mcp\[0\]: .*give command .* or url"):
-        Agent.from_file(path)
+        load_agent(path)
 
 
 async def test_a_server_that_cannot_start_fails_the_run_naming_it(tmp_path: Path) -> None:
     path = agent_file(tmp_path, '[[mcp]]\nname = "ghost"\ncommand = "no-such-mcp-command"')
-    agent = Agent.from_file(path, model=ScriptedModel([]), trace_dir=tmp_path)
+    agent = load_agent(path, model=ScriptedModel([]), trace_dir=tmp_path)
     from agentloop.mcp import MCPServerError
 
     with pytest.raises(MCPServerError, match="MCP server 'ghost' could not be started"):

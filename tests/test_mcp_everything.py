@@ -18,9 +18,9 @@ import pytest
 from agentloop import Agent, read_trace
 from agentloop.mcp import MCPServer
 from agentloop.messages import ModelResponse, ToolMessage
-from agentloop.replay import replay_async
-from agentloop.safety import undelimit
+from agentloop.replay import replay
 from agentloop.testing import ScriptedModel
+from agentloop.untrusted import undelimit
 from fakes.mcp import everything_command, everything_http
 
 pytestmark = pytest.mark.slow
@@ -94,7 +94,7 @@ async def test_recorded_mcp_results_replay_with_no_process_and_no_socket(
     assert result.output == "42"
 
     request.getfixturevalue("no_subprocess_or_socket")
-    replayed = await replay_async(result.trace_path, trace_dir=tmp_path / "replays")
+    replayed = await replay(result.trace_path, trace_dir=tmp_path / "replays")
     assert not replayed.diverged, replayed.report()
     assert replayed.output == "42"
     again = read_trace(replayed.trace_path)

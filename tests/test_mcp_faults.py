@@ -17,9 +17,9 @@ from agentloop.actions import ToolCall
 from agentloop.errors import ToolDefinitionError
 from agentloop.mcp import MCPServer, MCPServerError
 from agentloop.messages import ModelResponse, ToolMessage
-from agentloop.safety import undelimit
 from agentloop.settings import RunLimits
 from agentloop.testing import ScriptedModel
+from agentloop.untrusted import undelimit
 from fakes.mcp import everything_command, fault_command, fault_http
 
 pytestmark = pytest.mark.slow

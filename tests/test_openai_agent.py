@@ -14,8 +14,8 @@ import pytest
 
 from agentloop import Agent, AgentLoopError
 from agentloop.errors import ModelAuthError, ModelResponseError, RetryBudgetExhausted
-from agentloop.events import RunWarning, ToolCallRequested, ToolResult
-from agentloop.safety import delimit_untrusted
+from agentloop.events import RunWarned, ToolCallRequested, ToolResultRecorded
+from agentloop.untrusted import delimit_untrusted
 from fakes import (
     FakeOpenAIServer,
     Reply,
@@ -245,7 +245,7 @@ async def test_an_empty_reply_twice_is_a_response_error_after_one_nudge(
         await agent_for(openai_server, adder, tmp_path).run("?")
     trace, end = failed_trace(caught.value, ModelResponseError)
     assert "empty" in end.message
-    assert [w.kind for w in trace.events if isinstance(w, RunWarning)] == ["empty_response"]
+    assert [w.kind for w in trace.events if isinstance(w, RunWarned)] == ["empty_response"]
     assert openai_server.bodies[1]["messages"][-1]["role"] == "user"  # the nudge
     assert "empty" in openai_server.bodies[1]["messages"][-1]["content"]
 
@@ -321,7 +321,7 @@ async def test_a_tool_call_written_as_text_is_the_answer_with_a_warning(
     openai_server.script(answer(text))
     result = await agent_for(openai_server, adder, tmp_path).run("1+2?")
     assert result.output == text and adder.calls == []
-    warnings = [e for e in finished_trace(result).events if isinstance(e, RunWarning)]
+    warnings = [e for e in finished_trace(result).events if isinstance(e, RunWarned)]
     assert [w.kind for w in warnings] == ["possible_unparsed_tool_call"]
 
 
@@ -330,7 +330,7 @@ async def test_text_naming_no_tool_gets_no_warning(
 ) -> None:
     openai_server.script(answer('{"name": "Ada", "born": 1815}'))
     result = await agent_for(openai_server, adder, tmp_path).run("who?")
-    assert not [e for e in finished_trace(result).events if isinstance(e, RunWarning)]
+    assert not [e for e in finished_trace(result).events if isinstance(e, RunWarned)]
 
 
 # -- secrets -------------------------------------------------------------------------------------
@@ -387,5 +387,5 @@ async def test_the_trace_records_each_call_with_raw_and_parsed_arguments(
     calls = {e.call_id: e for e in trace.events if isinstance(e, ToolCallRequested)}
     assert calls["ok"].arguments == {"a": 1, "b": 2} and calls["ok"].valid
     assert calls["unknown"].rejection == "unknown_tool"
-    results = {e.call_id: e for e in trace.events if isinstance(e, ToolResult)}
+    results = {e.call_id: e for e in trace.events if isinstance(e, ToolResultRecorded)}
     assert results["ok"].content == "3" and "Available tools: add" in results["unknown"].content

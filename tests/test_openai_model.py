@@ -21,8 +21,8 @@ from agentloop.messages import (
     UserMessage,
 )
 from agentloop.models.openai import OpenAIModel
-from agentloop.safety import UNTRUSTED_NOTICE, delimit_untrusted
 from agentloop.tools import Tool, Toolset
+from agentloop.untrusted import UNTRUSTED_NOTICE, delimit_untrusted
 from fakes import FakeOpenAIServer, answer, completion, tool_call, tool_calls
 from fakes.openai_server import Reply
 from fakes.runs import API_KEY, MODEL_NAME, Adder, fast_model, finished_trace

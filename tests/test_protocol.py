@@ -27,9 +27,9 @@ from agentloop.models.protocol import (
     render_completion,
     response_from_text,
 )
-from agentloop.safety import delimit_untrusted
 from agentloop.testing import FunctionModel, ModelCall, capture_events
 from agentloop.tools import Toolset
+from agentloop.untrusted import delimit_untrusted
 
 
 @tool

@@ -14,7 +14,7 @@ import pytest
 
 from agentloop import read_trace
 from agentloop.events import RunFinished
-from agentloop.safety import UNTRUSTED_NOTICE, delimit_untrusted
+from agentloop.untrusted import UNTRUSTED_NOTICE, delimit_untrusted
 from fakes import FakeOpenAIServer, answer, tool_call, tool_calls
 
 README = Path(__file__).resolve().parent.parent / "README.md"

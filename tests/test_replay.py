@@ -14,7 +14,7 @@ import pytest
 
 from agentloop import Agent, ModelResponse, ToolRetry, UserError, read_trace, tool
 from agentloop.events import ToolCallRequested
-from agentloop.replay import agent_from_trace, replay, resume
+from agentloop.replay.runner import agent_from_trace, replay_sync, resume_sync
 from agentloop.testing import ScriptedModel
 
 
@@ -63,7 +63,7 @@ def test_offline_replay_reproduces_output_and_actions(tmp_path: Path, no_network
         raise AssertionError("recorded replay must not run tools")
 
     agent = Agent(ScriptedModel([]), tools=[add_never, mul], trace_dir=tmp_path / "replays")
-    result = replay(source, agent)
+    result = replay_sync(source, agent)
     assert result.output == "20"
     assert actions(result.trace_path) == actions(source)
     header = read_trace(result.trace_path).header  # type: ignore[arg-type]
@@ -80,7 +80,7 @@ def test_replay_without_an_agent_rebuilds_it_from_the_header(
     tmp_path: Path, no_network: None
 ) -> None:
     source = record(tmp_path, instructions="Be exact.")
-    result = replay(source, trace_dir=tmp_path / "replays")
+    result = replay_sync(source, trace_dir=tmp_path / "replays")
     assert (result.output, result.diverged) == ("20", False)
     assert read_trace(result.trace_path).header.config_hash == read_trace(source).header.config_hash  # type: ignore[arg-type]
     rebuilt = agent_from_trace(read_trace(source))
@@ -131,7 +131,7 @@ def test_every_kind_of_step_replays_offline(
         trace_dir=tmp_path,
     )
     source = agent.run_sync("go").trace_path
-    result = replay(source, trace_dir=tmp_path / "replays")  # type: ignore[arg-type]
+    result = replay_sync(source, trace_dir=tmp_path / "replays")  # type: ignore[arg-type]
     assert result.divergences == []
     assert result.output == read_trace(source).output  # type: ignore[arg-type]
     assert actions(result.trace_path) == actions(source)
@@ -142,14 +142,14 @@ def test_a_failed_run_replays_to_the_same_failure(tmp_path: Path) -> None:
     agent = Agent(ScriptedModel(looping), tools=[add], max_steps=2, trace_dir=tmp_path)
     with pytest.raises(Exception, match="max_steps") as info:
         agent.run_sync("go")
-    result = replay(info.value.trace_path, trace_dir=tmp_path / "r")  # type: ignore[attr-defined]
+    result = replay_sync(info.value.trace_path, trace_dir=tmp_path / "r")  # type: ignore[attr-defined]
     assert (result.diverged, result.stop_reason) == (False, "max_steps")
 
 
 def test_instructions_changed_is_reported_and_stops_strict_replay(tmp_path: Path) -> None:
     source = record(tmp_path, instructions="v1")
     agent = Agent(ScriptedModel([]), tools=[add, mul], instructions="v2", trace_dir=tmp_path)
-    result = replay(source, agent)
+    result = replay_sync(source, agent)
     assert [(d.step, d.kind) for d in result.divergences] == [
         (None, "instructions_changed"),
         (0, "model_input_changed"),
@@ -173,7 +173,7 @@ def test_settings_and_schema_changes_are_config_divergences(tmp_path: Path) -> N
         return a * b
 
     agent = Agent(ScriptedModel([]), tools=[add, mul_documented], max_steps=9, trace_dir=tmp_path)
-    result = replay(source, agent)
+    result = replay_sync(source, agent)
     kinds = {(d.kind, d.detail) for d in result.divergences}
     assert ("tool_schema_changed", "mul") in kinds
     assert ("tool_code_changed", "mul") in kinds
@@ -183,7 +183,7 @@ def test_settings_and_schema_changes_are_config_divergences(tmp_path: Path) -> N
 
 def test_missing_tool_diverges_at_the_step_that_calls_it(tmp_path: Path) -> None:
     source = record(tmp_path)
-    result = replay(source, Agent(ScriptedModel([]), tools=[add], trace_dir=tmp_path))
+    result = replay_sync(source, Agent(ScriptedModel([]), tools=[add], trace_dir=tmp_path))
     assert [(d.step, d.kind) for d in result.divergences] == [
         (None, "tool_missing"),
         (1, "tool_call_changed"),
@@ -200,7 +200,7 @@ def test_changed_tool_result_with_live_tools(tmp_path: Path) -> None:
         return a + b + 1
 
     agent = Agent(ScriptedModel([]), tools=[add_wrong, mul], trace_dir=tmp_path)
-    strict = replay(source, agent, tools="live")
+    strict = replay_sync(source, agent, tools="live")
     step_divergences = [(d.step, d.kind) for d in strict.divergences if d.step is not None]
     assert step_divergences == [(0, "tool_result_changed")]
     assert (
@@ -208,7 +208,7 @@ def test_changed_tool_result_with_live_tools(tmp_path: Path) -> None:
         strict.divergences[-1].actual,
     ) == ("5", "6")
 
-    lenient = replay(source, agent, tools="live", strict=False)
+    lenient = replay_sync(source, agent, tools="live", strict=False)
     assert lenient.output == "20"  # recorded model answers, live tools ran
     assert [d.kind for d in lenient.divergences if d.step is not None] == ["tool_result_changed"]
 
@@ -216,7 +216,7 @@ def test_changed_tool_result_with_live_tools(tmp_path: Path) -> None:
 def test_a_live_model_that_acts_differently(tmp_path: Path) -> None:
     source = record(tmp_path)
     other = ScriptedModel([ModelResponse.tool_call("add", {"a": 2, "b": 3}), "I give up"])
-    result = replay(source, Agent(other, tools=[add, mul], trace_dir=tmp_path), model="live")
+    result = replay_sync(source, Agent(other, tools=[add, mul], trace_dir=tmp_path), model="live")
     [divergence] = [d for d in result.divergences if d.step is not None]
     assert (divergence.step, divergence.kind) == (1, "action_changed")
     assert divergence.actual == [{"answer": "I give up"}]
@@ -227,14 +227,14 @@ def test_more_steps_than_a_crashed_recording(tmp_path: Path) -> None:
     lines = source.read_text().splitlines(keepends=True)
     cut = next(i for i, line in enumerate(lines) if '"step":1' in line and "model_request" in line)
     source.write_text("".join(lines[:cut]))
-    result = replay(source, trace_dir=tmp_path / "r")
+    result = replay_sync(source, trace_dir=tmp_path / "r")
     assert [(d.step, d.kind) for d in result.divergences] == [(1, "more_steps")]
 
 
 def test_fewer_steps_and_changed_outcome(tmp_path: Path) -> None:
     source = record(tmp_path)
     agent = Agent(ScriptedModel([]), tools=[add, mul], max_steps=1, trace_dir=tmp_path)
-    result = replay(source, agent, strict=False)
+    result = replay_sync(source, agent, strict=False)
     kinds = [(d.step, d.kind) for d in result.divergences]
     assert (1, "fewer_steps") in kinds
     assert (1, "outcome_changed") in kinds
@@ -248,7 +248,7 @@ def test_fork_serves_the_prefix_then_goes_live(tmp_path: Path) -> None:
         [ModelResponse.tool_call("mul", {"a": 7, "b": 7}), "forked answer"], name="other"
     )
     agent = Agent(new_model, tools=[add, mul], instructions="new", trace_dir=tmp_path)
-    result = replay(parent.trace_path, agent, fork_at=2)  # type: ignore[arg-type]
+    result = replay_sync(parent.trace_path, agent, fork_at=2)  # type: ignore[arg-type]
     assert result.output == "forked answer"
     assert len(new_model.calls) == 2  # steps 0-1 came from the recording
     seen = new_model.calls[0].messages
@@ -325,7 +325,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path) -> No
         mp.syspath_prepend(str(tmp_path))
         import resumable  # type: ignore[import-not-found]
 
-        result = resume(crashed, resumable.agent(), trace_dir=tmp_path / "resumed")
+        result = resume_sync(crashed, resumable.agent(), trace_dir=tmp_path / "resumed")
     assert result.output == "appended 5 numbers"
     assert log.read_text().split() == ["0", "1", "2", "3", "4"]  # "2" was not run twice
     resumed = read_trace(result.trace_path)  # type: ignore[arg-type]
@@ -370,7 +370,7 @@ def test_resume_reruns_an_interrupted_idempotent_call(tmp_path: Path) -> None:
 
     source = asyncio.run(run_and_cancel())
     resumed_model = ScriptedModel(["done"])
-    result = resume(source, Agent(resumed_model, tools=[fetch], trace_dir=tmp_path / "r"))
+    result = resume_sync(source, Agent(resumed_model, tools=[fetch], trace_dir=tmp_path / "r"))
     assert result.output == "done"
     assert calls == [1, 1]  # idempotent: run again
     assert read_trace(result.trace_path).tool_results()[0].content == "got 1"  # type: ignore[arg-type]
@@ -378,16 +378,18 @@ def test_resume_reruns_an_interrupted_idempotent_call(tmp_path: Path) -> None:
 
 def test_resume_refuses_a_finished_run(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="already finished"):
-        resume(record(tmp_path), Agent(ScriptedModel([]), tools=[add, mul]))
+        resume_sync(record(tmp_path), Agent(ScriptedModel([]), tools=[add, mul]))
 
 
 def test_diff_traces_aligns_a_fork_with_its_parent(tmp_path: Path) -> None:
-    from agentloop.divergence import diff_traces
+    from agentloop.replay.divergence import diff_traces
 
     five = [ModelResponse.tool_call("add", {"a": i, "b": 1}) for i in range(4)] + ["done"]
     parent = Agent(ScriptedModel(five), tools=[add], trace_dir=tmp_path).run_sync("count")
     other = ScriptedModel([ModelResponse.tool_call("mul", {"a": 7, "b": 7}), "forked"])
-    fork = replay(parent.trace_path, Agent(other, tools=[add, mul], trace_dir=tmp_path), fork_at=2)  # type: ignore[arg-type]
+    fork = replay_sync(
+        parent.trace_path, Agent(other, tools=[add, mul], trace_dir=tmp_path), fork_at=2
+    )  # type: ignore[arg-type]
     diff = diff_traces(read_trace(parent.trace_path), read_trace(fork.trace_path))  # type: ignore[arg-type]
     assert diff.first_difference == 2
     assert [s.same for s in diff.steps] == [True, True, False, False, False]

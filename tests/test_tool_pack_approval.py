@@ -15,7 +15,7 @@ import pytest
 from agentloop import Agent, ModelResponse, Tool, read_trace
 from agentloop.actions import ToolCall
 from agentloop.approval import describe_call, escape_controls, terminal_approver
-from agentloop.events import ToolResult
+from agentloop.events import ToolResultRecorded
 from agentloop.testing import ScriptedModel
 from toolpack import load
 
@@ -28,7 +28,7 @@ def file_tools(root: Path) -> list[Tool]:
 
 async def run_write(
     root: Path, trace_dir: Path, approver: Any, arguments: Any = None
-) -> list[ToolResult]:
+) -> list[ToolResultRecorded]:
     args = arguments if arguments is not None else {"path": "out.txt", "content": "hi"}
     model = ScriptedModel([ModelResponse.tool_call("write_file", args), "done"])
     agent = Agent(model, tools=file_tools(root), trace_dir=trace_dir, approver=approver)

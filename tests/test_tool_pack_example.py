@@ -8,7 +8,7 @@ from types import ModuleType
 
 import pytest
 
-from agentloop import ModelResponse
+from agentloop import ModelResponse, load_agent
 from agentloop.testing import ScriptedModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +46,8 @@ async def test_the_research_agent_cites_a_local_passage(tmp_path: Path) -> None:
 
 
 def test_the_research_agent_file_loads_the_tool_pack(monkeypatch: pytest.MonkeyPatch) -> None:
-    from agentloop import Agent
 
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # built, never called
-    agent = Agent.from_file(ROOT / "agents" / "research.toml")
+    agent = load_agent(ROOT / "agents" / "research.toml")
     assert sorted(agent.tools) == ["fetch_url", "search_docs", "web_search"]
     assert agent.limits.max_steps == 12 and "Cite every fact" in (agent.instructions or "")

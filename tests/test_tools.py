@@ -20,10 +20,10 @@ import pytest
 from agentloop import Agent
 from agentloop.errors import ToolDefinitionError
 from agentloop.messages import ModelResponse, ToolMessage
-from agentloop.safety import delimit_untrusted
 from agentloop.testing import ScriptedModel
 from agentloop.tool_schemas import MAX_PROBLEM_CHARS, MAX_PROBLEMS, InvalidArguments
 from agentloop.tools import Tool, Toolset, tool
+from agentloop.untrusted import delimit_untrusted
 
 
 class Color(enum.Enum):

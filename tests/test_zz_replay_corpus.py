@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agentloop import replay
+from agentloop import replay_sync
 from agentloop.errors import TraceError
 from agentloop.events import ToolCallRequested
 from agentloop.trace import Trace, read_trace
@@ -49,7 +49,7 @@ def test_every_trace_the_suite_wrote_replays_offline(tmp_path: Path, no_network:
         pytest.skip("run with the whole suite: only it writes a corpus of traces to replay")
     failures = []
     for trace in corpus:
-        result = replay(trace, trace_dir=tmp_path)
+        result = replay_sync(trace, trace_dir=tmp_path)
         replayed = read_trace(result.trace_path) if result.trace_path else None
         same = (
             not result.diverged

@@ -1,4 +1,4 @@
-"""Loading the modules of the top-level ``tools/`` folder by path, as ``--tools tools/`` does."""
+"""Loading the tool pack's modules (``src/agentloop/toolpack/``) by path, each a fresh module."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
+TOOLS = Path(__file__).resolve().parents[1] / "src" / "agentloop" / "toolpack"
 
 
 def load(name: str) -> ModuleType:
-    """Import ``tools/<name>.py`` as a fresh module of its own."""
+    """Import ``toolpack/<name>.py`` as a fresh module of its own."""
     spec = importlib.util.spec_from_file_location(f"toolpack_test_{name}", TOOLS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -1,12 +1,13 @@
 """agentloop: a tool-using agent runtime with full traces, replay, evaluation and feedback.
 
-The public API is this module's ``__all__``; everything else is internal and may change.
+The public API of the runtime is this module's ``__all__``: agents, tools, models, results,
+errors, traces, and replay/resume. Evaluation lives in ``agentloop.evals`` and feedback
+(critique, human feedback, export) in ``agentloop.feedback``. Everything else is internal and
+may change.
 """
 
 from agentloop.agent import Agent, AgentRun
-from agentloop.critique import critique
-from agentloop.datasets import Case, Dataset
-from agentloop.divergence import Divergence
+from agentloop.agentfile import load_agent
 from agentloop.errors import (
     AgentLoopError,
     ContextWindowExceeded,
@@ -22,15 +23,12 @@ from agentloop.errors import (
     TraceError,
     UserError,
 )
-from agentloop.evals import EvalRun, evaluate, evaluate_async
-from agentloop.feedback import add_feedback
 from agentloop.messages import Message, ModelResponse, ToolCallPart, Usage
 from agentloop.models import Model
 from agentloop.observations import Observation
 from agentloop.redaction import Redactor
-from agentloop.replay import ReplayResult, replay, replay_async, resume, resume_async
+from agentloop.replay import Divergence, ReplayResult, replay, replay_sync, resume, resume_sync
 from agentloop.result import RunResult
-from agentloop.scorers import Score, Scorer
 from agentloop.settings import ModelSettings, RunLimits
 from agentloop.tools import Tool, Toolset, tool
 from agentloop.trace import Trace, read_trace
@@ -41,11 +39,8 @@ __all__ = [
     "Agent",
     "AgentLoopError",
     "AgentRun",
-    "Case",
     "ContextWindowExceeded",
-    "Dataset",
     "Divergence",
-    "EvalRun",
     "MaxStepsExceeded",
     "MaxToolCallsExceeded",
     "Message",
@@ -62,8 +57,6 @@ __all__ = [
     "RunLimits",
     "RunResult",
     "RunTimeout",
-    "Score",
-    "Scorer",
     "Tool",
     "ToolCallPart",
     "ToolExecutionError",
@@ -74,14 +67,11 @@ __all__ = [
     "Usage",
     "UserError",
     "__version__",
-    "add_feedback",
-    "critique",
-    "evaluate",
-    "evaluate_async",
+    "load_agent",
     "read_trace",
     "replay",
-    "replay_async",
+    "replay_sync",
     "resume",
-    "resume_async",
+    "resume_sync",
     "tool",
 ]

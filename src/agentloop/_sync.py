@@ -28,9 +28,9 @@ def run_blocking(
 
 
 def blocking(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
-    """The sync door to an ``<name>_async`` function: ``<name>``, with the same parameters
-    (type checkers see them) and docstring, run to completion by ``run_blocking``."""
-    name = function.__name__.removesuffix("_async")
+    """The sync door to an async function ``<name>``: ``<name>_sync``, with the same
+    parameters (type checkers see them) and docstring, run to completion by ``run_blocking``."""
+    name = f"{function.__name__}_sync"
     what, use = f"{name}()", f"await {function.__name__}(...)"
 
     @functools.wraps(function)

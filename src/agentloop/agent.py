@@ -32,10 +32,11 @@ from agentloop.messages import (
 from agentloop.models import Model, infer_model
 from agentloop.redaction import Redactor
 from agentloop.result import RunResult
-from agentloop.safety import UNTRUSTED_NOTICE
 from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, RunLimits, UseAgentDefault
+from agentloop.spec import AgentSpec
 from agentloop.tools import SourcedTools, Tool, Toolset, ToolSource
 from agentloop.types import JSONObject, ToolErrorPolicy
+from agentloop.untrusted import UNTRUSTED_NOTICE
 
 
 class Agent:
@@ -94,17 +95,9 @@ class Agent:
         self.trace_dir = Path(trace_dir) if trace_dir is not None else None
         self.approver = approver
         self.delimit_tool_results = delimit_tool_results
-        self._config_cache: tuple[tuple[Any, ...], dict[str, Any], str] | None = None
+        self._spec_cache: tuple[tuple[Any, ...], AgentSpec] | None = None
         self.redact = Redactor([*secrets, *self.model.secrets()], redact_patterns)
         """Masks secrets in everything this agent writes (traces, logs)."""
-
-    @classmethod
-    def from_file(cls, path: str | Path, **options: Any) -> Agent:
-        """The agent an agent file (TOML) describes; ``model=`` replaces its model, other
-        keyword arguments go to ``Agent``. See ``agentloop.agentfile``."""
-        from agentloop.agentfile import load_agent
-
-        return load_agent(path, **options)
 
     def config(
         self,
@@ -162,13 +155,12 @@ class Agent:
         with what an MCP server serves, once it is open)."""
         if self._open is not None:
             return self._open.config_hash
-        return self.versioned_config(self.limits, self.settings, self.model)[1]
+        return self.spec(self.limits, self.settings, self.model).config_hash
 
-    def versioned_config(
-        self, limits: RunLimits, settings: ModelSettings, model: Model
-    ) -> tuple[dict[str, Any], str]:
-        """``config()`` and its hash, remembered for the last combination asked for: runs of
-        the same agent share them, and hashing the configuration is not free."""
+    def spec(self, limits: RunLimits, settings: ModelSettings, model: Model) -> AgentSpec:
+        """The immutable description a run executes, remembered for the last combination
+        asked for: runs of the same agent share it, and hashing the configuration is not
+        free."""
         key = (
             limits,
             settings,
@@ -177,12 +169,27 @@ class Agent:
             self.instructions,
             self.name,
             self.delimit_tool_results,
+            self.redact,
+            self.approver,
         )
-        cached = self._config_cache
+        cached = self._spec_cache
         if cached is None or not all(a is b or a == b for a, b in zip(cached[0], key, strict=True)):
             config = self.config(limits, settings, model)
-            cached = self._config_cache = (key, config, config_hash(config))
-        return cached[1], cached[2]
+            spec = AgentSpec(
+                name=self.name,
+                model=model,
+                tools=self.tools,
+                limits=limits,
+                settings=settings,
+                system_prompt=self.system_prompt(),
+                delimit_tool_results=self.delimit_tool_results,
+                redact=self.redact,
+                approver=self.approver,
+                config=config,
+                config_hash=config_hash(config),
+            )
+            cached = self._spec_cache = (key, spec)
+        return cached[1]
 
     async def run(
         self,
@@ -216,17 +223,15 @@ class Agent:
             retry_budget=retry_budget,
         )
         folder = self.trace_dir if isinstance(trace_dir, UseAgentDefault) else trace_dir
+        run_model = infer_model(model) if model is not None else self.model
         async with self._sources_opened() as agent:
             run = Run(
-                agent=agent,
+                spec=agent.spec(limits, self.settings.merged(settings), run_model),
                 task=task,
                 history=history,
-                limits=limits,
-                settings=self.settings.merged(settings),
                 trace_dir=Path(folder) if folder is not None else None,
                 metadata=metadata or {},
                 listener=listener,
-                model=infer_model(model) if model is not None else self.model,
                 tool_runner=tool_runner,
                 parent=parent,
             )
@@ -269,7 +274,7 @@ class Agent:
         opened.tools = Toolset([*self.tools.values(), *(t for s in served for t in s.tools)])
         opened.tool_sources = ()
         opened._served = [s.config for s in served]
-        opened._open = opened._open_stack = opened._config_cache = None
+        opened._open = opened._open_stack = opened._spec_cache = None
         return opened
 
     def run_sync(self, task: str, **kwargs: Any) -> RunResult:

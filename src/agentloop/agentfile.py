@@ -3,8 +3,9 @@ reviewed and evaluated like code.
 
     model = "local"                      # a model string (agentloop.models.infer_model)
     instructions = "Answer briefly."
-    tools = ["tools/calc.py", "mypkg.tools:search"]   # paths (relative to this file) or
-                                                       # "module:attribute" references
+    tools = ["tools/calc.py", "agentloop.toolpack.calculator", "mypkg.tools:search"]
+                                         # paths (relative to this file), modules, packages
+                                         # or "module:attribute" references
     [settings]                           # ModelSettings: temperature, seed, max_tokens, ...
     temperature = 0
     [limits]                             # RunLimits: max_steps, max_tool_calls, ...
@@ -24,9 +25,7 @@ Only ``name`` is optional metadata that still counts (it is part of the agent's 
 
 from __future__ import annotations
 
-import importlib
 import os
-import re
 import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,24 +34,22 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentloop.errors import UserError, first_problem
-from agentloop.loading import load_tools
+from agentloop.loading import ToolLoadError, load_tools
 from agentloop.mcp.config import MCPServerSpec, server_from_spec
 from agentloop.mcp.server import MCPServer
 from agentloop.settings import ModelSettings, RunLimits
-from agentloop.tools import Tool, Toolset
+from agentloop.tools import Tool
 
 if TYPE_CHECKING:
     from agentloop.agent import Agent
     from agentloop.models.base import Model
-
-_MODULE_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 class AgentFileError(UserError):
     """An agent file is missing, is not valid TOML, or sets an unknown or invalid field."""
 
 
-class AgentSpec(BaseModel):
+class AgentFile(BaseModel):
     """What an agent file holds."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -64,14 +61,15 @@ class AgentSpec(BaseModel):
     instructions: str | None = None
     name: str = "agent"
     tools: list[str] = Field(default_factory=list)
-    """Paths to tool files or folders (relative to the agent file), or ``module:attribute``."""
+    """Paths to tool files or folders (relative to the agent file), or importable names: a
+    module, a package or ``module:attribute`` (see ``agentloop.loading``)."""
     settings: ModelSettings = Field(default_factory=ModelSettings)
     limits: RunLimits = Field(default_factory=RunLimits)
     mcp: list[MCPServerSpec] = Field(default_factory=list)
     """MCP servers whose tools the agent can call (``[[mcp]]`` tables)."""
 
 
-def read_agent_file(path: str | os.PathLike[str]) -> AgentSpec:
+def read_agent_file(path: str | os.PathLike[str]) -> AgentFile:
     """Parse and check an agent file; ``AgentFileError`` names the file and the field."""
     file = Path(path)
     try:
@@ -81,12 +79,12 @@ def read_agent_file(path: str | os.PathLike[str]) -> AgentSpec:
     except tomllib.TOMLDecodeError as exc:
         raise AgentFileError(f"agent file {file} is not valid TOML: {exc}") from None
     try:
-        return AgentSpec.model_validate(raw)
+        return AgentFile.model_validate(raw)
     except ValidationError as exc:
         problem = first_problem(exc)
         hint = ""
         if problem.kind == "extra_forbidden" and "." not in problem.where:
-            hint = f" (fields: {', '.join(AgentSpec.model_fields)})"
+            hint = f" (fields: {', '.join(AgentFile.model_fields)})"
         where = problem.where or "file"
         raise AgentFileError(f"agent file {file}: {where}: {problem.message}{hint}") from None
 
@@ -127,7 +125,7 @@ def load_agent(
     )
 
 
-def _model(spec: AgentSpec, file: Path) -> Model:
+def _model(spec: AgentFile, file: Path) -> Model:
     from agentloop.models import infer_model
 
     if "api_key" in spec.model_options:
@@ -142,33 +140,9 @@ def _model(spec: AgentSpec, file: Path) -> Model:
 
 
 def resolve_tools(refs: list[str], base: Path) -> list[Tool | Callable[..., Any]]:
-    """The tools ``refs`` name: ``module:attribute`` references are imported (a tool, a plain
-    function, or a list or ``Toolset`` of them); anything else is a path relative to
-    ``base``."""
-    found: list[Tool | Callable[..., Any]] = []
-    for ref in refs:
-        if _MODULE_REF.match(ref) and not ref.endswith(".py"):
-            found.extend(_imported(ref))
-        else:
-            path = Path(ref)
-            found.extend(load_tools([path if path.is_absolute() else base / path]))
-    return found
-
-
-def _imported(ref: str) -> list[Tool | Callable[..., Any]]:
-    module_name, _, attribute = ref.partition(":")
+    """The tools ``refs`` name: paths relative to ``base``, or importable names (see
+    ``agentloop.loading``)."""
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise AgentFileError(f"tool reference {ref!r}: cannot import {module_name}: {exc}") from exc
-    value = getattr(module, attribute, None)
-    if isinstance(value, Toolset):
-        return list(value.values())
-    if isinstance(value, list | tuple) and all(isinstance(v, Tool) or callable(v) for v in value):
-        return list(value)
-    if isinstance(value, Tool) or callable(value):
-        return [value]
-    raise AgentFileError(
-        f"tool reference {ref!r}: {module_name} has no tool, function or list of tools "
-        f"named {attribute!r}"
-    )
+        return load_tools(refs, base)
+    except ToolLoadError as exc:
+        raise AgentFileError(str(exc)) from exc

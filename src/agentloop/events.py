@@ -27,7 +27,7 @@ class BaseEvent(BaseModel):
     ts: float
 
 
-class ModelRequest(BaseEvent):
+class ModelRequested(BaseEvent):
     """The model was asked to answer. ``messages`` holds only what was added to the
     conversation since the previous request; ``message_count`` is the full length, so what the
     model saw is the concatenation of all requests' ``messages`` so far."""
@@ -56,7 +56,7 @@ class ToolCallRequested(BaseEvent):
     rejection: str | None = None
 
 
-class ToolResult(BaseEvent):
+class ToolResultRecorded(BaseEvent):
     """The observation a tool call produced, as the model will see it."""
 
     type: Literal["tool_result"] = "tool_result"
@@ -76,7 +76,7 @@ class ToolResult(BaseEvent):
     (and did not run). ``None`` for tools that need no approval."""
 
 
-class RunWarning(BaseEvent):
+class RunWarned(BaseEvent):
     """Something worth a look that did not stop the run."""
 
     type: Literal["warning"] = "warning"
@@ -118,7 +118,7 @@ class RunCancelled(BaseEvent):
 
 
 class CritiqueRecorded(BaseEvent):
-    """A judge model's critique of the run, appended after it ended (``agentloop.critique``)."""
+    """A judge model's critique of the run, appended after it ended (``agentloop.feedback``)."""
 
     type: Literal["critique"] = "critique"
     judge: dict[str, Any]
@@ -159,11 +159,11 @@ class ScoreRecorded(BaseEvent):
 
 
 Event: TypeAlias = Annotated[
-    ModelRequest
+    ModelRequested
     | ModelResponded
     | ToolCallRequested
-    | ToolResult
-    | RunWarning
+    | ToolResultRecorded
+    | RunWarned
     | RunFinished
     | RunFailed
     | RunCancelled

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
@@ -41,14 +41,14 @@ from agentloop.errors import (
 from agentloop.events import (
     BaseEvent,
     EventListener,
-    ModelRequest,
+    ModelRequested,
     ModelResponded,
     RunCancelled,
     RunFailed,
     RunFinished,
-    RunWarning,
+    RunWarned,
     ToolCallRequested,
-    ToolResult,
+    ToolResultRecorded,
     capture_listeners,
 )
 from agentloop.messages import (
@@ -59,15 +59,11 @@ from agentloop.messages import (
     Usage,
     UserMessage,
 )
-from agentloop.models import Model
 from agentloop.observations import MISTAKES, Observation
 from agentloop.result import RunResult, StopReason
-from agentloop.safety import delimit_untrusted
-from agentloop.settings import ModelSettings, RunLimits
+from agentloop.spec import AgentSpec
 from agentloop.trace import TraceHeader, TraceWriter, new_run_id, now_iso, trace_path
-
-if TYPE_CHECKING:
-    from agentloop.agent import Agent
+from agentloop.untrusted import delimit_untrusted
 
 _stdlib_log = logging.getLogger("agentloop")
 _log = structlog.wrap_logger(
@@ -86,28 +82,26 @@ class Run:
     def __init__(
         self,
         *,
-        agent: Agent,
+        spec: AgentSpec,
         task: str,
         history: Sequence[Message],
-        limits: RunLimits,
-        settings: ModelSettings,
         trace_dir: Path | None,
         metadata: dict[str, Any],
         listener: EventListener | None,
-        model: Model,
         tool_runner: ToolRunner | None,
         parent: dict[str, Any] | None,
     ) -> None:
-        self.agent, self.tools, self.limits, self.settings = agent, agent.tools, limits, settings
-        self.model = model
+        self.spec = spec
+        self.tools, self.limits, self.settings = spec.tools, spec.limits, spec.settings
+        self.model = spec.model
         self.run_tools = tool_runner or self.run_tools_live
         self.run_id = new_run_id()
-        self.config, self.config_hash = agent.versioned_config(limits, settings, model)
+        self.config, self.config_hash = spec.config, spec.config_hash
         listeners = (*capture_listeners.get(), *((listener,) if listener else ()))
         self.listeners = listeners
-        self.redact = agent.redact
+        self.redact = spec.redact
         self.messages: list[Message] = []
-        system = agent.system_prompt()
+        system = spec.system_prompt
         if system:
             self.messages.append(SystemMessage(content=system))
         self.messages.extend(history)
@@ -188,7 +182,7 @@ class Run:
     async def ask_model(self) -> ModelResponse:
         new = self.messages[self.sent :]
         self.sent = len(self.messages)
-        self.emit(ModelRequest, messages=new, message_count=self.sent)
+        self.emit(ModelRequested, messages=new, message_count=self.sent)
         self.requests += 1
         response = await self.model.request(self.messages, self.tools, self.settings)
         response = with_unique_call_ids(response)
@@ -208,14 +202,14 @@ class Run:
                 f"(finish_reason={response.finish_reason!r})",
                 model=self.model.name,
             )
-        self.emit(RunWarning, kind="empty_response", message="empty model response; nudged")
+        self.emit(RunWarned, kind="empty_response", message="empty model response; nudged")
         self.count_mistakes(1)
         self.messages.append(UserMessage(content=EMPTY_RESPONSE_NUDGE))
 
     def warn_if_unparsed_tool_call(self, response: ModelResponse) -> None:
         if looks_like_unparsed_tool_call(response.text, self.tools):
             self.emit(
-                RunWarning,
+                RunWarned,
                 kind="possible_unparsed_tool_call",
                 message="the answer text looks like a tool call the server did not parse; "
                 "it was treated as the final answer",
@@ -250,7 +244,7 @@ class Run:
 
     async def run_tools_live(self, calls: Sequence[Call], step: int) -> list[ToolOutcome]:
         valid = [c for c in calls if isinstance(c, ToolCall)]
-        return await run_tool_calls(valid, self.limits, self.agent.approver)
+        return await run_tool_calls(valid, self.limits, self.spec.approver)
 
     def check_tool_call_budget(self, asked: int) -> None:
         limit = self.limits.max_tool_calls
@@ -277,7 +271,7 @@ class Run:
         self, action: Call, observation: Observation, outcome: ToolOutcome | None
     ) -> None:
         self.emit(
-            ToolResult,
+            ToolResultRecorded,
             call_id=action.call_id,
             name=action.part.name,
             content=observation.content,
@@ -296,7 +290,7 @@ class Run:
                 duration_ms=round(outcome.duration_ms, 2) if outcome else 0.0,
             )
         content = observation.content
-        if self.agent.delimit_tool_results and observation.error in (None, "retry"):
+        if self.spec.delimit_tool_results and observation.error in (None, "retry"):
             # What the tool said (its result, or its ToolRetry message) is outside data; the
             # error texts agentloop writes itself are not.
             content = delimit_untrusted(action.part.name, content)

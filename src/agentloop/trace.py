@@ -32,7 +32,7 @@ from agentloop.events import (
     RunFinished,
     ScoreRecorded,
     ToolCallRequested,
-    ToolResult,
+    ToolResultRecorded,
 )
 from agentloop.messages import Message
 from agentloop.redaction import Redactor
@@ -140,8 +140,8 @@ class Trace(BaseModel):
     def tool_calls(self) -> list[ToolCallRequested]:
         return [e for e in self.events if isinstance(e, ToolCallRequested)]
 
-    def tool_results(self) -> list[ToolResult]:
-        return [e for e in self.events if isinstance(e, ToolResult)]
+    def tool_results(self) -> list[ToolResultRecorded]:
+        return [e for e in self.events if isinstance(e, ToolResultRecorded)]
 
     def messages(self) -> list[Message]:
         """The conversation: every message the model was sent, plus its last response."""

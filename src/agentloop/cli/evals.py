@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from agentloop.cli._output import EXIT_OK, out, positive_int, say
+from agentloop.cli.render import one_line, plural
 from agentloop.cli.run import add_mcp_options, mcp_servers
-from agentloop.comparison import Comparison, compare
 from agentloop.errors import UserError
-from agentloop.evals import EvalProgress, EvalRun, evaluate_async, rescore_async
-from agentloop.render import one_line, plural
-from agentloop.scorers import Scorer, parse_scorer
-from agentloop.summary import Summary, summarize
+from agentloop.evals.comparison import Comparison, compare
+from agentloop.evals.runner import EvalProgress, EvalRun, evaluate, rescore
+from agentloop.evals.scorers import Scorer
+from agentloop.evals.specs import parse_scorer
+from agentloop.evals.summary import Summary, summarize
 from agentloop.terminal import escape
 
 USAGE = """\
@@ -151,7 +152,7 @@ def _run(args: argparse.Namespace, dataset: Path) -> int:
             run_dir = Path(args.out) / Path(agent).stem if several else Path(args.out)
         say(f"eval {escape(str(dataset))} with agent {escape(agent)}")
         progress = _ProgressBar(Path(agent).stem)
-        coroutine = evaluate_async(
+        coroutine = evaluate(
             dataset,
             agent,
             scorers=scorers,
@@ -175,7 +176,7 @@ def _resume(args: argparse.Namespace) -> int:
     if meta.agent_file is None or meta.dataset is None:
         raise UserError(
             f"{args.resume} was started from Python with an Agent object; resume it with "
-            "evaluate(..., run_dir=..., resume=True)"
+            "evaluate_sync(..., run_dir=..., resume=True)"
         )
     if any(spec is None for spec in meta.scorer_specs):
         raise UserError(
@@ -185,7 +186,7 @@ def _resume(args: argparse.Namespace) -> int:
     missing = meta.cases * meta.repeats - len(before.records)
     say(f"resuming {escape(args.resume)}: {plural(missing, 'attempt')} to run")
     progress = _ProgressBar(meta.label)
-    coroutine = evaluate_async(
+    coroutine = evaluate(
         meta.dataset,
         meta.agent_file,
         scorers=scorers,
@@ -204,7 +205,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _rescore(args: argparse.Namespace, run_dir: str) -> int:
-    run = asyncio.run(rescore_async(run_dir, _scorers(args.scorer), replace=args.replace))
+    run = asyncio.run(rescore(run_dir, _scorers(args.scorer), replace=args.replace))
     _report(args, [run])
     return EXIT_OK
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from agentloop.cli._output import DEFAULT_TRACE_DIR, EXIT_OK, out, say
 from agentloop.cli.traces import find_trace
-from agentloop.critique import critique, revise
 from agentloop.errors import UserError
-from agentloop.export import Filters, dpo_export, read_traces, sft_export, write_jsonl
-from agentloop.feedback import add_feedback
+from agentloop.feedback.critique import critique_sync, revise_sync
+from agentloop.feedback.export import Filters, dpo_export, read_traces, sft_export, write_jsonl
+from agentloop.feedback.human import add_feedback
 from agentloop.loading import load_tools
 from agentloop.models import infer_model
-from agentloop.replay import agent_from_trace, recorded_model
+from agentloop.replay.runner import agent_from_trace, recorded_model
 from agentloop.terminal import escape
 from agentloop.trace import read_trace
 
@@ -100,7 +100,7 @@ def cmd_critique(args: argparse.Namespace) -> int:
             raise UserError("--revise runs the agent again: pass --tools PATH for its tools")
         agent = agent_from_trace(source, model=model, tools=tools)
         agent.trace_dir = Path(args.trace_dir)
-        revision = revise(source, agent, judge, args.rubric)
+        revision = revise_sync(source, agent, judge, args.rubric)
         say(f"revised run: {escape(str(revision.trace_path))}")
         result = revision.original
         say(
@@ -108,7 +108,7 @@ def cmd_critique(args: argparse.Namespace) -> int:
             f"{revision.revised.overall:.2f}; the judge prefers the {revision.preferred} run"
         )
     else:
-        result = critique(path, judge, args.rubric)
+        result = critique_sync(path, judge, args.rubric)
     if args.json:
         out(json.dumps({**result.critique.model_dump(), "overall": result.overall}))
         return EXIT_OK

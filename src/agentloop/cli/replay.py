@@ -26,15 +26,15 @@ from agentloop.cli._output import (
     positive_int,
     say,
 )
+from agentloop.cli.render import block, event_lines, one_line
 from agentloop.cli.run import run_and_report
 from agentloop.cli.traces import find_trace
 from agentloop.errors import UserError
-from agentloop.events import ModelRequest
+from agentloop.events import ModelRequested
 from agentloop.loading import load_tools
 from agentloop.models import infer_model
-from agentloop.recording import Recording
-from agentloop.render import block, event_lines, one_line
-from agentloop.replay import agent_from_trace, recorded_model, replay, resume_async
+from agentloop.replay.recording import Recording
+from agentloop.replay.runner import agent_from_trace, recorded_model, replay_sync, resume
 from agentloop.settings import USE_AGENT_DEFAULT
 from agentloop.terminal import escape
 from agentloop.trace import Trace, read_trace
@@ -141,7 +141,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     wants_model = args.live_model or args.fork_at is not None
     changed = args.tools is not None or args.model or args.instructions is not None
     agent = _agent(source, args, live_model=wants_model) if (live or changed) else None
-    result = replay(
+    result = replay_sync(
         source,
         agent,
         tools="live" if args.live_tools else "recorded",
@@ -180,7 +180,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return run_and_report(
         args,
         agent,
-        lambda listener: resume_async(source, agent, max_steps=max_steps, listener=listener),
+        lambda listener: resume(source, agent, max_steps=max_steps, listener=listener),
     )
 
 
@@ -219,7 +219,7 @@ def walk_steps(trace: Trace) -> None:
 def _steps(trace: Trace) -> Iterator[list[str]]:
     lines: list[str] = [f"run {escape(trace.run_id)}: {one_line(trace.header.task, 200)}"]
     for event in trace.events:
-        if isinstance(event, ModelRequest):
+        if isinstance(event, ModelRequested):
             if event.step:
                 yield lines
                 lines = []

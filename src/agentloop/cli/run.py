@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from agentloop.agent import Agent
+from agentloop.agentfile import load_agent
 from agentloop.approval import terminal_approver
 from agentloop.cli._output import (
     DEFAULT_TRACE_DIR,
@@ -27,12 +28,12 @@ from agentloop.cli._output import (
     positive_int,
     say,
 )
+from agentloop.cli.render import event_lines, plural, result_json, usage_json, usage_text
 from agentloop.errors import AgentLoopError, TraceError, UserError
 from agentloop.events import BaseEvent, EventListener, RunCancelled, RunFailed, RunFinished
 from agentloop.loading import load_tools
 from agentloop.mcp.config import server_from_option
 from agentloop.mcp.server import MCPServer
-from agentloop.render import event_lines, plural, result_json, usage_json, usage_text
 from agentloop.result import RunResult
 from agentloop.settings import USE_AGENT_DEFAULT
 from agentloop.terminal import escape
@@ -102,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.agent is not None:
         if args.tools or args.instructions is not None:
             raise UserError("with --agent, put tools and instructions in the agent file")
-        agent = Agent.from_file(
+        agent = load_agent(
             args.agent,
             model=args.model,
             trace_dir=args.trace_dir,

@@ -9,9 +9,9 @@ from glob import escape as glob_escape
 from pathlib import Path
 
 from agentloop.cli._output import DEFAULT_TRACE_DIR, EXIT_FAILED, EXIT_OK, message, out, say
-from agentloop.divergence import TraceDiff, diff_traces
+from agentloop.cli.render import SHOW_LIMIT, TraceSummary, one_line, trace_lines, trace_table
 from agentloop.errors import TraceError, UserError
-from agentloop.render import SHOW_LIMIT, TraceSummary, one_line, trace_lines, trace_table
+from agentloop.replay.divergence import TraceDiff, diff_traces
 from agentloop.terminal import escape
 from agentloop.trace import Trace, iter_trace_files, read_trace, trace_path
 

@@ -40,10 +40,10 @@ from agentloop.messages import (
     ToolMessage,
     UserMessage,
 )
-from agentloop.safety import UNTRUSTED_NOTICE, undelimit
 from agentloop.settings import ModelSettings
 from agentloop.tools import Toolset
 from agentloop.types import JSONObject
+from agentloop.untrusted import UNTRUSTED_NOTICE, undelimit
 
 __all__ = [
     "ACTION_STOP",

@@ -249,7 +249,7 @@ def judge_messages(trace: Trace, rubric: Rubric) -> list[Message]:
     return [SystemMessage(content=system), UserMessage(content=render_run(trace))]
 
 
-async def critique_async(
+async def critique(
     trace: Trace | str | Path,
     judge: Model | str,
     rubric: Rubric | str | Path | None = None,
@@ -260,7 +260,7 @@ async def critique_async(
 ) -> CritiqueResult:
     """Have ``judge`` critique a recorded run; append the critique to the trace (``store``)."""
     source = trace if isinstance(trace, Trace) else read_trace(trace)
-    the_rubric = _rubric(rubric)
+    the_rubric = load_rubric(rubric)
     model = infer_model(judge)
     messages = judge_messages(source, the_rubric)
     prompt_hash = hashlib.sha256(
@@ -288,7 +288,7 @@ async def critique_async(
     return CritiqueResult(critique, the_rubric, critique.overall(the_rubric), prompt_hash, event)
 
 
-critique = blocking(critique_async)
+critique_sync = blocking(critique)
 
 
 async def _ask_judge(
@@ -340,7 +340,7 @@ class Revision:
     preferred: Literal["revised", "original"]
 
 
-async def revise_async(
+async def revise(
     trace: Trace | str | Path,
     agent: Agent,
     judge: Model | str,
@@ -349,20 +349,20 @@ async def revise_async(
     """Critique the run (or use its latest stored critique by the same rubric), fork it at
     the first flagged step with the critique added to the instructions, and critique the new
     branch. The revision is preferred when its overall score is higher."""
-    from agentloop.replay import replay_async
+    from agentloop.replay.runner import replay
 
     source = trace if isinstance(trace, Trace) else read_trace(trace)
-    the_rubric = _rubric(rubric)
-    original = await critique_async(source, judge, the_rubric, store=source.path is not None)
+    the_rubric = load_rubric(rubric)
+    original = await critique(source, judge, the_rubric, store=source.path is not None)
     fork_at = original.critique.first_flagged_step
     if fork_at is None:
         fork_at = 0
     extra = guidance(original.critique)
     instructions = f"{agent.instructions}\n\n{extra}" if agent.instructions else extra
-    forked = await replay_async(source, agent.replace(instructions=instructions), fork_at=fork_at)
+    forked = await replay(source, agent.replace(instructions=instructions), fork_at=fork_at)
     if forked.trace_path is None:
         raise UserError("revise needs the agent to write traces (trace_dir is None)")
-    revised = await critique_async(forked.trace_path, judge, the_rubric, store=False)
+    revised = await critique(forked.trace_path, judge, the_rubric, store=False)
     preferred: Literal["revised", "original"] = (
         "revised" if revised.overall > original.overall else "original"
     )
@@ -388,40 +388,10 @@ async def revise_async(
     return Revision(original, revised, forked.trace_path, preferred)
 
 
-revise = blocking(revise_async)
+revise_sync = blocking(revise)
 
 
-class JudgeScorer:
-    """The model-judged scorer for evaluation: a critique's overall score is the value, and
-    the run passes at ``threshold`` or above. The critique is stored in the case's trace."""
-
-    def __init__(
-        self,
-        judge: Model | str,
-        rubric: Rubric | str | Path | None = None,
-        *,
-        threshold: float = 0.6,
-        name: str = "judge",
-    ) -> None:
-        self.judge = infer_model(judge)
-        self.rubric = _rubric(rubric)
-        self.threshold = threshold
-        self.__name__ = name
-        self.spec = f"judge:model={judge if isinstance(judge, str) else self.judge.name}"
-
-    async def __call__(self, case: Any, trace: Trace) -> Any:
-        from agentloop.scorers import Score
-
-        result = await critique_async(trace, self.judge, self.rubric, store=trace.path is not None)
-        return Score(
-            value=result.overall,
-            passed=result.overall >= self.threshold,
-            explanation=f"{result.critique.verdict}: {result.critique.summary}",
-            scorer=self.__name__,
-        )
-
-
-def _rubric(rubric: Rubric | str | Path | None) -> Rubric:
+def load_rubric(rubric: Rubric | str | Path | None) -> Rubric:
     if rubric is None:
         return DEFAULT_RUBRIC
     return rubric if isinstance(rubric, Rubric) else Rubric.load(rubric)

@@ -20,8 +20,8 @@ from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agentloop.critique import Critique, Rubric
 from agentloop.errors import TraceError, first_problem
+from agentloop.feedback.critique import Critique, Rubric
 from agentloop.messages import AssistantMessage, Message
 from agentloop.models.openai import wire_message
 from agentloop.redaction import Redactor

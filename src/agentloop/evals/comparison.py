@@ -5,7 +5,7 @@ Cases pair by id. Per case, a run's pass share is the share of its attempts that
 with one attempt each) and its score is the mean scorer value. A case got *better* when its
 pass share rose (or, at an equal pass share, its score rose) and *worse* when it fell.
 
-Aggregate deltas come with a paired test (``agentloop.stats``): the exact McNemar test when
+Aggregate deltas come with a paired test (``agentloop.evals.stats``): the exact McNemar test when
 every paired outcome is a plain pass or fail, else the paired permutation test on per-case
 differences. Mean scores of scorers that give values between 0 and 1 get the permutation test.
 """
@@ -17,9 +17,9 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from agentloop.evals import AttemptRecord, EvalRun
-from agentloop.stats import Significance, mcnemar_exact, paired_permutation
-from agentloop.summary import scorer_names
+from agentloop.evals.runner import AttemptRecord, EvalRun
+from agentloop.evals.stats import Significance, mcnemar_exact, paired_permutation
+from agentloop.evals.summary import scorer_names
 
 ALPHA = 0.05
 _EPS = 1e-9

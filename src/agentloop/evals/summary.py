@@ -13,8 +13,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from agentloop.evals import AttemptRecord, EvalRun
-from agentloop.stats import mean_interval, percentile, wilson_interval
+from agentloop.evals.runner import AttemptRecord, EvalRun
+from agentloop.evals.stats import mean_interval, percentile, wilson_interval
 
 
 @dataclass(frozen=True)

@@ -11,18 +11,18 @@ departure and goes on.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from agentloop._sync import blocking
 from agentloop.agent import Agent
-from agentloop.divergence import Divergence, config_divergences
 from agentloop.errors import AgentLoopError, ReplayDiverged, UserError
 from agentloop.events import EventListener
 from agentloop.models.base import Model
-from agentloop.recording import Checker, Recording, ReplayModel, ReplayTools
+from agentloop.replay.divergence import Divergence, config_divergences
+from agentloop.replay.recording import Checker, Recording, ReplayModel, ReplayTools
 from agentloop.result import RunResult
 from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, RunLimits, UseAgentDefault
 from agentloop.tools import Tool
@@ -55,7 +55,7 @@ class ReplayResult:
         return "\n".join(lines)
 
 
-async def replay_async(
+async def replay(
     trace: Trace | str | Path,
     agent: Agent | None = None,
     *,
@@ -126,10 +126,10 @@ async def replay_async(
     )
 
 
-replay = blocking(replay_async)
+replay_sync = blocking(replay)
 
 
-async def resume_async(
+async def resume(
     trace: Trace | str | Path,
     agent: Agent,
     *,
@@ -169,14 +169,14 @@ async def resume_async(
     )
 
 
-resume = blocking(resume_async)
+resume_sync = blocking(resume)
 
 
 def agent_from_trace(
     trace: Trace,
     *,
     model: Model | str | None = None,
-    tools: Sequence[Tool] | None = None,
+    tools: Sequence[Tool | Callable[..., Any]] | None = None,
     instructions: str | None = None,
 ) -> Agent:
     """An agent rebuilt from a trace header: its instructions, settings, limits and tool

@@ -10,8 +10,8 @@ scorer; it never stops the others. Everything lands in a run directory::
     RUN_DIR/traces/         one trace per case and attempt
 
 Because results are a journal, an interrupted eval resumes (``resume=True``): attempts already
-in ``results.jsonl`` are not run again. Summaries (``agentloop.summary``), comparisons
-(``agentloop.comparison``) and re-scoring (``rescore``) read the same directory.
+in ``results.jsonl`` are not run again. Summaries (``agentloop.evals.summary``), comparisons
+(``agentloop.evals.comparison``) and re-scoring (``rescore``) read the same directory.
 """
 
 from __future__ import annotations
@@ -31,14 +31,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentloop._sync import blocking
 from agentloop.agent import Agent
-from agentloop.datasets import Case, Dataset
+from agentloop.agentfile import load_agent
 from agentloop.errors import TraceError, UserError, first_problem
-from agentloop.events import BaseEvent, RunCancelled, RunFailed, RunFinished, ScoreRecorded
-from agentloop.models.base import Model
-
-if TYPE_CHECKING:
-    from agentloop.mcp.server import MCPServer
-from agentloop.scorers import (
+from agentloop.evals.datasets import Case, Dataset
+from agentloop.evals.scorers import (
     Score,
     Scorer,
     ScorerError,
@@ -47,8 +43,13 @@ from agentloop.scorers import (
     scorer_spec,
     scorers_for,
 )
+from agentloop.events import BaseEvent, RunCancelled, RunFailed, RunFinished, ScoreRecorded
+from agentloop.models.base import Model
 from agentloop.settings import USE_AGENT_DEFAULT
 from agentloop.trace import Trace, annotate, now_iso, read_trace, trace_path
+
+if TYPE_CHECKING:
+    from agentloop.mcp.server import MCPServer
 
 FORMAT = "agentloop.eval/1"
 META_FILE = "eval.json"
@@ -200,7 +201,7 @@ def write_records(path: Path, records: Sequence[AttemptRecord]) -> None:
 # -- running -----------------------------------------------------------------------------------
 
 
-async def evaluate_async(
+async def evaluate(
     dataset: Dataset | str | os.PathLike[str],
     agent: Agent | str | os.PathLike[str],
     *,
@@ -234,9 +235,7 @@ async def evaluate_async(
             "model= replaces an agent file's model (and mcp= adds to its MCP servers); "
             "for an Agent, set its model and tools"
         )
-    the_agent = (
-        agent if isinstance(agent, Agent) else Agent.from_file(Path(agent), model=model, mcp=mcp)
-    )
+    the_agent = agent if isinstance(agent, Agent) else load_agent(Path(agent), model=model, mcp=mcp)
     async with contextlib.AsyncExitStack() as stack:
         if the_agent.tool_sources and not the_agent.is_open:
             await stack.enter_async_context(the_agent)  # its version includes what they serve
@@ -255,7 +254,7 @@ async def evaluate_async(
     return EvalRun.load(folder)
 
 
-evaluate = blocking(evaluate_async)
+evaluate_sync = blocking(evaluate)
 
 
 def _setup(
@@ -509,7 +508,7 @@ def _failure(error: BaseException | None, end: object) -> tuple[str, str]:
 # -- re-scoring ----------------------------------------------------------------------------------
 
 
-async def rescore_async(
+async def rescore(
     run_dir: str | os.PathLike[str],
     scorers: Sequence[Scorer],
     *,
@@ -554,7 +553,7 @@ async def rescore_async(
     return EvalRun.load(run.path)
 
 
-rescore = blocking(rescore_async)
+rescore_sync = blocking(rescore)
 
 
 def results_json(run: EvalRun) -> list[dict[str, Any]]:

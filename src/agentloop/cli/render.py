@@ -15,14 +15,14 @@ from typing import Any
 
 from agentloop.events import (
     BaseEvent,
-    ModelRequest,
+    ModelRequested,
     ModelResponded,
     RunCancelled,
     RunFailed,
     RunFinished,
-    RunWarning,
+    RunWarned,
     ToolCallRequested,
-    ToolResult,
+    ToolResultRecorded,
 )
 from agentloop.messages import Usage
 from agentloop.result import RunResult
@@ -95,7 +95,7 @@ def event_lines(event: BaseEvent, limit: int | None = PROGRESS_LIMIT) -> list[st
 
     Steps are numbered from 0, as in the trace, in replay reports and in ``--fork-at``.
     """
-    if isinstance(event, ModelRequest):
+    if isinstance(event, ModelRequested):
         return [f"step {event.step}"]
     if isinstance(event, ModelResponded):
         return _response_lines(event, limit)
@@ -105,9 +105,9 @@ def event_lines(event: BaseEvent, limit: int | None = PROGRESS_LIMIT) -> list[st
         return [
             f"{INDENT}call {one_line(event.name, 64)} {args}  [{escape(event.call_id)}]{status}"
         ]
-    if isinstance(event, ToolResult):
+    if isinstance(event, ToolResultRecorded):
         return _result_lines(event, limit)
-    if isinstance(event, RunWarning):
+    if isinstance(event, RunWarned):
         return [f"{INDENT}warning ({escape(event.kind)}): {one_line(event.message, limit)}"]
     if isinstance(event, RunFinished | RunFailed | RunCancelled):
         return terminal_lines(event, limit)
@@ -134,7 +134,7 @@ def _response_lines(event: ModelResponded, limit: int | None) -> list[str]:
     return lines
 
 
-def _result_lines(event: ToolResult, limit: int | None) -> list[str]:
+def _result_lines(event: ToolResultRecorded, limit: int | None) -> list[str]:
     name = one_line(event.name, 64)
     took = f"{event.duration_ms:.1f} ms"
     if event.error:
@@ -288,7 +288,7 @@ def trace_lines(trace: Trace, limit: int | None = SHOW_LIMIT) -> Iterator[str]:
         yield from block("instructions", str(instructions), limit, indent="")
     yield from block("task", header.task, limit, indent="")
     for event in trace.events:
-        if isinstance(event, ModelRequest):
+        if isinstance(event, ModelRequested):
             yield ""
         yield from event_lines(event, limit)
     if trace.terminal is None:

@@ -14,12 +14,12 @@ from typing import Any, Literal
 from agentloop.actions import Call, ToolCall
 from agentloop.agent import Agent
 from agentloop.dispatch import ToolOutcome, run_tool_calls
-from agentloop.divergence import Divergence
 from agentloop.errors import ReplayDiverged
-from agentloop.events import ToolCallRequested, ToolResult
+from agentloop.events import ToolCallRequested, ToolResultRecorded
 from agentloop.messages import Message, ModelResponse, SystemMessage, UserMessage
 from agentloop.models.base import Model
 from agentloop.observations import Observation
+from agentloop.replay.divergence import Divergence
 from agentloop.settings import ModelSettings
 from agentloop.tools import Toolset
 from agentloop.trace import Trace
@@ -39,7 +39,7 @@ class Recording:
         self.inputs: dict[int, list[Message]] = {}
         self.responses: list[ModelResponse] = []
         self.calls: dict[int, dict[str, ToolCallRequested]] = {}
-        self.results: dict[int, dict[str, ToolResult]] = {}
+        self.results: dict[int, dict[str, ToolResultRecorded]] = {}
         for event in trace.events:
             if event.type == "model_request":
                 self.inputs[event.step] = event.messages
@@ -267,7 +267,7 @@ class ReplayTools:
                 )
 
 
-def served(call: ToolCall, result: ToolResult) -> ToolOutcome:
+def served(call: ToolCall, result: ToolResultRecorded) -> ToolOutcome:
     error = None
     if result.exception:
         error = RecordedToolError(result.exception.strip().splitlines()[-1])

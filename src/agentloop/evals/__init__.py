@@ -1,0 +1,53 @@
+"""Evaluation: run an agent over a dataset of cases, score every run, summarize and compare.
+
+Holds ``runner`` (``evaluate``/``rescore`` and their ``_sync`` doors), ``datasets`` (cases
+from JSONL), ``scorers`` (the built-ins and the scorer protocol), ``judge`` (the model-judged
+scorer), ``specs`` (scorers named on the command line), ``stats``, ``summary`` and
+``comparison`` (two agent versions, with significance). Evals layer: imports everything below
+it (runtime, models, replay, feedback), never the CLI or the viewer.
+"""
+
+from agentloop.evals.comparison import Comparison, compare
+from agentloop.evals.datasets import Case, Dataset
+from agentloop.evals.judge import JudgeScorer
+from agentloop.evals.runner import EvalRun, evaluate, evaluate_sync, rescore, rescore_sync
+from agentloop.evals.scorers import (
+    Score,
+    Scorer,
+    contains,
+    exact_match,
+    json_subset,
+    max_steps,
+    no_tool_errors,
+    numeric,
+    regex,
+    tool_called,
+    tool_not_called,
+)
+from agentloop.evals.summary import Summary, summarize
+
+__all__ = [
+    "Case",
+    "Comparison",
+    "Dataset",
+    "EvalRun",
+    "JudgeScorer",
+    "Score",
+    "Scorer",
+    "Summary",
+    "compare",
+    "contains",
+    "evaluate",
+    "evaluate_sync",
+    "exact_match",
+    "json_subset",
+    "max_steps",
+    "no_tool_errors",
+    "numeric",
+    "regex",
+    "rescore",
+    "rescore_sync",
+    "summarize",
+    "tool_called",
+    "tool_not_called",
+]

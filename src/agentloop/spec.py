@@ -1,0 +1,36 @@
+"""The immutable description of an agent that one run executes.
+
+``Agent`` builds an ``AgentSpec`` once per combination of limits, settings and model (and
+remembers it); ``Run`` (the loop) reads only this, never the ``Agent``, so a request goes down
+the layers: agent -> loop -> model and trace writer. Runtime layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from agentloop.dispatch import Approver
+from agentloop.models.base import Model
+from agentloop.redaction import Redactor
+from agentloop.settings import ModelSettings, RunLimits
+from agentloop.tools import Toolset
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    """What one run of an agent needs: the model, tools, prompt, limits and its version."""
+
+    name: str
+    model: Model
+    tools: Toolset
+    limits: RunLimits
+    settings: ModelSettings
+    system_prompt: str | None
+    delimit_tool_results: bool
+    redact: Redactor
+    approver: Approver | None
+    config: dict[str, Any]
+    """Everything that defines the agent's behaviour, as recorded in the trace header."""
+    config_hash: str
+    """The agent's version: a hash of ``config``."""

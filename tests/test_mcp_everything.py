@@ -206,3 +206,23 @@ async def test_the_server_is_stopped_when_the_run_fails(tmp_path: Path) -> None:
     assert not Path(f"/proc/{pid}").exists()
     (trace,) = tmp_path.glob("*.jsonl")
     assert read_trace(trace).terminal.type == "run_failed"
+
+
+async def test_live_tools_call_the_server_again_and_report_a_changed_result(
+    tmp_path: Path,
+) -> None:
+    model = ScriptedModel([calls(("echo", {"message": "same"}), ("get-env", {})), "done"])
+    agent = Agent(model, tools=[everything(tmp_path)], trace_dir=tmp_path / "traces")
+    recorded = await agent.run("go")
+
+    # The same server, started again with one more environment variable: echo answers as
+    # recorded, get-env does not.
+    again = Agent(
+        ScriptedModel([]), tools=[everything(tmp_path, env={"AGENTLOOP_REPLAY_MARK": "1"})]
+    )
+    replayed = await replay(
+        recorded.trace_path, again, tools="live", strict=False, trace_dir=tmp_path / "replays"
+    )
+    kinds = [(d.kind, d.step) for d in replayed.divergences]
+    assert kinds == [("tool_result_changed", 0)], replayed.report()
+    assert "AGENTLOOP_REPLAY_MARK" in str(replayed.divergences[0].actual)

@@ -27,7 +27,7 @@ from agentloop.cli._output import (
     say,
 )
 from agentloop.cli.render import block, event_lines, one_line
-from agentloop.cli.run import run_and_report
+from agentloop.cli.run import add_mcp_options, mcp_servers, run_and_report
 from agentloop.cli.traces import find_trace
 from agentloop.errors import UserError
 from agentloop.events import ModelRequested
@@ -124,6 +124,7 @@ def _agent_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the agent's tools now (a file or folder of @tool functions); repeat for more",
     )
+    add_mcp_options(parser)  # a trace never chooses a command to run: MCP servers are named here
     parser.add_argument("--model", help="a model string (default: the recorded model)")
     parser.add_argument("--instructions", metavar="TEXT", help="new system instructions")
 
@@ -136,10 +137,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if (args.live_tools or args.fork_at is not None) and _needs_tools(source, args):
         raise UserError(
             "running tools live needs them: pass --tools PATH (the file or folder that defines "
-            f"{', '.join(_tool_names(source))})"
+            f"{', '.join(_tool_names(source))}) or --mcp/--mcp-url for an MCP server's"
         )
     wants_model = args.live_model or args.fork_at is not None
-    changed = args.tools is not None or args.model or args.instructions is not None
+    changed = _gives_tools(args) or args.model or args.instructions is not None
     agent = _agent(source, args, live_model=wants_model) if (live or changed) else None
     result = replay_sync(
         source,
@@ -191,7 +192,7 @@ def _agent(source: Trace, args: argparse.Namespace, *, live_model: bool) -> Agen
     return agent_from_trace(
         source,
         model=model,
-        tools=load_tools(args.tools) if args.tools is not None else None,
+        tools=[*load_tools(args.tools or []), *mcp_servers(args)] if _gives_tools(args) else None,
         instructions=args.instructions,
     )
 
@@ -200,8 +201,12 @@ def _tool_names(source: Trace) -> list[str]:
     return [str(t.get("name")) for t in source.header.agent.get("tools", [])]
 
 
+def _gives_tools(args: argparse.Namespace) -> bool:
+    return args.tools is not None or bool(args.mcp or args.mcp_url)
+
+
 def _needs_tools(source: Trace, args: argparse.Namespace) -> bool:
-    return args.tools is None and bool(_tool_names(source))
+    return not _gives_tools(args) and bool(_tool_names(source))
 
 
 def walk_steps(trace: Trace) -> None:

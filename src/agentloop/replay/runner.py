@@ -25,7 +25,7 @@ from agentloop.replay.divergence import Divergence, config_divergences
 from agentloop.replay.recording import Checker, Recording, ReplayModel, ReplayTools
 from agentloop.result import RunResult
 from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, RunLimits, UseAgentDefault
-from agentloop.tools import Tool
+from agentloop.tools import Tool, ToolSource
 from agentloop.trace import Trace, read_trace
 
 
@@ -77,6 +77,18 @@ async def replay(
     step divergence; ``strict=False`` notes them all. The replay writes its own trace naming
     its parent.
     """
+    if agent is not None and agent.tool_sources and not agent.is_open:
+        async with agent:  # its MCP servers, open for the whole replay (and its config)
+            return await replay(
+                trace,
+                agent,
+                tools=tools,
+                model=model,
+                fork_at=fork_at,
+                strict=strict,
+                trace_dir=trace_dir,
+                listener=listener,
+            )
     source = trace if isinstance(trace, Trace) else read_trace(trace)
     recording = Recording(source)
     if agent is None:
@@ -143,6 +155,11 @@ async def resume(
     is re-run only if its tool is ``idempotent``, otherwise the model is told it was
     interrupted; then the run goes on live to a final answer, in a new trace naming its parent.
     """
+    if agent.tool_sources and not agent.is_open:
+        async with agent:  # its MCP servers, open for the whole resume
+            return await resume(
+                trace, agent, trace_dir=trace_dir, max_steps=max_steps, listener=listener
+            )
     source = trace if isinstance(trace, Trace) else read_trace(trace)
     if source.output is not None:
         raise UserError(f"run {source.run_id} already finished; nothing to resume")
@@ -176,7 +193,7 @@ def agent_from_trace(
     trace: Trace,
     *,
     model: Model | str | None = None,
-    tools: Sequence[Tool | Callable[..., Any]] | None = None,
+    tools: Sequence[Tool | Callable[..., Any] | ToolSource] | None = None,
     instructions: str | None = None,
 ) -> Agent:
     """An agent rebuilt from a trace header: its instructions, settings, limits and tool

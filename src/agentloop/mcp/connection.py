@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from agentloop.errors import ToolRetry
 from agentloop.mcp.convert import clean_text, result_text
-from agentloop.mcp.errors import MCPServerError
+from agentloop.mcp.errors import MCPServerError, require_sdk
 
 if TYPE_CHECKING:
     from mcp import Client
@@ -47,6 +47,7 @@ class Connection:
     async def start(self) -> None:
         """Start the server (stdio) or connect to it (HTTP) and list its tools; a typed error
         naming the server if it cannot be reached or does not answer in time."""
+        require_sdk()
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._stop = asyncio.Event()
         self._owner = asyncio.create_task(self._own(ready), name=f"mcp:{self.server.name}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from agentloop.errors import AgentLoopError
+import importlib.util
+
+from agentloop.errors import AgentLoopError, UserError
 
 
 class MCPServerError(AgentLoopError):
@@ -13,3 +15,9 @@ class MCPServerError(AgentLoopError):
     def __init__(self, server: str, problem: str) -> None:
         super().__init__(f"MCP server {server!r} {problem}")
         self.server = server
+
+
+def require_sdk() -> None:
+    """A ``UserError`` saying how to install the ``mcp`` SDK, when it is missing."""
+    if importlib.util.find_spec("mcp") is None:
+        raise UserError("MCP servers need the mcp extra: pip install 'agentloop[mcp]'")

@@ -247,3 +247,32 @@ def test_a_server_needs_exactly_one_of_command_and_url() -> None:
         MCPServer.http("ftp://example.invalid/mcp")
     with pytest.raises(UserError, match="name 'a b' is not allowed"):
         MCPServer.stdio("x", name="a b")
+
+
+async def test_resume_runs_an_interrupted_call_again_only_if_idempotent(tmp_path: Path) -> None:
+    from agentloop.replay import resume
+
+    model = ScriptedModel([calls(("slow", {"seconds": 1.5}), ("huge", {"size": 2}))])
+    agent = Agent(model, tools=[fault(tmp_path)], trace_dir=tmp_path / "traces")
+    run = asyncio.ensure_future(agent.run("go"))
+    for _ in range(400):  # cut the run off while the call is on the server
+        if (tmp_path / "slow-started").exists():
+            break
+        await asyncio.sleep(0.025)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    (cut,) = (tmp_path / "traces").glob("*.jsonl")
+
+    for idempotent, expected in ((["slow"], (None, "slept")), (False, ("interrupted", None))):
+        again = Agent(
+            ScriptedModel(["resumed"]),
+            tools=[fault(tmp_path, idempotent=idempotent)],
+            trace_dir=tmp_path / "resumed",
+        )
+        result = await resume(cut, again)
+        assert result.output == "resumed"
+        slow = [e for e in tool_results(result.trace_path) if e.name == "slow"][-1]
+        error, content = expected
+        assert slow.error == error
+        assert content is None or slow.content == content

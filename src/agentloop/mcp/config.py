@@ -56,6 +56,8 @@ class MCPServerSpec(BaseModel):
     requires_approval: bool | list[str] = False
     idempotent: bool | list[str] = False
     restarts: int = Field(default=1, ge=0)
+    include: list[str] | None = None
+    """Offer only these tools (their names on the server)."""
 
 
 def server_from_spec(spec: MCPServerSpec, base: Path) -> MCPServer:
@@ -69,6 +71,7 @@ def server_from_spec(spec: MCPServerSpec, base: Path) -> MCPServer:
         "requires_approval": spec.requires_approval,
         "idempotent": spec.idempotent,
         "restarts": spec.restarts,
+        "include": spec.include,
     }
     if spec.url is not None:
         headers = _from_environment(spec.headers, "headers")

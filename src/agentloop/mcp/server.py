@@ -51,6 +51,7 @@ class MCPServer:
     too; ``requires_approval`` and ``idempotent`` apply to all tools or to the ones named.
     The server's own ``idempotentHint`` is shown in the trace header but never trusted.
     ``restarts`` is how many times a stdio server that died is started again for a later call.
+    ``include`` offers only the tools named (their names on the server); the default is all.
     """
 
     def __init__(
@@ -71,6 +72,7 @@ class MCPServer:
         restarts: int = 1,
         stderr_log: str | Path | None = None,
         max_description_chars: int = MAX_DESCRIPTION_CHARS,
+        include: Collection[str] | None = None,
     ) -> None:
         if (command is None) == (url is None):
             raise UserError(
@@ -96,6 +98,7 @@ class MCPServer:
         self.idempotent = _per_tool(idempotent)
         self.restarts = restarts
         self.max_description_chars = max_description_chars
+        self.include = frozenset(include) if include is not None else None
         self.stderr_log_path = (
             Path(stderr_log)
             if stderr_log is not None
@@ -199,11 +202,12 @@ class MCPServer:
             await shared[0].close()
 
     def _served(self, connection: Connection) -> SourcedTools:
-        tools: list[Tool] = []
-        for listed in connection.tools:
-            tools.append(self._tool(connection, listed))
+        offered = [
+            t for t in connection.tools if self.include is None or str(t.name) in self.include
+        ]
+        tools = [self._tool(connection, listed) for listed in offered]
         seen: dict[str, str] = {}
-        for made, listed in zip(tools, connection.tools, strict=True):
+        for made, listed in zip(tools, offered, strict=True):
             if made.name in seen:
                 raise MCPServerError(
                     self.name,
@@ -217,7 +221,7 @@ class MCPServer:
             **self.identity(),
             "server": connection.server_info,
             "prefix": self.prefix,
-            "tools": [served_tool(t) for t in connection.tools],
+            "tools": [served_tool(t) for t in offered],
         }
         return SourcedTools(tools=tools, config=config)
 

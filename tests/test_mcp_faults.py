@@ -140,20 +140,29 @@ async def test_poisoned_descriptions_and_names_are_escaped_and_capped(tmp_path: 
     assert "bad name!\u200b" in served
 
 
-async def test_list_changed_is_noticed(tmp_path: Path) -> None:
+async def test_list_changed_is_recorded_and_the_next_run_lists_the_tools_again(
+    tmp_path: Path,
+) -> None:
+    from agentloop.replay import replay
+
     server = fault(tmp_path)
-    async with server:
-        connection = server._shared[0]  # type: ignore[index]
-        assert not connection.tools_changed
-        await connection.call("change", {})
-        for _ in range(50):
-            if connection.tools_changed:
-                break
-            await asyncio.sleep(0.02)
-        assert connection.tools_changed
-        async with server.open_tools() as served:  # the next run sees the new tool
-            assert "added" in [t.name for t in served.tools]
-        assert not connection.tools_changed
+    model = ScriptedModel(
+        [calls(("change", {})), calls(("echo", {"text": "after"})), "changed", "second run"]
+    )
+    agent = Agent(model, tools=[server], trace_dir=tmp_path / "traces")
+    async with agent:  # one connection for both runs
+        first = await agent.run("change your tools")
+        trace = read_trace(first.trace_path)
+        (warning,) = [e for e in trace.events if e.type == "warning"]
+        assert warning.kind == "tool_source" and warning.step == 1
+        assert "MCP server 'fault' changed its tool list" in warning.message
+        assert "added" not in [t["name"] for t in trace.header.agent["tools"]]
+        second = await agent.run("again")
+    header = read_trace(second.trace_path).header
+    assert "added" in [t["name"] for t in header.agent["tools"]]
+    assert header.config_hash != trace.header.config_hash  # other tools: another version
+    replayed = await replay(first.trace_path, trace_dir=tmp_path / "replays")
+    assert not replayed.diverged, replayed.report()
 
 
 async def test_a_command_that_does_not_exist_is_a_typed_error(tmp_path: Path) -> None:

@@ -78,7 +78,9 @@ class Agent:
         )
         """Where more tools come from while the agent runs (MCP servers)."""
         self.tools = Toolset(t for t in items if not isinstance(t, ToolSource))
+        self._sourced: list[SourcedTools] = []  # what the open sources served
         self._served: list[JSONObject] = []  # the identities of the open sources' tools
+        self._notices: tuple[Callable[[], list[str]], ...] = ()  # and how to ask them for news
         self._open: Agent | None = None  # this agent with its sources' tools, inside `async with`
         self._open_stack: contextlib.AsyncExitStack | None = None
         self.instructions = instructions
@@ -187,6 +189,7 @@ class Agent:
                 approver=self.approver,
                 config=config,
                 config_hash=config_hash(config),
+                notices=self._notices,
             )
             cached = self._spec_cache = (key, spec)
         return cached[1]
@@ -247,6 +250,8 @@ class Agent:
         if self._open is not None:
             raise UserError("this agent is already open (nested `async with agent:`)")
         async with contextlib.AsyncExitStack() as stack:
+            for source in self.tool_sources:
+                await stack.enter_async_context(source)
             self._open = await self._open_sources(stack)
             self._open_stack = stack.pop_all()
         return self
@@ -260,11 +265,16 @@ class Agent:
     async def _sources_opened(self) -> AsyncIterator[Agent]:
         """This agent with its sources' tools: the open one inside ``async with agent:``, else
         one whose sources are opened here and closed when the run ends, however it ends."""
-        if self._open is not None or not self.tool_sources:
-            yield self._open or self
+        if not self.tool_sources:
+            yield self
             return
         async with contextlib.AsyncExitStack() as stack:
-            yield await self._open_sources(stack)
+            opened = await self._open_sources(stack)  # inside `async with`: shared, cheap
+            if self._open is not None:
+                if all(a is b for a, b in zip(opened._sourced, self._open._sourced, strict=True)):
+                    opened = self._open  # nothing changed: keep its spec (and hash) cached
+                self._open = opened
+            yield opened
 
     async def _open_sources(self, stack: contextlib.AsyncExitStack) -> Agent:
         served: list[SourcedTools] = []
@@ -273,7 +283,9 @@ class Agent:
         opened = copy.copy(self)
         opened.tools = Toolset([*self.tools.values(), *(t for s in served for t in s.tools)])
         opened.tool_sources = ()
+        opened._sourced = served
         opened._served = [s.config for s in served]
+        opened._notices = tuple(s.notices for s in served if s.notices is not None)
         opened._open = opened._open_stack = opened._spec_cache = None
         return opened
 

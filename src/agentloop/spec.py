@@ -7,6 +7,7 @@ the layers: agent -> loop -> model and trace writer. Runtime layer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,3 +35,5 @@ class AgentSpec:
     """Everything that defines the agent's behaviour, as recorded in the trace header."""
     config_hash: str
     """The agent's version: a hash of ``config``."""
+    notices: tuple[Callable[[], list[str]], ...] = ()
+    """Asked between steps for news from the tool sources (MCP servers), recorded as warnings."""

@@ -216,19 +216,27 @@ class SourcedTools:
 
     tools: list[Tool]
     config: JSONObject
+    notices: Callable[[], list[str]] | None = None
+    """What the source has to report since it was last asked (a server that announced a
+    changed tool list); a run records each as a ``warning`` event between steps."""
 
 
 @runtime_checkable
 class ToolSource(Protocol):
     """Tools served from outside the agent's process (an MCP server, ``agentloop.mcp``).
 
-    ``open_tools`` connects (or reuses a connection opened earlier) and yields the tools; leaving
-    the context closes what it opened. The agent enters it around each run, or once for all its
-    runs inside ``async with agent:``."""
+    ``open_tools`` connects (or reuses the connection ``async with source:`` opened) and yields
+    the tools; leaving it closes what it opened. The agent calls it around each run; inside
+    ``async with agent:`` it first enters every source, so runs share their connections (and
+    a source may serve new tools to a later run)."""
 
     name: str
 
     def open_tools(self) -> AbstractAsyncContextManager[SourcedTools]: ...
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, *exc_info: Any) -> Any: ...
 
 
 class Toolset(Mapping[str, Tool]):

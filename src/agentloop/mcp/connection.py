@@ -40,6 +40,7 @@ class Connection:
         self.restarts_left = server.restarts
         self.tools_changed = False
         """Set when the server announces ``notifications/tools/list_changed``."""
+        self._notices: list[str] = []
         self._stop = asyncio.Event()
         self._owner: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -201,6 +202,16 @@ class Connection:
     async def _notified(self, message: Any) -> None:
         if getattr(message, "method", None) == "notifications/tools/list_changed":
             self.tools_changed = True
+            self._notices.append(
+                f"MCP server {self.server.name!r} changed its tool list "
+                "(notifications/tools/list_changed); this run keeps the tools it started with, "
+                "the next run lists them again"
+            )
+
+    def take_notices(self) -> list[str]:
+        """The notices since the last call (for the run's trace)."""
+        taken, self._notices = self._notices, []
+        return taken
 
     def _failed_to_start(self, exc: BaseException) -> BaseException:
         if isinstance(exc, MCPServerError | asyncio.CancelledError):

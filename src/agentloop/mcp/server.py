@@ -223,7 +223,7 @@ class MCPServer:
             "prefix": self.prefix,
             "tools": [served_tool(t) for t in offered],
         }
-        return SourcedTools(tools=tools, config=config)
+        return SourcedTools(tools=tools, config=config, notices=connection.take_notices)
 
     def _tool(self, connection: Connection, listed: Any) -> Tool:
         raw = str(listed.name)

@@ -188,6 +188,9 @@ async def test_one_connection_per_agent_is_shared_by_concurrent_runs(tmp_path: P
 
     async with server:
         one, two = await asyncio.gather(agent("one").run("a"), agent("two").run("b"))
+        async with agent("three") as three:  # nested: enters the same connection
+            assert (await three.run("c")).output == "three"
+        assert (await agent("four").run("d")).output == "four"  # still open
     assert (one.output, two.output) == ("one", "two")
     assert results(one.messages) == {"call_0": "Echo: one"}
     assert log.read_text().count("Starting default (STDIO) server") == 1

@@ -105,6 +105,7 @@ class MCPServer:
             else Path(tempfile.gettempdir()) / "agentloop-mcp" / f"{name}.stderr.log"
         )
         self._shared: tuple[Connection, SourcedTools] | None = None
+        self._depth = 0  # nested `async with server:` blocks
 
     @classmethod
     def stdio(
@@ -184,9 +185,19 @@ class MCPServer:
             await connection.close()
 
     async def __aenter__(self) -> MCPServer:
-        """Open one connection for every run until the block ends."""
+        """Open one connection for every run until the block ends (nested blocks share it:
+        the outermost one closes it)."""
+        self._depth += 1
         if self._shared is not None:
-            raise UserError(f"MCP server {self.name!r} is already open")
+            return self
+        try:
+            await self._open_shared()
+        except BaseException:
+            self._depth -= 1
+            raise
+        return self
+
+    async def _open_shared(self) -> None:
         connection = Connection(self)
         await connection.start()
         try:
@@ -194,9 +205,11 @@ class MCPServer:
         except BaseException:
             await connection.close()
             raise
-        return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._depth -= 1
+        if self._depth > 0:
+            return
         shared, self._shared = self._shared, None
         if shared is not None:
             await shared[0].close()

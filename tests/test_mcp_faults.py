@@ -22,7 +22,7 @@ from agentloop.testing import ScriptedModel
 from agentloop.untrusted import undelimit
 from fakes.mcp import everything_command, fault_command, fault_http
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]  # servers start slowly on a busy machine
 
 
 def fault(tmp_path: Path, **options: Any) -> MCPServer:
@@ -84,20 +84,20 @@ async def test_by_default_a_crash_fails_the_run_naming_the_server(tmp_path: Path
 
 
 async def test_a_call_over_its_timeout_is_cancelled_on_the_server(tmp_path: Path) -> None:
-    model = ScriptedModel([calls(("slow", {"seconds": 30})), "too slow"])
+    model = ScriptedModel([calls(("slow", {"seconds": 60})), "too slow"])
     agent = Agent(model, tools=[fault(tmp_path, timeout=0.5)], trace_dir=tmp_path)
     started = time.monotonic()
     async with agent:  # the server outlives the run, so it can note the cancellation
         result = await agent.run("go")
         (slow,) = tool_results(result.trace_path)
         assert slow.error == "timeout"
-        for _ in range(100):
+        for _ in range(400):
             if (tmp_path / "slow-cancelled").exists():
                 break
             await asyncio.sleep(0.05)
     assert (tmp_path / "slow-started").exists()
     assert (tmp_path / "slow-cancelled").exists(), "the server never saw notifications/cancelled"
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started < 45  # far less than the 60 s the call asked for
 
 
 async def test_a_huge_result_is_cut_like_any_tool_result(tmp_path: Path) -> None:
@@ -182,7 +182,7 @@ async def test_a_server_that_never_answers_is_a_typed_error(tmp_path: Path) -> N
     started = time.monotonic()
     with pytest.raises(MCPServerError, match=r"MCP server 'mute' did not answer within 1 s"):
         await agent.run("go")
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30  # the process would have hung for 60 s
 
 
 async def test_a_crash_over_http_names_the_server(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from mcp import Client, StdioServerParameters
 
 from fakes.mcp import free_port, http_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]  # servers start slowly on a busy machine
 
 SERVE = [sys.executable, "-m", "agentloop.cli", "mcp", "serve"]
 

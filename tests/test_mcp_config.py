@@ -39,6 +39,7 @@ def test_import_agentloop_loads_no_mcp_sdk() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)
 async def test_an_agent_file_brings_its_mcp_server(tmp_path: Path) -> None:
     path = agent_file(tmp_path, everything_table('prefix = "ev_"\nrequires_approval = ["get-sum"]'))
     model = ScriptedModel([ModelResponse.tool_call("ev_echo", {"message": "from a file"}), "ok"])
@@ -119,6 +120,7 @@ def fake_model(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)
 def test_run_with_mcp_calls_the_servers_tool(
     fake_model: FakeOpenAIServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -149,6 +151,7 @@ def test_run_with_an_unreachable_mcp_url_is_an_error_naming_it(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)
 def test_eval_with_mcp_shares_one_server_for_the_whole_eval(
     fake_model: FakeOpenAIServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -100,7 +100,9 @@ class Connection:
             if exc.code == INVALID_PARAMS:
                 raise ToolRetry(f"Error: {clean_text(exc.message, 2000)}") from None
             raise MCPServerError(
-                self.server.name, f"answered the call to {raw_name!r} with error {exc.code}"
+                self.server.name,
+                f"answered the call to {raw_name!r} with error {exc.code}: "
+                f"{clean_text(exc.message, 300)}",
             ) from exc
         except (OSError, EOFError) as exc:
             raise self._died(raw_name) from exc

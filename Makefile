@@ -16,10 +16,10 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,local,tools,mcp]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,local,tools,ray,mcp]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv: agentloop, its dev tools, the local model and the tool pack
+install: $(STAMP)  ## create .venv: agentloop, its dev tools, the local model, the tool pack, Ray, the MCP SDK
 
 $(EVERYTHING): tests/mcp_servers/package.json tests/mcp_servers/package-lock.json
 	mkdir -p $(MCP_SERVERS)

@@ -2,9 +2,14 @@
 
 ``replay`` needs nothing but the trace: the agent is rebuilt from its header and every model
 response and tool result is served from the recording. ``--tools``, ``--model`` and
-``--instructions`` swap in current code, another model or another prompt, to see where the run
-departs from the recording (``--live-tools``, ``--live-model``) or to continue live from a step
-(``--fork-at``). ``resume`` continues a run that did not finish.
+``--instructions`` (or a whole ``--agent`` file) swap in current code, another model or another
+prompt, to see where the run departs from the recording (``--live-tools``, ``--live-model``) or
+to continue live from a step (``--fork-at``). ``resume`` continues a run that did not finish.
+
+Without ``--model`` or ``--agent``, a live model is the recorded one with its recorded options,
+and only if its endpoint is the one configured here (``OPENAI_BASE_URL`` or the default): a
+trace never decides where your API key goes. ``--trust-trace`` uses the recorded endpoint or
+model file, the recorded ``settings.extra`` and limits.
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from agentloop.agent import Agent
+from agentloop.agentfile import load_agent
 from agentloop.cli._output import (
     DEFAULT_TRACE_DIR,
     EXIT_CODES,
     EXIT_FAILED,
     EXIT_OK,
+    add_model_options,
     out,
     positive_int,
     say,
@@ -32,9 +39,15 @@ from agentloop.cli.traces import find_trace
 from agentloop.errors import UserError
 from agentloop.events import ModelRequested
 from agentloop.loading import load_tools
-from agentloop.models import infer_model
+from agentloop.mcp.server import MCPServer
 from agentloop.replay.recording import Recording
-from agentloop.replay.runner import agent_from_trace, recorded_model, replay_sync, resume
+from agentloop.replay.runner import (
+    agent_from_trace,
+    model_for,
+    recorded_model,
+    replay_sync,
+    resume,
+)
 from agentloop.settings import USE_AGENT_DEFAULT
 from agentloop.terminal import escape
 from agentloop.trace import Trace, read_trace
@@ -125,8 +138,30 @@ def _agent_options(parser: argparse.ArgumentParser) -> None:
         help="the agent's tools now (a file or folder of @tool functions); repeat for more",
     )
     add_mcp_options(parser)  # a trace never chooses a command to run: MCP servers are named here
-    parser.add_argument("--model", help="a model string (default: the recorded model)")
+    add_live_agent_options(parser)
+
+
+def add_live_agent_options(parser: argparse.ArgumentParser) -> None:
+    """How a command that continues a recorded run live gets its agent: ``--agent``,
+    ``--model`` (+ ``--model-option``), ``--instructions``, ``--trust-trace``."""
+    parser.add_argument(
+        "--agent",
+        metavar="FILE",
+        help="the agent now, from an agent file (its model, tools, instructions, settings)",
+    )
+    parser.add_argument(
+        "--model",
+        help="a model string (default: the recorded model, with its recorded options, if its "
+        "endpoint is the one configured here)",
+    )
+    add_model_options(parser)
     parser.add_argument("--instructions", metavar="TEXT", help="new system instructions")
+    parser.add_argument(
+        "--trust-trace",
+        action="store_true",
+        help="let the trace header choose: the recorded endpoint (your API key goes there), "
+        "model file, settings.extra and limits",
+    )
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -140,7 +175,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             f"{', '.join(_tool_names(source))}) or --mcp/--mcp-url for an MCP server's"
         )
     wants_model = args.live_model or args.fork_at is not None
-    changed = _gives_tools(args) or args.model or args.instructions is not None
+    changed = _gives_tools(args) or args.model or args.instructions is not None or args.agent
     agent = _agent(source, args, live_model=wants_model) if (live or changed) else None
     result = replay_sync(
         source,
@@ -171,12 +206,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
         )
     agent = _agent(source, args, live_model=True)
     agent.trace_dir = Path(args.trace_dir)
-    for call in Recording(source).interrupted_calls():
+    recording = Recording(source)
+    for call in recording.interrupted_calls():
         idempotent = agent.tools.get(call.name) is not None and agent.tools[call.name].idempotent
         what = (
             "runs again (idempotent)" if idempotent else "is reported to the model as interrupted"
         )
         say(f"interrupted call {escape(call.call_id)} to {escape(call.name)} {what}")
+    for call in recording.failed_calls():
+        idempotent = agent.tools.get(call.name) is not None and agent.tools[call.name].idempotent
+        what = "runs again (idempotent)" if idempotent else "shows the model its recorded error"
+        say(f"failed call {escape(call.call_id)} to {escape(call.name)} {what}")
     max_steps = args.max_steps if args.max_steps is not None else USE_AGENT_DEFAULT
     return run_and_report(
         args,
@@ -186,14 +226,32 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _agent(source: Trace, args: argparse.Namespace, *, live_model: bool) -> Agent:
-    model = infer_model(args.model) if args.model else None
+    return live_agent(source, args, live_model=live_model)
+
+
+def live_agent(source: Trace, args: argparse.Namespace, *, live_model: bool) -> Agent:
+    """The agent a command continues ``source`` with, from the options of
+    ``add_live_agent_options`` (and ``--tools``). ``live_model``: the model will be asked, so
+    without ``--model``/``--agent`` the recorded one is rebuilt (if the rules allow)."""
+    options = dict(getattr(args, "model_options", []) or [])
+    if options and args.agent and not args.model:
+        raise UserError("--model-option needs --model with --agent (the file sets model_options)")
+    model = model_for(args.model, source, options) if args.model else None
+    if args.agent:
+        if (
+            getattr(args, "tools", None) is not None
+            or getattr(args, "instructions", None) is not None
+        ):
+            raise UserError("with --agent, put tools and instructions in the agent file")
+        return load_agent(args.agent, model=model, trace_dir=args.trace_dir, mcp=_mcp(args))
     if model is None and live_model:
-        model = recorded_model(source)
+        model = recorded_model(source, trust=args.trust_trace, options=options)
     return agent_from_trace(
         source,
         model=model,
-        tools=[*load_tools(args.tools or []), *mcp_servers(args)] if _gives_tools(args) else None,
-        instructions=args.instructions,
+        tools=[*load_tools(args.tools or []), *_mcp(args)] if _gives_tools(args) else None,
+        instructions=getattr(args, "instructions", None),
+        trust=args.trust_trace,
     )
 
 
@@ -201,12 +259,16 @@ def _tool_names(source: Trace) -> list[str]:
     return [str(t.get("name")) for t in source.header.agent.get("tools", [])]
 
 
+def _mcp(args: argparse.Namespace) -> list[MCPServer]:
+    return mcp_servers(args) if hasattr(args, "mcp") else []
+
+
 def _gives_tools(args: argparse.Namespace) -> bool:
-    return args.tools is not None or bool(args.mcp or args.mcp_url)
+    return getattr(args, "tools", None) is not None or bool(_mcp(args))
 
 
 def _needs_tools(source: Trace, args: argparse.Namespace) -> bool:
-    return not _gives_tools(args) and bool(_tool_names(source))
+    return not _gives_tools(args) and not args.agent and bool(_tool_names(source))
 
 
 def walk_steps(trace: Trace) -> None:

@@ -179,6 +179,7 @@ RUN_FLAGS = (
     "repeats",
     "timeout",
     "out",
+    "mcp",
 )
 
 

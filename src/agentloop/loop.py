@@ -204,6 +204,7 @@ class Run(Steered):
     async def loop(self) -> Any:
         while True:
             self.check_step_budget()
+            self.record_notices()
             response = await self.ask_model()
             actions = parse_actions(response, self.tools)
             if not actions or isinstance(actions, FinalAnswer):
@@ -223,6 +224,12 @@ class Run(Steered):
             self.step += 1
 
     # -- one step --------------------------------------------------------------------------
+
+    def record_notices(self) -> None:
+        """What the tool sources (MCP servers) reported since the last step, as warnings."""
+        for ask in self.spec.notices:
+            for notice in ask():
+                self.emit(RunWarned, kind="tool_source", message=notice)
 
     def check_step_budget(self) -> None:
         limit = self.limits.max_steps

@@ -28,7 +28,7 @@ from agentloop.replay.recorded_hooks import recorded_hooks
 from agentloop.replay.recording import Checker, Recording, ReplayModel, ReplayTools
 from agentloop.result import RunResult
 from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, RunLimits, UseAgentDefault
-from agentloop.tools import Tool
+from agentloop.tools import Tool, ToolSource
 from agentloop.trace import Trace, read_trace
 
 
@@ -80,6 +80,18 @@ async def replay(
     step divergence; ``strict=False`` notes them all. The replay writes its own trace naming
     its parent.
     """
+    if agent is not None and agent.tool_sources and not agent.is_open:
+        async with agent:  # its MCP servers, open for the whole replay (and its config)
+            return await replay(
+                trace,
+                agent,
+                tools=tools,
+                model=model,
+                fork_at=fork_at,
+                strict=strict,
+                trace_dir=trace_dir,
+                listener=listener,
+            )
     source = trace if isinstance(trace, Trace) else read_trace(trace)
     recording = Recording(source)
     if agent is None:
@@ -149,6 +161,11 @@ async def resume(
     run goes on live to a final answer, in a new trace naming its parent. A run stopped by
     ``max_steps`` or ``max_tool_calls`` needs a higher limit (``UserError`` otherwise).
     """
+    if agent.tool_sources and not agent.is_open:
+        async with agent:  # its MCP servers, open for the whole resume
+            return await resume(
+                trace, agent, trace_dir=trace_dir, max_steps=max_steps, listener=listener
+            )
     source = trace if isinstance(trace, Trace) else read_trace(trace)
     if source.output is not None:
         raise UserError(f"run {source.run_id} already finished; nothing to resume")
@@ -198,7 +215,7 @@ def agent_from_trace(
     trace: Trace,
     *,
     model: Model | str | None = None,
-    tools: Sequence[Tool | Callable[..., Any]] | None = None,
+    tools: Sequence[Tool | Callable[..., Any] | ToolSource] | None = None,
     instructions: str | None = None,
     trust: bool = False,
 ) -> Agent:

@@ -31,4 +31,5 @@ def test_bench_quick_prints_every_table(tmp_path: Path) -> None:
         assert heading in out.stdout
     for client in ("| httpx |", "| openai |", "| agentloop |", "| agentloop-notrace |"):
         assert client in out.stdout
+    assert "- tracing (serialize, redact values, write, flush) at K=1: " in out.stdout
     assert (tmp_path / "b.json").read_text().startswith("{")

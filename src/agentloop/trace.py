@@ -66,6 +66,10 @@ class TraceHeader(BaseModel):
     parent: dict[str, Any] | None = None
     """For a replay, fork or resume: which run it came from and at which step."""
     metadata: dict[str, Any] = Field(default_factory=dict)
+    conversation: dict[str, Any] | None = None
+    """For a turn of a conversation: ``id``, ``turn`` (from 0) and ``previous_run_id``."""
+    deps_type: str | None = None
+    """The type name of the run's ``deps`` (the value itself is never written)."""
 
 
 class TraceWriter:

@@ -289,6 +289,13 @@ class OpenAIModel(Model):
         head: dict[str, Any] = {"model": self.name}
         if tools and settings.parallel_tool_calls is not None:
             head["parallel_tool_calls"] = settings.parallel_tool_calls
+        if tools and settings.tool_choice is not None:
+            choice = settings.tool_choice
+            head["tool_choice"] = (
+                choice
+                if choice in ("auto", "required", "none")
+                else {"type": "function", "function": {"name": choice}}
+            )
         if settings.json_schema is not None:
             head["response_format"] = {
                 "type": "json_schema",

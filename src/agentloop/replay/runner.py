@@ -17,9 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from agentloop._sync import blocking
 from agentloop.agent import Agent
-from agentloop.errors import AgentLoopError, ReplayDiverged, UserError
+from agentloop.errors import (
+    AgentLoopError,
+    ReplayDiverged,
+    TraceError,
+    UserError,
+    first_problem,
+)
 from agentloop.events import EventListener
 from agentloop.models.base import Model
 from agentloop.output import OutputSpec
@@ -228,8 +236,12 @@ def agent_from_trace(
     are kept only where they are no looser than the defaults, unless ``trust=True``.
     """
     config = trace.header.agent
-    settings = ModelSettings.model_validate(config.get("settings", {}))
-    limits = RunLimits.model_validate(config.get("limits", {}))
+    try:
+        settings = ModelSettings.model_validate(config.get("settings", {}))
+        limits = RunLimits.model_validate(config.get("limits", {}))
+    except ValidationError as exc:  # a hostile or damaged header: a trace error, not a crash
+        problem = first_problem(exc)
+        raise TraceError(f"{trace.path}: invalid agent in the header: {problem}") from None
     if model is not None and not trust:
         settings = settings.model_copy(update={"extra": {}})
         limits = bounded(limits, RunLimits())

@@ -124,6 +124,12 @@ def _parse_call(part: ToolCallPart, tools: Toolset, cut_off: bool) -> ToolCall |
         )
     try:
         arguments = tool.validate(raw)
+    except RecursionError:
+        return _reject(
+            part,
+            "invalid_arguments",
+            f"Error: the arguments for {part.name!r} are nested too deep.",
+        )
     except InvalidArguments as exc:
         return _reject(
             part,
@@ -140,6 +146,8 @@ def _strict_json(text: str) -> Any:
         return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{exc.msg} at position {exc.pos}") from None
+    except RecursionError:
+        raise ValueError("nested too deep") from None
 
 
 def _no_constant(name: str) -> Any:

@@ -29,7 +29,7 @@ from agentloop.messages import (
     Message,
 )
 from agentloop.models import Model, infer_model
-from agentloop.redaction import Redactor
+from agentloop.redaction import Redactor, register_secrets
 from agentloop.result import RunResult
 from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, RunLimits, UseAgentDefault
 from agentloop.spec import AgentSpec
@@ -85,7 +85,9 @@ class Agent:
         self.approver = approver
         self.delimit_tool_results = delimit_tool_results
         self._spec_cache: tuple[tuple[Any, ...], AgentSpec] | None = None
-        self.redact = Redactor([*secrets, *self.model.secrets()], redact_patterns)
+        secrets = [*secrets, *self.model.secrets()]
+        register_secrets(*secrets)  # so annotate(), add_feedback(), exports mask them too
+        self.redact = Redactor(secrets, redact_patterns)
         """Masks secrets in everything this agent writes (traces, logs)."""
 
     def config(
@@ -129,6 +131,7 @@ class Agent:
                 raise UserError(f"Agent.replace() cannot change {name!r}")
             if name == "model":
                 value = infer_model(value)
+                register_secrets(*value.secrets())
             setattr(copied, name, value)
         return copied
 

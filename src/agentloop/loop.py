@@ -61,6 +61,7 @@ from agentloop.messages import (
     UserMessage,
 )
 from agentloop.observations import MISTAKES, Observation
+from agentloop.redaction import redact_log_event
 from agentloop.result import RunResult, StopReason
 from agentloop.spec import AgentSpec
 from agentloop.trace import TraceHeader, TraceWriter, new_run_id, now_iso, trace_path
@@ -70,7 +71,7 @@ _stdlib_log = logging.getLogger("agentloop")
 _log = structlog.wrap_logger(
     _stdlib_log,
     wrapper_class=structlog.stdlib.BoundLogger,
-    processors=[structlog.stdlib.render_to_log_kwargs],
+    processors=[redact_log_event, structlog.stdlib.render_to_log_kwargs],
 )
 EMPTY_RESPONSE_NUDGE = (
     "Your last reply was empty. Call one of the tools, or give your final answer as text."
@@ -101,6 +102,8 @@ class Run:
         listeners = (*capture_listeners.get(), *((listener,) if listener else ()))
         self.listeners = listeners
         self.redact = spec.redact
+        # Every log entry of this run goes through the run's redactor (a structlog processor).
+        self.log = _log.bind(run_id=self.run_id, _redactor=self.redact)
         self.messages: list[Message] = []
         system = spec.system_prompt
         if system:
@@ -130,7 +133,7 @@ class Run:
     # -- the loop ------------------------------------------------------------------------
 
     async def execute(self) -> RunResult:
-        _log.info("run started", run_id=self.run_id, model=self.model.name)
+        self.log.info("run started", model=self.model.name)
         deadline = asyncio.timeout(self.limits.run_timeout)
         try:
             try:
@@ -158,6 +161,8 @@ class Run:
         except Exception as exc:
             reason = _stop_reason(exc)
             extra = {"partial_output": exc.text} if isinstance(exc, OutputTruncated) else {}
+            # The raw text: the logger's redaction processor masks it, like any log entry.
+            self.log.warning("run failed", reason=reason, error=f"{type(exc).__name__}: {exc}")
             self.end(
                 RunFailed,
                 reason=reason,
@@ -206,7 +211,7 @@ class Run:
         self.usage += response.usage
         self.emit(ModelResponded, response=response)
         for attempt in response.attempts:
-            _log.warning("model request retried", run_id=self.run_id, **attempt.model_dump())
+            self.log.warning("model request retried", **attempt.model_dump())
         if response.text or response.tool_calls:
             self.messages.append(response.to_message())
         return response
@@ -327,9 +332,8 @@ class Run:
             approval=outcome.approval if outcome else None,
         )
         if _stdlib_log.isEnabledFor(logging.DEBUG):  # per call: skip structlog's work when off
-            _log.debug(
+            self.log.debug(
                 "tool call",
-                run_id=self.run_id,
                 tool=action.part.name,
                 error=observation.error,
                 duration_ms=round(outcome.duration_ms, 2) if outcome else 0.0,
@@ -389,7 +393,7 @@ class Run:
         finally:
             if self.writer is not None:
                 self.writer.close()
-        _log.info("run ended", run_id=self.run_id, outcome=kind.__name__, steps=self.step)
+        self.log.info("run ended", outcome=kind.__name__, steps=self.step)
 
     @property
     def trace_path(self) -> Path | None:

@@ -29,8 +29,9 @@ from agentloop.tool_schemas import (
 )
 from agentloop.types import JSONObject
 
-TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-"""Names every OpenAI-compatible endpoint accepts."""
+TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""Names every OpenAI-compatible endpoint accepts; use ``fullmatch`` (a ``$`` anchor would
+accept a trailing newline)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -233,7 +234,7 @@ class Toolset(Mapping[str, Tool]):
 
 
 def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not TOOL_NAME.match(name):
+    if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
         fixed = re.sub(r"[^A-Za-z0-9_-]", "_", str(name))[:64] or "my_tool"
         raise ToolDefinitionError(
             f"tool name {name!r} is not allowed: use 1-64 letters, digits, '_' or '-' "

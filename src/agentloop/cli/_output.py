@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 
+from agentloop.redaction import redact_log_event
 from agentloop.terminal import escape
 
 EXIT_OK = 0
@@ -94,7 +95,11 @@ class _EscapingFormatter(structlog.stdlib.ProcessorFormatter):
 
     def __init__(self) -> None:
         super().__init__(
-            foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.ExtraAdder()],
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.ExtraAdder(),
+                redact_log_event,
+            ],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.dev.ConsoleRenderer(colors=False),
@@ -106,13 +111,14 @@ class _EscapingFormatter(structlog.stdlib.ProcessorFormatter):
 
 
 def out(line: str) -> None:
-    """Data, on stdout."""
-    print(line, file=sys.stdout, flush=True)
+    """Data, on stdout, escaped for the terminal (a no-op on the ASCII of ``json.dumps``), so
+    nothing a command prints from a trace, a model or a tool can hold a control sequence."""
+    print(escape(line), file=sys.stdout, flush=True)
 
 
 def say(line: str) -> None:
-    """Progress and errors, on stderr."""
-    print(line, file=sys.stderr, flush=True)
+    """Progress and errors, on stderr, escaped for the terminal like ``out``."""
+    print(escape(line), file=sys.stderr, flush=True)
 
 
 def message(exc: BaseException) -> str:

@@ -157,7 +157,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         with Path(args.output).open("w", encoding="utf-8") as file:
             written = write_jsonl(export, file, args.kind)
     else:
-        written = write_jsonl(export, sys.stdout, args.kind)
+        # On stdout (often a terminal), every non-ASCII character is a JSON escape.
+        written = write_jsonl(export, sys.stdout, args.kind, ensure_ascii=True)
     where = args.output or "stdout"
     say(f"wrote {written} {args.kind} example(s) to {escape(where)} from {len(traces)} trace(s)")
     for reason, count in sorted(export.skipped.items()):

@@ -256,4 +256,4 @@ def _report_cancelled(args: argparse.Namespace, agent: Agent, progress: _Progres
 
 def _emit_json(agent: Agent, data: dict[str, Any]) -> None:
     # json.dumps escapes every control character (ensure_ascii), so the line is terminal-safe.
-    out(agent.redact(json.dumps(data)))
+    out(json.dumps(agent.redact.value(data)))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -24,7 +24,7 @@ from agentloop.errors import TraceError, first_problem
 from agentloop.feedback.critique import Critique, Rubric
 from agentloop.messages import AssistantMessage, Message
 from agentloop.models.openai import wire_message
-from agentloop.redaction import Redactor
+from agentloop.redaction import Redactor, default_redactor
 from agentloop.trace import Trace, read_trace
 
 # -- the formats -------------------------------------------------------------------------------
@@ -214,15 +214,18 @@ def write_jsonl(
     export: Export,
     out: IO[str],
     kind: Literal["sft", "dpo"],
-    redact: Callable[[str], str] | None = None,
+    redact: Redactor | None = None,
+    *,
+    ensure_ascii: bool = False,
 ) -> int:
     """Redact, validate and write each example as one line; count the invalid ones in
-    ``export.skipped``. Returns how many lines were written."""
-    redact = redact or Redactor()
+    ``export.skipped``. Returns how many lines were written. ``ensure_ascii`` writes every
+    non-ASCII character as a JSON escape (what a terminal should get)."""
+    redact = redact or default_redactor()
     schema = SFTExample if kind == "sft" else DPOExample
     written = 0
     for example in export.examples:
-        line = redact(json.dumps(example, ensure_ascii=False))
+        line = json.dumps(redact.value(example), ensure_ascii=ensure_ascii)
         try:
             schema.model_validate_json(line)
         except ValidationError as exc:

@@ -330,7 +330,7 @@ def _actions_of(message: AssistantMessage) -> list[str]:
         except json.JSONDecodeError:
             arguments = None
         if not part.name or arguments is None:  # a reply that did not parse: show it as it was
-            actions.append(_one_line(part.arguments.strip()))
+            actions.append(one_line(part.arguments.strip()))
         else:
             actions.append(_dumps({TOOL_KEY: part.name, ARGUMENTS_KEY: arguments}))
     if not message.tool_calls and message.content:
@@ -341,7 +341,7 @@ def _actions_of(message: AssistantMessage) -> list[str]:
 def _observation(message: ToolMessage, turns: Sequence[Message], tools: Toolset) -> str:
     """The observation text; after a reply that was not a usable action, with a reminder of
     the format (the error itself is the tool message, as for native calls)."""
-    text = _one_line(undelimit(message.content))
+    text = one_line(undelimit(message.content))
     part = _call_of(message, turns)
     if part is not None and (part.name not in tools or not _is_json_object(part.arguments)):
         text += "\n" + FORMAT_REMINDER
@@ -360,7 +360,7 @@ def _call_of(message: ToolMessage, turns: Sequence[Message]) -> ToolCallPart | N
 def _is_json_object(text: str) -> bool:
     try:
         return isinstance(json.loads(text or "{}"), dict)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return False
 
 
@@ -372,10 +372,10 @@ _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 """What ``str.splitlines`` breaks on."""
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     """``text`` on one line of the transcript, so that no tool output (a fetched page) can
     start a line of its own and pass for a step (``Action: {"answer": ...}``): text with a
-    line break is shown as a JSON string."""
+    line break is shown as a JSON string. The judge's view of a run uses the same rule."""
     if _LINE_BREAKS.isdisjoint(text):
         return text
     encoded = _dumps(text)  # escapes the ASCII breaks; the three others by hand
@@ -392,6 +392,10 @@ _ARGUMENT_ALIASES = (ARGUMENTS_KEY, "args", "parameters", "input")
 _ANSWER_ALIASES = (ANSWER_KEY, "final_answer")
 
 
+MAX_OBJECT_STARTS = 64
+"""How many ``{`` in a reply ``first_json_object`` tries as the start of the action."""
+
+
 def first_json_object(text: str) -> tuple[dict[str, Any] | None, str | None]:
     """The first JSON object in ``text`` (code fences, prose before and after are skipped),
     or ``None`` and why not."""
@@ -400,11 +404,15 @@ def first_json_object(text: str) -> tuple[dict[str, Any] | None, str | None]:
     start = text.find("{")
     if start < 0:
         return None, "the reply holds no JSON object"
-    while start >= 0:
+    for _ in range(MAX_OBJECT_STARTS):  # each try may read to the end: bounded, not quadratic
+        if start < 0:
+            break
         try:
             value, _ = decoder.raw_decode(text, start)
         except json.JSONDecodeError as exc:
             error = error or f"invalid JSON ({exc.msg} at position {exc.pos})"
+        except RecursionError:
+            return None, "invalid JSON (nested too deep)"
         else:
             if isinstance(value, dict):
                 return value, None

@@ -22,6 +22,7 @@ from agentloop.agent import Agent
 from agentloop.errors import AgentLoopError, ReplayDiverged, UserError
 from agentloop.events import EventListener
 from agentloop.models.base import Model
+from agentloop.observations import MISTAKES
 from agentloop.replay.divergence import Divergence, config_divergences
 from agentloop.replay.recording import Checker, Recording, ReplayModel, ReplayTools
 from agentloop.result import RunResult
@@ -162,6 +163,16 @@ async def resume(
     calls = sum(len(c) for c in recording.calls.values())
     limit = agent.limits.max_tool_calls
     stopped = getattr(source.terminal, "reason", None)
+    mistakes = sum(r.error in MISTAKES for r in source.tool_results()) + sum(
+        e.type == "warning" and getattr(e, "kind", "") == "empty_response" for e in source.events
+    )
+    budget = agent.limits.retry_budget
+    if stopped == "retry_budget" and mistakes > budget:
+        raise UserError(
+            f"run {source.run_id} stopped after {mistakes} recoverable mistakes and "
+            f"retry_budget is {budget}: raise it to {mistakes} or more to continue (the "
+            "agent's limits; on the command line, retry_budget in an --agent file's [limits])"
+        )
     if limit is not None and calls >= limit and stopped == "max_tool_calls":
         raise UserError(
             f"run {source.run_id} already made {calls} tool calls and max_tool_calls is "

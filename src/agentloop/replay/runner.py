@@ -268,7 +268,6 @@ def recorded_model(
     otherwise ``UserError`` names the flag to pass. ``UserError`` too when the header does not
     say enough or the model file is missing.
     """
-    from agentloop.models import infer_model
 
     config = trace.header.agent.get("model", {})
     kind, name = config.get("kind"), config.get("name")
@@ -305,8 +304,6 @@ def recorded_model(
                 "for the bundled model)"
             )
         return _built(trace, LocalModel, path, {**_recorded_options(config), **given})
-    if isinstance(config.get("spec"), str):
-        return infer_model(config["spec"], **given)
     raise UserError(
         f"cannot rebuild the model of run {trace.run_id} ({kind or 'unknown'} {name or ''}) "
         "from its trace; pass a model (--model MODEL on the command line, or --agent FILE)"

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, TypeAlias
 
 from agentloop.actions import Call, ToolCall
+from agentloop.context import current_run_context
 from agentloop.errors import ToolRetry
 from agentloop.observations import Observation, to_text, truncate
 from agentloop.settings import RunLimits
@@ -106,10 +107,14 @@ class ToolAborted(Exception):
         self.original = original
 
 
-def _in_thread(function: Callable[..., object], arguments: dict[str, object]) -> Awaitable[object]:
-    """``function(**arguments)`` in a new daemon thread (with this context's variables), as an
-    awaitable; the thread is the future's ``thread`` attribute. Cancelling or timing out the
-    await leaves the thread to finish on its own."""
+def _in_thread(
+    function: Callable[..., object],
+    arguments: dict[str, object],
+    leading: tuple[object, ...] = (),
+) -> Awaitable[object]:
+    """``function(*leading, **arguments)`` in a new daemon thread (with this context's
+    variables), as an awaitable; the thread is the future's ``thread`` attribute. Cancelling or
+    timing out the await leaves the thread to finish on its own."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[object] = loop.create_future()
     context = contextvars.copy_context()
@@ -124,7 +129,7 @@ def _in_thread(function: Callable[..., object], arguments: dict[str, object]) ->
 
     def target() -> None:
         try:
-            value = context.run(function, **arguments)
+            value = context.run(function, *leading, **arguments)
         except BaseException as exc:  # handed to the awaiting task, which decides
             _call_soon(loop, settle, None, exc)
         else:
@@ -169,10 +174,11 @@ async def _run_one(call: ToolCall, limits: RunLimits, approver: Approver | None)
     thread: threading.Thread | None = None
     try:
         async with deadline:
+            context = (current_run_context(),) if tool.takes_context else ()
             if tool.is_async:
-                value = await tool.function(**call.arguments)
+                value = await tool.function(*context, **call.arguments)
             else:
-                running = _in_thread(tool.function, call.arguments)
+                running = _in_thread(tool.function, call.arguments, context)
                 thread = getattr(running, "thread", None)
                 value = await running
             if inspect.isawaitable(value):  # a sync function that returned a coroutine

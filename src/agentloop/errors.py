@@ -25,6 +25,10 @@ Catch ``AgentLoopError`` to catch them all. The tree::
           MaxToolCallsExceeded
           RunTimeout
           RetryBudgetExhausted  the model kept making recoverable mistakes
+          TokenLimitExceeded    the run (or its conversation) used more tokens than allowed
+          CostLimitExceeded     the run (or its conversation) cost more than allowed
+        GuardrailTripped        an input or output guardrail stopped the run
+        HookFailed              a hook raised; the run stopped and its trace says where
         ToolExecutionError      a tool raised unexpectedly and tool_errors="raise"
         ReplayDiverged          a strict replay departed from its recording
 
@@ -178,6 +182,33 @@ class RunTimeout(RunLimitExceeded):
 
 class RetryBudgetExhausted(RunLimitExceeded):
     """The model made more recoverable mistakes than ``retry_budget`` allows."""
+
+
+class TokenLimitExceeded(RunLimitExceeded):
+    """The run (or its conversation) used more input, output or total tokens than its
+    ``RunLimits`` allow."""
+
+
+class CostLimitExceeded(RunLimitExceeded):
+    """The run (or its conversation) cost more than ``RunLimits.max_cost``, priced by the
+    agent's ``prices`` table."""
+
+
+class GuardrailTripped(RunError):
+    """An input or output guardrail refused the task or the final output."""
+
+    def __init__(self, message: str, *, guardrail: str) -> None:
+        super().__init__(message)
+        self.guardrail = guardrail
+
+
+class HookFailed(RunError):
+    """A hook raised an exception: the run stopped (recorded in its trace) and ``hook`` names
+    which one."""
+
+    def __init__(self, message: str, *, hook: str) -> None:
+        super().__init__(message)
+        self.hook = hook
 
 
 class ToolExecutionError(RunError):

@@ -26,9 +26,14 @@ from agentloop.actions import (
     parse_actions,
     with_unique_call_ids,
 )
+from agentloop.budget import Budget
+from agentloop.context import ConversationTurn, set_run_context
 from agentloop.dispatch import OutcomeListener, ToolAborted, ToolOutcome, ToolRunner, run_tool_calls
 from agentloop.errors import (
     AgentLoopError,
+    CostLimitExceeded,
+    GuardrailTripped,
+    HookFailed,
     MaxStepsExceeded,
     MaxToolCallsExceeded,
     ModelError,
@@ -37,9 +42,11 @@ from agentloop.errors import (
     ReplayDiverged,
     RetryBudgetExhausted,
     RunTimeout,
+    TokenLimitExceeded,
     ToolExecutionError,
 )
 from agentloop.events import (
+    TERMINAL_TYPES,
     BaseEvent,
     EventListener,
     ModelRequested,
@@ -64,6 +71,7 @@ from agentloop.observations import MISTAKES, Observation
 from agentloop.redaction import redact_log_event
 from agentloop.result import RunResult, StopReason
 from agentloop.spec import AgentSpec
+from agentloop.steered import Steered
 from agentloop.trace import TraceHeader, TraceWriter, new_run_id, now_iso, trace_path
 from agentloop.untrusted import delimit_untrusted
 
@@ -78,7 +86,7 @@ EMPTY_RESPONSE_NUDGE = (
 )
 
 
-class Run:
+class Run(Steered):
     """The state of one run: the conversation, counters, and the trace it writes."""
 
     def __init__(
@@ -86,12 +94,14 @@ class Run:
         *,
         spec: AgentSpec,
         task: str,
-        history: Sequence[Message],
+        history: RunResult[Any] | Sequence[Message],
         trace_dir: Path | None,
         metadata: dict[str, Any],
         listener: EventListener | None,
         tool_runner: ToolRunner | None,
         parent: dict[str, Any] | None,
+        deps: Any = None,
+        conversation: ConversationTurn | None = None,
     ) -> None:
         self.spec = spec
         self.tools, self.limits, self.settings = spec.tools, spec.limits, spec.settings
@@ -108,8 +118,16 @@ class Run:
         system = spec.system_prompt
         if system:
             self.messages.append(SystemMessage(content=system))
-        self.messages.extend(history)
+        if isinstance(history, RunResult):
+            history = history.messages
+        # The agent's own system prompt (and its untrusted-data notice) leads; a system
+        # message carried over from an earlier turn's result is not sent twice.
+        self.messages.extend(m for m in history if not isinstance(m, SystemMessage))
+        self.history_length = len(self.messages)
         self.messages.append(UserMessage(content=task))
+        self.task, self.deps, self.conversation = task, deps, conversation
+        self.budget = Budget(spec.limits, spec.prices, conversation)
+        self.output_text: str | None = None
         self.sent = 0  # messages already recorded in a model_request event
         self.step = self.seq = self.tool_calls = self.mistakes = 0
         self.requests = 0  # model requests made, the run's "steps" in results and traces
@@ -127,17 +145,20 @@ class Run:
                 agentloop_version=_version(),
                 parent=parent,
                 metadata=metadata,
+                conversation=conversation.header() if conversation else None,
+                deps_type=type(deps).__qualname__ if deps is not None else None,
             )
             self.writer = TraceWriter(trace_path(trace_dir, self.run_id), header, self.redact)
 
     # -- the loop ------------------------------------------------------------------------
 
-    async def execute(self) -> RunResult:
+    async def execute(self) -> RunResult[Any]:
         self.log.info("run started", model=self.model.name)
         deadline = asyncio.timeout(self.limits.run_timeout)
         try:
             try:
                 async with deadline:
+                    await self.check_input()
                     output = await self.loop()
             except TimeoutError:
                 if not deadline.expired():
@@ -160,9 +181,9 @@ class Run:
             raise
         except Exception as exc:
             reason = _stop_reason(exc)
-            extra = {"partial_output": exc.text} if isinstance(exc, OutputTruncated) else {}
             # The raw text: the logger's redaction processor masks it, like any log entry.
             self.log.warning("run failed", reason=reason, error=f"{type(exc).__name__}: {exc}")
+            extra = {"partial_output": exc.text} if isinstance(exc, OutputTruncated) else {}
             self.end(
                 RunFailed,
                 reason=reason,
@@ -175,10 +196,10 @@ class Run:
                 exc.partial = self.result(None, reason)
                 exc.trace_path = self.trace_path
             raise
-        self.end(RunFinished, output=output)
+        self.end(RunFinished, output=self.output_text)
         return self.result(output, "final_answer")
 
-    async def loop(self) -> str:
+    async def loop(self) -> Any:
         while True:
             self.check_step_budget()
             response = await self.ask_model()
@@ -187,7 +208,12 @@ class Run:
                 self.check_not_cut_off(response)
             if isinstance(actions, FinalAnswer):
                 self.warn_if_unparsed_tool_call(response)
-                return actions.text
+                accepted, value = await self.check_output(actions.text)
+                if accepted:
+                    self.output_text = actions.text
+                    return value
+                self.step += 1
+                continue
             if actions:
                 await self.act(actions)
             else:
@@ -202,14 +228,16 @@ class Run:
             raise MaxStepsExceeded(f"no final answer after max_steps={limit} model requests")
 
     async def ask_model(self) -> ModelResponse:
+        settings = await self.before_request() if self.spec.hooks.before_request else None
         new = self.messages[self.sent :]
         self.sent = len(self.messages)
         self.emit(ModelRequested, messages=new, message_count=self.sent)
         self.requests += 1
-        response = await self.model.request(self.messages, self.tools, self.settings)
+        response = await self.request(settings or self.settings)
         response = with_unique_call_ids(response)
         self.usage += response.usage
         self.emit(ModelResponded, response=response)
+        self.budget.check(self.usage, self.spec.model.name)
         for attempt in response.attempts:
             self.log.warning("model request retried", **attempt.model_dump())
         if response.text or response.tool_calls:
@@ -258,6 +286,8 @@ class Run:
         self.check_tool_call_budget(len(actions))
         for action in actions:
             self.record_call(action)
+        if self.spec.hooks.before_tool_call:
+            actions = await self.before_tool_calls(actions)
         for action in actions:
             if isinstance(action, RejectedCall):
                 self.journal(action, action.observation, None)
@@ -269,7 +299,11 @@ class Run:
                 self.pending.discard(outcome.call.call_id)
                 self.journal(outcome.call, outcome.observation, outcome)
 
-        ran = await self.run_tools(actions, self.step, done)
+        set_run_context(self.context())
+        try:
+            ran = await self.run_tools(actions, self.step, done)
+        finally:
+            set_run_context(None)
         for finished in ran:
             done(finished)  # a runner that did not report it
         self.pending.clear()
@@ -278,7 +312,7 @@ class Run:
         for action in actions:
             observation = action.observation if isinstance(action, RejectedCall) else None
             observation = observation or outcomes[action.call_id].observation
-            self.add_observation(action, observation)
+            await self.add_observation(action, observation)
             mistakes += observation.error in MISTAKES
         failed = [o for o in ran if o.exception is not None]
         if failed and self.limits.tool_errors == "raise":
@@ -346,9 +380,11 @@ class Run:
                 "is still running in the background; it cannot be stopped",
             )
 
-    def add_observation(self, action: Call, observation: Observation) -> None:
+    async def add_observation(self, action: Call, observation: Observation) -> None:
         """Put one call's observation into the conversation (in call order, after the step)."""
         content = observation.content
+        if self.spec.hooks.after_tool_call and isinstance(action, ToolCall):
+            content = await self.after_tool_call(action, content)
         if self.spec.delimit_tool_results and observation.error in (None, "retry"):
             # What the tool said (its result, or its ToolRetry message) is outside data; the
             # error texts agentloop writes itself are not.
@@ -377,7 +413,17 @@ class Run:
         if self.writer is not None:
             self.writer.write(event)
         for listener in self.listeners:
-            listener(event)
+            try:
+                listener(event)
+            except Exception as exc:
+                name = getattr(listener, "__qualname__", type(listener).__name__)
+                if getattr(event, "type", None) in TERMINAL_TYPES:
+                    # The run has ended and its trace is closed: the outcome stands.
+                    _log.warning("listener failed", run_id=self.run_id, listener=name)
+                    continue
+                raise HookFailed(
+                    f"listener {name} raised {type(exc).__name__}: {exc}", hook=name
+                ) from exc
 
     def end(self, kind: type[BaseEvent], **fields: Any) -> None:
         duration = time.perf_counter() - self.started
@@ -399,7 +445,7 @@ class Run:
     def trace_path(self) -> Path | None:
         return self.writer.path if self.writer is not None else None
 
-    def result(self, output: str | None, reason: StopReason) -> RunResult:
+    def result(self, output: Any, reason: StopReason) -> RunResult[Any]:
         return RunResult(
             output=output,
             stop_reason=reason,
@@ -411,6 +457,10 @@ class Run:
             config_hash=self.config_hash,
             tool_calls=self.tool_calls,
             duration_s=time.perf_counter() - self.started,
+            history_length=self.history_length,
+            conversation_id=self.conversation.id if self.conversation else None,
+            output_text=self.output_text,
+            cost=self.budget.cost(self.usage, self.spec.model.name),
         )
 
 
@@ -424,6 +474,10 @@ def _stop_reason(exc: BaseException) -> StopReason:
         (OutputTruncated, "output_truncated"),
         (ModelError, "model_error"),
         (ReplayDiverged, "replay_diverged"),
+        (TokenLimitExceeded, "token_limit"),
+        (CostLimitExceeded, "cost_limit"),
+        (GuardrailTripped, "guardrail"),
+        (HookFailed, "hook_error"),
     ]
     return next((reason for kind, reason in reasons if isinstance(exc, kind)), "error")
 

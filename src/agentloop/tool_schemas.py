@@ -22,6 +22,7 @@ from urllib.parse import urljoin
 import docstring_parser
 import pydantic
 
+from agentloop.context import is_run_context
 from agentloop.errors import ToolDefinitionError
 from agentloop.types import JSONObject
 
@@ -71,6 +72,16 @@ _SCHEMA_VALUES = frozenset(
 class InvalidArguments(Exception):
     """The model's arguments do not fit the tool's schema; the message lists each problem as
     ``path: message``, separated by ``; ``."""
+
+
+def takes_run_context(function: Callable[..., Any]) -> bool:
+    """Whether ``function``'s first parameter is annotated ``RunContext[...]``."""
+    try:
+        first = next(iter(inspect.signature(function).parameters.values()), None)
+        hints = _type_hints(function)
+    except Exception:
+        return False
+    return first is not None and is_run_context(hints.get(first.name))
 
 
 def function_parameters(
@@ -169,7 +180,13 @@ def _arguments_model(
             f"tool {tool_name!r}: cannot read its signature and type hints: {exc}"
         ) from exc
     fields: dict[str, Any] = {}
-    for param in signature.parameters.values():
+    for index, param in enumerate(signature.parameters.values()):
+        if index == 0 and is_run_context(hints.get(param.name)):
+            continue  # the run's context, passed by the loop: not an argument for the model
+        if is_run_context(hints.get(param.name)):
+            raise ToolDefinitionError(
+                f"tool {tool_name!r}: a RunContext parameter must be the first one"
+            )
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             stars = "*" if param.kind is param.VAR_POSITIONAL else "**"
             raise ToolDefinitionError(

@@ -25,6 +25,7 @@ from agentloop.tool_schemas import (
     function_parameters,
     raw_parameters,
     source_hash,
+    takes_run_context,
     underlying,
 )
 from agentloop.types import JSONObject
@@ -57,6 +58,9 @@ class Tool:
     stand_in: bool = False
     """Rebuilt from a trace's schema for an offline replay: it cannot run, and whether a call
     was valid is what the recording says (it accepts any arguments)."""
+    takes_context: bool = False
+    """The function's first parameter is a ``RunContext``: the loop passes the run's context
+    there (it is not in ``parameters``)."""
 
     def __post_init__(self) -> None:
         _check_name(self.name)
@@ -123,6 +127,7 @@ class Tool:
             requires_approval=requires_approval,
             idempotent=idempotent,
             source_hash=source_hash(function),
+            takes_context=takes_run_context(function),
         )
 
     @classmethod

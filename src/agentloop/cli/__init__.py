@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from agentloop import __version__
-from agentloop.cli import evals, improve, replay, run, traces
+from agentloop.cli import chat, evals, improve, replay, run, traces
 from agentloop.cli._output import (
     EXIT_CANCELLED,
     EXIT_CODES,
@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     run.register(commands, common)
+    chat.register(commands, common)
     traces.register(commands, common)
     replay.register(commands, common)
     improve.register(commands, common)

@@ -56,39 +56,7 @@ def register(
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("task", metavar="TASK", help="what the agent should do")
-    run.add_argument(
-        "--model",
-        help="model string, e.g. 'openai:<name>' for an OpenAI-compatible endpoint "
-        "(OPENAI_BASE_URL, OPENAI_API_KEY); with --agent, replaces the file's model",
-    )
-    add_model_options(run)
-    run.add_argument(
-        "--agent",
-        metavar="FILE",
-        help="an agent file (TOML: model, instructions, tools, settings, limits); "
-        "--model and --max-steps override it",
-    )
-    run.add_argument(
-        "--tools",
-        metavar="PATH",
-        action="append",
-        default=[],
-        help="a Python file of @tool functions, or a folder of such files (not recursive; "
-        "names starting with '_' are skipped); repeat --tools for more",
-    )
-    run.add_argument(
-        "--trace-dir",
-        metavar="DIR",
-        default=DEFAULT_TRACE_DIR,
-        help="where the trace is written (default: ./traces)",
-    )
-    run.add_argument(
-        "--max-steps",
-        metavar="N",
-        type=positive_int,
-        help="most model requests in the run (default: 20)",
-    )
-    run.add_argument("--instructions", metavar="TEXT", help="system instructions for the model")
+    add_agent_options(run)
     run.add_argument(
         "--json",
         action="store_true",
@@ -97,8 +65,52 @@ def register(
     run.set_defaults(handler=cmd_run)
 
 
+def add_agent_options(parser: argparse.ArgumentParser) -> None:
+    """The options that choose an agent (``run`` and ``chat``)."""
+    parser.add_argument(
+        "--model",
+        help="model string, e.g. 'openai:<name>' for an OpenAI-compatible endpoint "
+        "(OPENAI_BASE_URL, OPENAI_API_KEY); with --agent, replaces the file's model",
+    )
+    add_model_options(parser)
+    parser.add_argument(
+        "--agent",
+        metavar="FILE",
+        help="an agent file (TOML: model, instructions, tools, settings, limits); "
+        "--model and --max-steps override it",
+    )
+    parser.add_argument(
+        "--tools",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="a Python file of @tool functions, or a folder of such files (not recursive; "
+        "names starting with '_' are skipped); repeat --tools for more",
+    )
+    parser.add_argument(
+        "--trace-dir",
+        metavar="DIR",
+        default=DEFAULT_TRACE_DIR,
+        help="where the trace is written (default: ./traces)",
+    )
+    parser.add_argument(
+        "--max-steps",
+        metavar="N",
+        type=positive_int,
+        help="most model requests in the run (default: 20)",
+    )
+    parser.add_argument("--instructions", metavar="TEXT", help="system instructions for the model")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the agent, printing progress to stderr and the answer (or JSON) to stdout."""
+    agent = build_agent(args)
+    return run_and_report(args, agent, lambda listener: agent.run(args.task, listener=listener))
+
+
+def build_agent(args: argparse.Namespace) -> Agent:
+    """The agent ``--agent``/``--model``/``--tools``/``--instructions``/``--max-steps`` name
+    (shared by ``run`` and ``chat``)."""
     max_steps = args.max_steps if args.max_steps is not None else USE_AGENT_DEFAULT
     options = dict(args.model_options)
     if options and args.model is None:
@@ -120,7 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             max_steps=max_steps,
             trace_dir=args.trace_dir,
         )
-    return run_and_report(args, agent, lambda listener: agent.run(args.task, listener=listener))
+    return agent
 
 
 def run_and_report(

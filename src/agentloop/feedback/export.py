@@ -163,10 +163,16 @@ class Filters:
 
 
 def sft_export(traces: Iterable[Trace], filters: Filters = Filters()) -> Export:
-    """SFT examples from finished runs that pass ``filters``."""
+    """SFT examples from finished runs that pass ``filters``. A conversation is one
+    multi-turn example: its last turn among ``traces`` (which holds every earlier turn)."""
     export = Export()
+    traces = list(traces)
+    last_turns = _last_turns(traces)
     for trace in traces:
         reason = "the run did not finish" if trace.output is None else filters.reason_to_skip(trace)
+        conversation = trace.header.conversation
+        if not reason and conversation and last_turns.get(conversation.get("id")) != trace.run_id:
+            reason = "an earlier turn of a conversation (its last turn holds it)"
         if reason:
             export.skipped[reason] += 1
             continue
@@ -177,6 +183,19 @@ def sft_export(traces: Iterable[Trace], filters: Filters = Filters()) -> Export:
             example["tools"] = tools
         export.examples.append(example)
     return export
+
+
+def _last_turns(traces: list[Trace]) -> dict[Any, str]:
+    """Per conversation id: the run id of its latest finished turn among ``traces``."""
+    latest: dict[Any, tuple[int, str]] = {}
+    for trace in traces:
+        conversation = trace.header.conversation
+        if conversation and trace.output is not None:
+            turn = int(conversation.get("turn", 0))
+            key = conversation.get("id")
+            if key not in latest or turn > latest[key][0]:
+                latest[key] = (turn, trace.run_id)
+    return {key: run_id for key, (_, run_id) in latest.items()}
 
 
 def dpo_export(traces: Iterable[Trace]) -> Export:

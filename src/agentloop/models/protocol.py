@@ -137,15 +137,31 @@ def prompt_hash(examples: Sequence[Example] = DEFAULT_EXAMPLES) -> str:
 # -- the action schema ---------------------------------------------------------------------
 
 
-def action_schema(tools: Toolset, *, answer: bool = True) -> JSONObject:
+def action_schema(
+    tools: Toolset,
+    *,
+    answer: bool = True,
+    answer_schema: JSONObject | None = None,
+    tool_choice: str | None = None,
+) -> JSONObject:
     """A JSON Schema admitting exactly the valid actions: one branch per tool (its name as a
     constant, its parameters as the arguments), and the final answer unless ``answer=False``
     (which forces a tool call, like ``tool_choice="required"``; ignored without tools).
+
+    ``answer_schema`` is the typed output's schema: the answer is then that JSON value instead
+    of a string. ``tool_choice`` narrows the branches: ``"required"`` drops the answer,
+    ``"none"`` keeps only the answer, a tool's name keeps only that tool.
 
     Tools' ``$defs`` are moved to the root (renamed per tool), so their ``$ref``s resolve.
     """
     branches: list[JSONObject] = []
     defs: JSONObject = {}
+    if tool_choice == "required":
+        answer = False
+    elif tool_choice == "none":
+        tools = Toolset()
+    elif tool_choice not in (None, "auto") and tool_choice in tools:
+        tools, answer = Toolset([tools[tool_choice]]), False
     for name, tool in tools.items():
         parameters = _hoist_defs(tool.parameters, name, defs)
         branches.append(
@@ -157,10 +173,12 @@ def action_schema(tools: Toolset, *, answer: bool = True) -> JSONObject:
             }
         )
     if answer or not branches:
+        if answer_schema is not None:
+            answer_schema = _hoist_defs(answer_schema, "answer", defs)
         branches.append(
             {
                 "type": "object",
-                "properties": {ANSWER_KEY: {"type": "string", "minLength": 1}},
+                "properties": {ANSWER_KEY: answer_schema or {"type": "string", "minLength": 1}},
                 "required": [ANSWER_KEY],
                 "additionalProperties": False,
             }
@@ -513,9 +531,14 @@ async def request_json_actions(
             else:
                 chat.append(AssistantMessage(content=turn["content"]))
         if "response_format" not in settings.extra:
-            schema = {"name": "action", "schema": action_schema(tools)}
+            actions = action_schema(
+                tools, answer_schema=settings.json_schema, tool_choice=settings.tool_choice
+            )
+            schema = {"name": "action", "schema": actions}
             response_format = {"type": "json_schema", "json_schema": schema}
             settings = settings.merged(ModelSettings(extra={"response_format": response_format}))
+        # The typed output's schema is inside the action schema; the endpoint gets only that.
+        settings = settings.model_copy(update={"json_schema": None, "tool_choice": None})
         raw = await model.request(chat, Toolset(), settings)
     fields = raw.model_dump(exclude={"text", "tool_calls", "protocol"})
     return response_from_text(raw.text or "", messages, **fields)

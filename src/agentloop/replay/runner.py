@@ -30,6 +30,7 @@ from agentloop.errors import (
 )
 from agentloop.events import EventListener
 from agentloop.models.base import Model
+from agentloop.observations import MISTAKES
 from agentloop.output import OutputSpec
 from agentloop.replay.divergence import Divergence, config_divergences
 from agentloop.replay.recorded_hooks import recorded_hooks
@@ -189,6 +190,16 @@ async def resume(
     calls = sum(len(c) for c in recording.calls.values())
     limit = agent.limits.max_tool_calls
     stopped = getattr(source.terminal, "reason", None)
+    mistakes = sum(r.error in MISTAKES for r in source.tool_results()) + sum(
+        e.type == "warning" and getattr(e, "kind", "") == "empty_response" for e in source.events
+    )
+    budget = agent.limits.retry_budget
+    if stopped == "retry_budget" and mistakes > budget:
+        raise UserError(
+            f"run {source.run_id} stopped after {mistakes} recoverable mistakes and "
+            f"retry_budget is {budget}: raise it to {mistakes} or more to continue (the "
+            "agent's limits; on the command line, retry_budget in an --agent file's [limits])"
+        )
     if limit is not None and calls >= limit and stopped == "max_tool_calls":
         raise UserError(
             f"run {source.run_id} already made {calls} tool calls and max_tool_calls is "
@@ -292,7 +303,6 @@ def recorded_model(
     otherwise ``UserError`` names the flag to pass. ``UserError`` too when the header does not
     say enough or the model file is missing.
     """
-    from agentloop.models import infer_model
 
     config = trace.header.agent.get("model", {})
     kind, name = config.get("kind"), config.get("name")
@@ -329,8 +339,6 @@ def recorded_model(
                 "for the bundled model)"
             )
         return _built(trace, LocalModel, path, {**_recorded_options(config), **given})
-    if isinstance(config.get("spec"), str):
-        return infer_model(config["spec"], **given)
     raise UserError(
         f"cannot rebuild the model of run {trace.run_id} ({kind or 'unknown'} {name or ''}) "
         "from its trace; pass a model (--model MODEL on the command line, or --agent FILE)"

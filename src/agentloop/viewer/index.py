@@ -378,7 +378,8 @@ def trace_files(folder: Path) -> Iterator[tuple[str, os.stat_result]]:
             rel = prefix + entry.name
             if entry.is_dir(follow_symlinks=False):
                 pending.append((rel + "/", entry.path))
-            elif entry.name.endswith(".jsonl"):
+            # is_file: never a FIFO or device, which reading would wait on forever
+            elif entry.name.endswith(".jsonl") and entry.is_file():
                 if entry.is_symlink() and not Path(entry.path).resolve().is_relative_to(folder):
                     continue
                 try:

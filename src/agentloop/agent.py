@@ -33,6 +33,7 @@ from agentloop.redaction import Redactor
 from agentloop.result import RunResult
 from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, RunLimits, UseAgentDefault
 from agentloop.spec import AgentSpec
+from agentloop.streaming import AgentStream, SyncAgentStream
 from agentloop.tools import Tool, Toolset
 from agentloop.types import ToolErrorPolicy
 from agentloop.untrusted import UNTRUSTED_NOTICE
@@ -226,6 +227,16 @@ class Agent:
         """Watch a run event by event: ``async with agent.iter(task) as run: async for e in
         run``. Leaving the block early cancels the run (recorded as ``run_cancelled``)."""
         return AgentRun(self, task, kwargs)
+
+    def stream(self, task: str, **kwargs: Any) -> AgentStream:
+        """Watch a run as it happens, the answer's text included: ``async with
+        agent.stream(task) as run: async for event in run``, then ``run.result()``. Takes
+        ``run``'s arguments; see ``agentloop.streaming``."""
+        return AgentStream(self, task, kwargs)
+
+    def stream_sync(self, task: str, **kwargs: Any) -> SyncAgentStream:
+        """Blocking ``stream``: ``with agent.stream_sync(task) as run: for event in run``."""
+        return SyncAgentStream(self, task, kwargs)
 
 
 class AgentRun:

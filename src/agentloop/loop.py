@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import aclosing
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from agentloop.actions import (
     parse_actions,
     with_unique_call_ids,
 )
+from agentloop.deltas import DeltaListener, TextDelta, delta_listener
 from agentloop.dispatch import ToolOutcome, ToolRunner, run_tool_calls
 from agentloop.errors import (
     AgentLoopError,
@@ -47,6 +49,7 @@ from agentloop.events import (
     RunFailed,
     RunFinished,
     RunWarned,
+    StreamInterrupted,
     ToolCallRequested,
     ToolResultRecorded,
     capture_listeners,
@@ -110,6 +113,7 @@ class Run:
         self.step = self.seq = self.tool_calls = self.mistakes = 0
         self.requests = 0  # model requests made, the run's "steps" in results and traces
         self.usage = Usage()
+        self.on_delta = delta_listener.get()
         self.pending: set[str] = set()
         self.started = time.perf_counter()
         self.writer: TraceWriter | None = None
@@ -184,7 +188,11 @@ class Run:
         self.sent = len(self.messages)
         self.emit(ModelRequested, messages=new, message_count=self.sent)
         self.requests += 1
-        response = await self.model.request(self.messages, self.tools, self.settings)
+        on_delta = self.on_delta
+        if on_delta is None:
+            response = await self.model.request(self.messages, self.tools, self.settings)
+        else:
+            response = await self.stream_model(on_delta)
         response = with_unique_call_ids(response)
         self.usage += response.usage
         self.emit(ModelResponded, response=response)
@@ -193,6 +201,44 @@ class Run:
         if response.text or response.tool_calls:
             self.messages.append(response.to_message())
         return response
+
+    async def stream_model(self, on_delta: DeltaListener) -> ModelResponse:
+        """``Model.request_stream``, each delta passed to ``on_delta`` as it arrives; if the
+        stream ends early (cancelled, broken) the trace keeps what had arrived."""
+        stream = self.model.request_stream(self.messages, self.tools, self.settings)
+        text: list[str] = []
+        started, first = time.perf_counter(), None
+        try:
+            async with aclosing(stream):
+                async for item in stream:
+                    if isinstance(item, ModelResponse):
+                        break
+                    if first is None:
+                        first = time.perf_counter()
+                    if isinstance(item, TextDelta):
+                        text.append(item.text)
+                    on_delta(self.step, item)
+                else:
+                    raise ModelResponseError("the stream ended without a response")
+        except BaseException as exc:
+            partial = getattr(exc, "partial_text", None)
+            self.emit(
+                StreamInterrupted,
+                partial_text=partial if partial is not None else "".join(text),
+                partial_tool_calls=list(getattr(exc, "partial_tool_calls", ())),
+                error_type=type(exc).__name__,
+                first_token_ms=(first - started) * 1000 if first is not None else None,
+            )
+            raise
+        if item.first_token_ms is None and first is not None:  # a backend that sent it whole
+            ended = time.perf_counter()
+            item = item.model_copy(
+                update={
+                    "first_token_ms": (first - started) * 1000,
+                    "generation_ms": (ended - first) * 1000,
+                }
+            )
+        return item
 
     def nudge_after_empty_response(self, response: ModelResponse) -> None:
         last = self.messages[-1]

@@ -1,0 +1,122 @@
+"""``OpenAIModel`` streaming: ``"stream": true`` requests read as server-sent events.
+
+The body is the unstreamed one plus ``"stream": true`` and ``stream_options.include_usage``
+(so the last chunk carries the token counts). Events are decoded and assembled as they arrive
+(``models/sse.py``) and each text or tool-call delta is passed on at once.
+
+Faults, in the same single retry layer as unstreamed requests: a connection that fails, drops
+or stalls (no byte for the model's ``timeout``) before any delta reached the caller is retried
+like any transient failure (an opening chunk with empty content counts as nothing); after a
+delta it raises ``ModelStreamError`` with the partial text, since the caller has already shown
+it. A line that is not server-sent events, an event that is not a completion chunk, and an
+error event are ``ModelStreamError`` at once: retrying a broken server does not help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING
+
+import httpx2
+
+from agentloop.deltas import StreamItem
+from agentloop.errors import ModelConnectionError, ModelError, ModelStreamError
+from agentloop.messages import RequestAttempt
+from agentloop.models.sse import ChunkAssembler, SSEDecoder, StreamProtocolError
+
+if TYPE_CHECKING:
+    from agentloop.models.openai import OpenAIModel
+
+STREAM_FIELDS = b',"stream":true,"stream_options":{"include_usage":true}}'
+_HEADERS = {"Accept": "text/event-stream"}
+
+
+def streamed(body: bytes) -> bytes:
+    """An unstreamed request body (a JSON object) asking for a stream instead."""
+    return body[:-1] + STREAM_FIELDS
+
+
+async def stream_completion(
+    model: OpenAIModel, url: httpx2.URL, body: bytes, *, text: bool = False
+) -> AsyncGenerator[StreamItem, None]:
+    """Post the streaming ``body`` and yield deltas, then the assembled ``ModelResponse``.
+
+    ``text``: a text completion (``/completions``). Closing the iterator early closes the
+    HTTP stream.
+    """
+    attempts: list[RequestAttempt] = []
+    emitted = False
+    while True:
+        assembler = ChunkAssembler(text)
+        decoder = SSEDecoder()
+        started = time.perf_counter()
+        first: float | None = None
+        failed: httpx2.Response | None = None
+        error: ModelError | None = None
+        try:
+            client = await model._client()
+            async with client.stream("POST", url, content=body, headers=_HEADERS) as raw:
+                if raw.status_code >= 400:
+                    await raw.aread()
+                    failed, error = raw, model._status_error(raw)
+                else:
+                    async for chunk in raw.aiter_bytes():
+                        for event, data in decoder.feed(chunk):
+                            for delta in assembler.add(event, data):
+                                if first is None:
+                                    first = time.perf_counter()
+                                emitted = True
+                                yield delta
+                        if assembler.done:
+                            break
+                    if not assembler.complete:
+                        error = ModelConnectionError(
+                            "the stream ended before the completion did (no finish reason, "
+                            "no [DONE])",
+                            model=model.name,
+                            endpoint=model.endpoint,
+                        )
+        except httpx2.TransportError as exc:
+            error = model._transport_error(exc)
+        except StreamProtocolError as exc:
+            raise _broken(model, assembler, model._redact(str(exc)), attempts) from None
+        if error is None:
+            ended = time.perf_counter()
+            first_ms = (first - started) * 1000 if first is not None else None
+            yield assembler.response((ended - started) * 1000, first_ms, tuple(attempts))
+            return
+        if emitted:  # the caller has shown part of this answer: no silent second one
+            raise _broken(model, assembler, f"the stream broke off: {error}", attempts)
+        delay = model._retry_delay(failed, error, len(attempts))
+        attempts.append(
+            RequestAttempt(
+                attempt=len(attempts) + 1,
+                error=model._redact(str(error)),
+                status=failed.status_code if failed is not None else None,
+                delay_s=delay or 0.0,
+            )
+        )
+        if delay is None:
+            error.attempts = tuple(attempts)  # type: ignore[attr-defined]
+            raise error from None
+        await asyncio.sleep(delay)
+
+
+def _broken(
+    model: OpenAIModel,
+    assembler: ChunkAssembler,
+    reason: str,
+    attempts: list[RequestAttempt],
+) -> ModelStreamError:
+    text = assembler.text
+    error = ModelStreamError(
+        f"{reason} (after {len(text)} characters of text and {len(assembler.calls)} tool calls)",
+        partial_text=text,
+        partial_tool_calls=assembler.partial_calls(),
+        model=model.name,
+        endpoint=model.endpoint,
+    )
+    error.attempts = tuple(attempts)  # type: ignore[attr-defined]
+    return error

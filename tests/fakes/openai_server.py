@@ -342,7 +342,7 @@ class FakeOpenAIServer:
                 and isinstance(reply.body, dict)
                 and is_stream_request(request.body)
             ):
-                if not await self._stream(writer, reply):
+                if not await self._stream(reader, writer, reply):
                     return
                 continue
             body = reply.encoded()
@@ -360,8 +360,11 @@ class FakeOpenAIServer:
             if request.headers.get("connection", "").lower() == "close":
                 return
 
-    async def _stream(self, writer: asyncio.StreamWriter, reply: Reply) -> bool:
-        """Send ``reply`` as server-sent events; ``False`` if the connection is to end."""
+    async def _stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reply: Reply
+    ) -> bool:
+        """Send ``reply`` as server-sent events; ``False`` if the connection is to end. A
+        stall lasts until the server stops or the client hangs up."""
         assert self._stopping is not None and isinstance(reply.body, dict)
         head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked"
         writer.write(
@@ -375,7 +378,13 @@ class FakeOpenAIServer:
                 return False
             if sent == reply.after_events and reply.action == "stall_mid_stream":
                 await writer.drain()
-                await self._stopping.wait()
+                waits = {
+                    asyncio.ensure_future(reader.read(1)),
+                    asyncio.ensure_future(self._stopping.wait()),
+                }
+                _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for task in pending:
+                    task.cancel()
                 return False
             cut = len(event) // 2
             for part in (event[:cut], event[cut:]):

@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import FakeOpenAIServer, Reply, answer, raw, tool_call, tool_calls
-from fakes.runs import Adder, fast_model
 
 from agentloop import Agent, ModelResponse, read_trace
 from agentloop.deltas import StreamItem, TextDelta, ToolCallDelta
@@ -28,6 +26,8 @@ from agentloop.streaming import (
     ToolCallStarted,
 )
 from agentloop.tools import Toolset
+from fakes import FakeOpenAIServer, Reply, answer, raw, tool_call, tool_calls
+from fakes.runs import Adder, fast_model
 
 pytestmark = pytest.mark.usefixtures("_close_openai_models")
 USAGE = {"prompt_tokens": 11, "completion_tokens": 4}
@@ -230,10 +230,14 @@ async def test_a_broken_stream_fails_the_run_and_the_trace_keeps_the_partial_tex
     dropped = Reply(body=answer("abcdefghijkl").body, action="drop_mid_stream", after_events=2)
     openai_server.script(dropped)
     agent = Agent(fast_model(openai_server.url), trace_dir=tmp_path)
-    with pytest.raises(ModelStreamError) as info:
+
+    async def consume() -> None:
         async with agent.stream("talk") as run:
             async for _ in run:
                 pass
+
+    with pytest.raises(ModelStreamError) as info:
+        await consume()
     trace = read_trace(info.value.trace_path)  # type: ignore[arg-type]
     assert trace.terminal is not None and trace.terminal.type == "run_failed"
     interrupted = [e for e in trace.events if isinstance(e, StreamInterrupted)]

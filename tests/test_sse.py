@@ -7,8 +7,6 @@ import json
 from typing import Any
 
 import pytest
-from fakes import completion, tool_call, tool_call_raw
-from fakes.sse import stream_events
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +15,8 @@ from agentloop.messages import ModelResponse
 from agentloop.models.openai import _response
 from agentloop.models.protocol_stream import AnswerStream
 from agentloop.models.sse import ChunkAssembler, SSEDecoder, StreamProtocolError
+from fakes import completion, tool_call, tool_call_raw
+from fakes.sse import stream_events
 
 USAGE = {"prompt_tokens": 12, "completion_tokens": 5}
 BODIES: list[dict[str, Any]] = [
@@ -164,9 +164,13 @@ def test_calls_without_ids_get_stable_synthetic_ids() -> None:
 )
 def test_malformed_lines_and_error_events_are_errors(stream: bytes, problem: str) -> None:
     decoder, assembler = SSEDecoder(), ChunkAssembler()
-    with pytest.raises(StreamProtocolError, match=problem):
+
+    def read() -> None:
         for event, data in decoder.feed(stream):
             assembler.add(event, data)
+
+    with pytest.raises(StreamProtocolError, match=problem):
+        read()
 
 
 def test_comments_and_unknown_known_fields_are_skipped() -> None:

@@ -33,6 +33,7 @@ from agentloop.deltas import ModelDelta, TextDelta, delta_listener
 from agentloop.errors import UserError
 from agentloop.events import (
     BaseEvent,
+    EventListener,
     ModelRequested,
     ModelResponded,
     RunFinished,
@@ -152,11 +153,18 @@ class AgentStream:
     """A run in progress, streamed (``Agent.stream``); ``result()`` once it has ended."""
 
     def __init__(self, agent: Agent, task: str, kwargs: dict[str, Any]) -> None:
-        if "listener" in kwargs:
-            raise UserError("Agent.stream() takes no listener: iterate the stream instead")
         self._agent, self._task_text, self._kwargs = agent, task, kwargs
         self._queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
         self._translator = _Translator(self._queue.put_nowait)
+        self._listener: EventListener = self._translator.event
+        listener = kwargs.pop("listener", None)
+        if listener is not None:  # the trace events too, as with Agent.run(listener=...)
+
+            def both(event: BaseEvent) -> None:
+                listener(event)
+                self._translator.event(event)
+
+            self._listener = both
         self._task: asyncio.Task[RunResult] | None = None
 
     def result(self) -> RunResult:
@@ -170,7 +178,7 @@ class AgentStream:
             return
         token = delta_listener.set(self._translator.delta)
         try:  # the task copies the context now, with the delta listener in it
-            run = self._agent.run(self._task_text, listener=self._translator.event, **self._kwargs)
+            run = self._agent.run(self._task_text, listener=self._listener, **self._kwargs)
             self._task = asyncio.ensure_future(run)
         finally:
             delta_listener.reset(token)

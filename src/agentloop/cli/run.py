@@ -29,6 +29,7 @@ from agentloop.cli._output import (
     say,
 )
 from agentloop.cli.render import event_lines, plural, result_json, usage_json, usage_text
+from agentloop.cli.streamed import TextPrinter, streamed_run
 from agentloop.errors import AgentLoopError, TraceError, UserError
 from agentloop.events import BaseEvent, EventListener, RunCancelled, RunFailed, RunFinished
 from agentloop.loading import load_tools
@@ -48,7 +49,8 @@ def register(
         "run",
         parents=[common],
         help="run an agent on a task",
-        description="Run an agent on TASK. The final answer goes to stdout; each step is\n"
+        description="Run an agent on TASK. The model's text goes to stdout as it is written\n"
+        "(with --no-stream or --json: the final answer once complete); each step is\n"
         "reported on stderr as it happens. The run's trace is written to --trace-dir.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -89,7 +91,12 @@ def register(
     run.add_argument(
         "--json",
         action="store_true",
-        help="print a JSON result object on stdout instead of the answer",
+        help="print a JSON result object on stdout instead of the answer (never streamed)",
+    )
+    run.add_argument(
+        "--no-stream",
+        action="store_true",
+        help="print the answer once it is complete, not as the model writes it",
     )
     run.set_defaults(handler=cmd_run)
 
@@ -114,7 +121,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             max_steps=max_steps,
             trace_dir=args.trace_dir,
         )
-    return run_and_report(args, agent, lambda listener: agent.run(args.task, listener=listener))
+    if args.json or args.no_stream:
+        return run_and_report(args, agent, lambda listener: agent.run(args.task, listener=listener))
+    args.printer = TextPrinter(agent.redact)
+    return run_and_report(args, agent, streamed_run(agent, args.task, args.printer))
 
 
 def run_and_report(
@@ -203,9 +213,10 @@ def _report_finished(args: argparse.Namespace, agent: Agent, result: RunResult) 
         f"{usage_text(result.usage)}, {result.duration_s:.2f} s"
     )
     say(f"trace: {escape(str(result.trace_path))}")
+    printer = getattr(args, "printer", None)
     if args.json:
         _emit_json(agent, result_json(result))
-    else:
+    elif printer is None or not printer.output_shown:
         out(escape(agent.redact(result.output or "")))
     return EXIT_OK
 

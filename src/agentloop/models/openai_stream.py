@@ -10,6 +10,7 @@ like any transient failure (an opening chunk with empty content counts as nothin
 delta it raises ``ModelStreamError`` with the partial text, since the caller has already shown
 it. A line that is not server-sent events, an event that is not a completion chunk, and an
 error event are ``ModelStreamError`` at once: retrying a broken server does not help.
+A server that ignores ``"stream"`` and answers with one JSON body is read as unstreamed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import httpx2
 
-from agentloop.deltas import StreamItem
+from agentloop.deltas import StreamItem, deltas_of
 from agentloop.errors import ModelConnectionError, ModelError, ModelStreamError
 from agentloop.messages import RequestAttempt
 from agentloop.models.sse import ChunkAssembler, SSEDecoder, StreamProtocolError
@@ -61,6 +62,14 @@ async def stream_completion(
                 if raw.status_code >= 400:
                     await raw.aread()
                     failed, error = raw, model._status_error(raw)
+                elif _is_json(raw):  # a server that ignores "stream": the whole completion
+                    content = await raw.aread()
+                    latency = (time.perf_counter() - started) * 1000
+                    whole = model._parse(content, latency, tuple(attempts), text)
+                    for delta in deltas_of(whole):
+                        yield delta
+                    yield whole.model_copy(update={"first_token_ms": latency, "generation_ms": 0.0})
+                    return
                 else:
                     async for chunk in raw.aiter_bytes():
                         for event, data in decoder.feed(chunk):
@@ -102,6 +111,11 @@ async def stream_completion(
             error.attempts = tuple(attempts)  # type: ignore[attr-defined]
             raise error from None
         await asyncio.sleep(delay)
+
+
+def _is_json(response: httpx2.Response) -> bool:
+    content_type = response.headers.get("content-type", "")
+    return content_type.split(";")[0].strip().lower() == "application/json"
 
 
 def _broken(

@@ -18,11 +18,13 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from agentloop.deltas import StreamItem
 from agentloop.errors import ContextWindowExceeded, ModelResponseError, UserError
 from agentloop.messages import Message, ModelResponse, ToolMessage, Usage
 from agentloop.models import protocol
@@ -142,6 +144,18 @@ class LocalModel(Model):
         structured = settings.json_schema is not None and not tools
         return self._response(raw, messages, latency_ms, structured=structured)
 
+    async def request_stream(
+        self, messages: Sequence[Message], tools: Toolset, settings: ModelSettings
+    ) -> AsyncGenerator[StreamItem, None]:
+        """``request``, the tokens passed on as llama.cpp generates them (for the JSON action
+        protocol: the answer's text); see ``models/local_stream.py``."""
+        from agentloop.models.local_stream import stream_local
+
+        stream = stream_local(self, messages, tools, settings)
+        async with aclosing(stream):
+            async for item in stream:
+                yield item
+
     def _may_answer(self, messages: Sequence[Message]) -> bool:
         return not self.tool_first or any(isinstance(m, ToolMessage) for m in messages)
 
@@ -219,11 +233,18 @@ class _Engine:
     server: Any
     lock: threading.Lock
 
-    def call(self, form: PromptForm, body: dict[str, Any]) -> Any:
+    def call(
+        self, form: PromptForm, body: dict[str, Any], on_chunk: Callable[[Any], bool] | None = None
+    ) -> Any:
+        """The response, or with ``on_chunk`` (and ``"stream": true``) each chunk passed to it
+        as it is generated; ``on_chunk`` returning ``True`` stops the generation."""
         with self.lock:
-            if form == "chat":
-                return self.server.handle_chat_completions(body)
-            return self.server.handle_completions(body)
+            handle = (
+                self.server.handle_chat_completions
+                if form == "chat"
+                else self.server.handle_completions
+            )
+            return handle(body) if on_chunk is None else handle(body, on_chunk)
 
 
 _engines: dict[tuple[str, int, int], _Engine] = {}

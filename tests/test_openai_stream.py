@@ -262,3 +262,50 @@ async def test_run_without_stream_asks_unstreamed(
     openai_server.script(answer("plain"))
     result = await Agent(fast_model(openai_server.url), trace_dir=tmp_path).run("go")
     assert result.output == "plain" and "stream" not in openai_server.bodies[0]
+
+
+# -- replay, streamed ------------------------------------------------------------------------
+
+
+async def test_a_cancelled_stream_leaves_a_trace_that_replays_to_run_cancelled(
+    openai_server: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    from agentloop.replay import replay
+
+    adder = Adder()
+    stalled = Reply(body=answer("The sum is 5.").body, action="stall_mid_stream", after_events=3)
+    openai_server.script(tool_calls(tool_call("add", {"a": 2, "b": 3})), stalled)
+    agent = Agent(fast_model(openai_server.url), tools=[adder.tool], trace_dir=tmp_path / "runs")
+    async with agent.stream("add") as run:
+        async for event in run:
+            if isinstance(event, TextGenerated):
+                break
+    [source] = (tmp_path / "runs").glob("*.jsonl")
+    assert read_trace(source).terminal.type == "run_cancelled"  # type: ignore[union-attr]
+    result = await replay(source, trace_dir=tmp_path / "replays")
+    assert (result.stop_reason, result.diverged) == ("cancelled", False)
+    assert result.trace_path is not None
+    replayed = read_trace(result.trace_path)
+    assert replayed.terminal is not None and replayed.terminal.type == "run_cancelled"
+    assert [e.type for e in replayed.events].count("tool_result") == 1
+    assert adder.calls == [(2, 3)]  # once, live; the replay served the recorded result
+
+
+async def test_replay_streams_recorded_responses_at_the_recorded_pace(
+    openai_server: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    from agentloop.replay import replay_stream
+
+    openai_server.script(answer("one two three four"))
+    source = (await Agent(fast_model(openai_server.url), trace_dir=tmp_path).run("go")).trace_path
+    assert source is not None
+    recorded = read_trace(source).events[1].response  # type: ignore[union-attr]
+    for pace in (False, True):
+        started = asyncio.get_running_loop().time()
+        async with replay_stream(source, pace=pace, trace_dir=tmp_path / "r") as run:
+            pieces = [e.text async for e in run if isinstance(e, TextGenerated)]
+        took_ms = (asyncio.get_running_loop().time() - started) * 1000
+        assert pieces == ["one ", "two ", "three ", "four"]
+        assert run.result().output == "one two three four" and not run.result().diverged
+        if pace:
+            assert took_ms >= recorded.latency_ms * 0.9

@@ -66,6 +66,7 @@ SUBPACKAGES = {
         "TraceDiff",
         "diff_traces",
         "replay",
+        "replay_stream",
         "replay_sync",
         "resume",
         "resume_sync",

@@ -228,15 +228,16 @@ class Agent:
         run``. Leaving the block early cancels the run (recorded as ``run_cancelled``)."""
         return AgentRun(self, task, kwargs)
 
-    def stream(self, task: str, **kwargs: Any) -> AgentStream:
+    def stream(self, task: str, **kwargs: Any) -> AgentStream[RunResult]:
         """Watch a run as it happens, the answer's text included: ``async with
         agent.stream(task) as run: async for event in run``, then ``run.result()``. Takes
         ``run``'s arguments; see ``agentloop.streaming``."""
-        return AgentStream(self, task, kwargs)
+        listener = kwargs.pop("listener", None)
+        return AgentStream(lambda seen: self.run(task, listener=seen, **kwargs), listener)
 
-    def stream_sync(self, task: str, **kwargs: Any) -> SyncAgentStream:
+    def stream_sync(self, task: str, **kwargs: Any) -> SyncAgentStream[RunResult]:
         """Blocking ``stream``: ``with agent.stream_sync(task) as run: for event in run``."""
-        return SyncAgentStream(self, task, kwargs)
+        return SyncAgentStream(self.stream(task, **kwargs))
 
 
 class AgentRun:

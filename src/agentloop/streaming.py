@@ -25,9 +25,9 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from agentloop.deltas import ModelDelta, TextDelta, delta_listener
 from agentloop.errors import UserError
@@ -42,10 +42,18 @@ from agentloop.events import (
 )
 from agentloop.messages import ModelResponse
 from agentloop.observations import ErrorKind
-from agentloop.result import RunResult
 
-if TYPE_CHECKING:
-    from agentloop.agent import Agent
+__all__ = [
+    "AgentStream",
+    "OutputProduced",
+    "StepFinished",
+    "StreamEvent",
+    "SyncAgentStream",
+    "TextGenerated",
+    "ToolCallFinished",
+    "ToolCallStarted",
+]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,25 +157,31 @@ class _Translator:
         self.response, self.results = None, []
 
 
-class AgentStream:
-    """A run in progress, streamed (``Agent.stream``); ``result()`` once it has ended."""
+class AgentStream(Generic[T]):
+    """A run in progress, streamed (``Agent.stream``, ``replay_stream``); ``result()`` once it
+    has ended."""
 
-    def __init__(self, agent: Agent, task: str, kwargs: dict[str, Any]) -> None:
-        self._agent, self._task_text, self._kwargs = agent, task, kwargs
+    def __init__(
+        self,
+        start: Callable[[EventListener], Coroutine[Any, Any, T]],
+        listener: EventListener | None = None,
+    ) -> None:
+        """``start(listener)`` runs the loop feeding ``listener`` every trace event;
+        ``listener`` here sees them too (as ``Agent.run(listener=...)`` does)."""
+        self._begin = start
         self._queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
         self._translator = _Translator(self._queue.put_nowait)
         self._listener: EventListener = self._translator.event
-        listener = kwargs.pop("listener", None)
-        if listener is not None:  # the trace events too, as with Agent.run(listener=...)
+        if listener is not None:
 
             def both(event: BaseEvent) -> None:
                 listener(event)
                 self._translator.event(event)
 
             self._listener = both
-        self._task: asyncio.Task[RunResult] | None = None
+        self._task: asyncio.Task[T] | None = None
 
-    def result(self) -> RunResult:
+    def result(self) -> T:
         """The run's result; raises the run's error if it failed."""
         if self._task is None or not self._task.done():
             raise UserError("the run has not ended yet; iterate the stream to its end first")
@@ -178,13 +192,12 @@ class AgentStream:
             return
         token = delta_listener.set(self._translator.delta)
         try:  # the task copies the context now, with the delta listener in it
-            run = self._agent.run(self._task_text, listener=self._listener, **self._kwargs)
-            self._task = asyncio.ensure_future(run)
+            self._task = asyncio.ensure_future(self._begin(self._listener))
         finally:
             delta_listener.reset(token)
         self._task.add_done_callback(lambda _: self._queue.put_nowait(None))
 
-    async def __aenter__(self) -> AgentStream:
+    async def __aenter__(self) -> AgentStream[T]:
         self._start()
         return self
 
@@ -211,11 +224,11 @@ class AgentStream:
         return event
 
 
-class SyncAgentStream:
+class SyncAgentStream(Generic[T]):
     """``AgentStream`` for blocking code (``Agent.stream_sync``): the run goes on in a
     thread with its own event loop; leaving the ``with`` block early cancels it."""
 
-    def __init__(self, agent: Agent, task: str, kwargs: dict[str, Any]) -> None:
+    def __init__(self, stream: AgentStream[T]) -> None:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -225,7 +238,7 @@ class SyncAgentStream:
                 "Agent.stream_sync() cannot run inside a running event loop; use "
                 "`async with agent.stream(...)` there"
             )
-        self._stream = AgentStream(agent, task, kwargs)
+        self._stream = stream
         self._events: queue.Queue[StreamEvent | BaseException | None] = queue.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name="agentloop-stream", daemon=True)
@@ -245,7 +258,7 @@ class SyncAgentStream:
 
         asyncio.run(pump())
 
-    def __enter__(self) -> SyncAgentStream:
+    def __enter__(self) -> SyncAgentStream[T]:
         if not self._started:
             self._started = True
             self._thread.start()
@@ -273,7 +286,7 @@ class SyncAgentStream:
                 raise item
             yield item
 
-    def result(self) -> RunResult:
+    def result(self) -> T:
         """The run's result; raises the run's error if it failed."""
         self._thread.join()
         return self._stream.result()

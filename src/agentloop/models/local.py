@@ -151,7 +151,8 @@ class LocalModel(Model):
         protocol: the answer's text); see ``models/local_stream.py``."""
         from agentloop.models.local_stream import stream_local
 
-        stream = stream_local(self, messages, tools, settings)
+        engine = await asyncio.to_thread(_engine, self._file(), self.threads, self.context_size)
+        stream = stream_local(self, engine, messages, tools, settings)
         async with aclosing(stream):
             async for item in stream:
                 yield item

@@ -23,21 +23,23 @@ from agentloop.settings import ModelSettings
 from agentloop.tools import Toolset
 
 if TYPE_CHECKING:
-    from agentloop.models.local import LocalModel, PromptForm
+    from agentloop.models.local import LocalModel, PromptForm, _Engine
 
 _END = object()
 
 
 async def stream_local(
-    model: LocalModel, messages: Sequence[Message], tools: Toolset, settings: ModelSettings
+    model: LocalModel,
+    engine: _Engine,
+    messages: Sequence[Message],
+    tools: Toolset,
+    settings: ModelSettings,
 ) -> AsyncGenerator[StreamItem, None]:
-    from agentloop.models.local import _engine
-
+    """``model``'s response streamed from its loaded ``engine``."""
     body = {**model.body(messages, tools, settings), "stream": True}
     body["stream_options"] = {"include_usage": True}
     form: PromptForm = "completion" if "prompt" in body else "chat"
     structured = settings.json_schema is not None and not tools
-    engine = await asyncio.to_thread(_engine, model._file(), model.threads, model.context_size)
     loop = asyncio.get_running_loop()
     chunks: asyncio.Queue[Any] = asyncio.Queue()
     stop = threading.Event()

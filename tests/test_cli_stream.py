@@ -75,3 +75,21 @@ def test_a_line_naming_a_secret_key_waits_for_its_end() -> None:
     assert sink.getvalue() == "ok then\n"
     printer.text("sk-abcdefghijklmnopqrstuvwxyz123456\n")
     assert "sk-abcdefghijklmnop" not in sink.getvalue()
+
+
+@pytest.mark.parametrize("flag", ["--stream", "--pace"])
+def test_replay_streams_the_recorded_text_to_stderr(
+    setup: list[str],
+    openai_server: FakeOpenAIServer,
+    capsys: pytest.CaptureFixture[str],
+    flag: str,
+) -> None:
+    openai_server.script(tool_calls(tool_call("add", {"a": 2, "b": 3})), answer("2 + 3 = 5"))
+    assert main(setup) == 0
+    [trace] = Path("traces").glob("*.jsonl")
+    capsys.readouterr()
+    code = main(["replay", str(trace), flag])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "2 + 3 = 5\n" in captured.err
+    assert "no divergence" in captured.out

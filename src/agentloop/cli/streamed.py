@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from agentloop.agent import Agent
 from agentloop.events import EventListener
 from agentloop.redaction import Redactor
 from agentloop.result import RunResult
-from agentloop.streaming import OutputProduced, StepFinished, TextGenerated
+from agentloop.streaming import AgentStream, OutputProduced, StepFinished, TextGenerated
 from agentloop.terminal import escape
+
+T = TypeVar("T")
 
 
 class TextPrinter:
@@ -61,18 +63,23 @@ def streamed_run(
     ``listener`` (the progress on stderr) sees every trace event, as in an unstreamed run."""
 
     async def start(listener: EventListener) -> RunResult:
-        last_text: list[str] = []
-        async with agent.stream(task, listener=listener) as run:
-            async for event in run:
-                if isinstance(event, TextGenerated):
-                    last_text.append(event.text)
-                    printer.text(event.text)
-                elif isinstance(event, StepFinished):
-                    printer.step_finished()
-                    if event.response.tool_calls:
-                        last_text = []
-                elif isinstance(event, OutputProduced):
-                    printer.output(event, "".join(last_text))
-        return run.result()
+        return await show_stream(agent.stream(task, listener=listener), printer)
 
     return start
+
+
+async def show_stream(stream: AgentStream[T], printer: TextPrinter) -> T:
+    """Iterate ``stream`` to its end, its text through ``printer``; the stream's result."""
+    last_text: list[str] = []
+    async with stream as run:
+        async for event in run:
+            if isinstance(event, TextGenerated):
+                last_text.append(event.text)
+                printer.text(event.text)
+            elif isinstance(event, StepFinished):
+                printer.step_finished()
+                if event.response.tool_calls:
+                    last_text = []
+            elif isinstance(event, OutputProduced):
+                printer.output(event, "".join(last_text))
+    return run.result()

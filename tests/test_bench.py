@@ -27,8 +27,10 @@ def test_bench_quick_prints_every_table(tmp_path: Path) -> None:
         timeout=230,
         check=True,
     )
-    for heading in ("## Per tool step", "## Concurrent runs", "## Other", "## Targets"):
+    headings = ("## Per tool step", "## Concurrent runs", "## Streamed answer", "## Other")
+    for heading in (*headings, "## Targets"):
         assert heading in out.stdout
-    for client in ("| httpx |", "| openai |", "| agentloop |", "| agentloop-notrace |"):
+    clients = ("| httpx |", "| openai |", "| agentloop |", "| agentloop-notrace |")
+    for client in (*clients, "| httpx-sse |", "| agentloop-stream |"):
         assert client in out.stdout
     assert (tmp_path / "b.json").read_text().startswith("{")

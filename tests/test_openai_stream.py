@@ -309,3 +309,22 @@ async def test_replay_streams_recorded_responses_at_the_recorded_pace(
         assert run.result().output == "one two three four" and not run.result().diverged
         if pace:
             assert took_ms >= recorded.latency_ms * 0.9
+
+
+async def test_the_json_protocol_streams_only_the_answer_text(
+    openai_server: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    adder = Adder()
+    openai_server.script(
+        answer('{"tool": "add", "arguments": {"a": 2, "b": 3}}'),
+        answer('{"answer": "The sum is \\u0035, \\"five\\"."}'),
+    )
+    model = fast_model(openai_server.url, native_tools=False)
+    agent = Agent(model, tools=[adder.tool], trace_dir=tmp_path)
+    async with agent.stream("add 2 and 3") as run:
+        events = [event async for event in run]
+    pieces = [e.text for e in events if isinstance(e, TextGenerated)]
+    assert "".join(pieces) == 'The sum is 5, "five".' and len(pieces) > 3
+    assert all(e.step == 1 for e in events if isinstance(e, TextGenerated))  # not the tool call
+    assert run.result().output == 'The sum is 5, "five".' and adder.calls == [(2, 3)]
+    assert [b.get("stream") for b in openai_server.bodies] == [True, True]

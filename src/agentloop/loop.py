@@ -222,6 +222,8 @@ class Run:
                     raise ModelResponseError("the stream ended without a response")
         except BaseException as exc:
             partial = getattr(exc, "partial_text", None)
+            if first is None and partial is None and not isinstance(exc, asyncio.CancelledError):
+                raise  # nothing had arrived (an HTTP error, a refused connection)
             self.emit(
                 StreamInterrupted,
                 partial_text=partial if partial is not None else "".join(text),

@@ -328,3 +328,18 @@ async def test_the_json_protocol_streams_only_the_answer_text(
     assert all(e.step == 1 for e in events if isinstance(e, TextGenerated))  # not the tool call
     assert run.result().output == 'The sum is 5, "five".' and adder.calls == [(2, 3)]
     assert [b.get("stream") for b in openai_server.bodies] == [True, True]
+
+
+def test_leaving_stream_sync_early_cancels_the_run(
+    openai_server: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    stalled = Reply(body=answer("abcdefghijkl").body, action="stall_mid_stream", after_events=3)
+    openai_server.script(stalled)
+    agent = Agent(OpenAIModel("m", base_url=openai_server.url, api_key="k"), trace_dir=tmp_path)
+    with agent.stream_sync("talk") as run:
+        for event in run:
+            if isinstance(event, TextGenerated):
+                break
+    trace = read_trace(next(tmp_path.glob("*.jsonl")))
+    assert trace.terminal is not None and trace.terminal.type == "run_cancelled"
+    assert [e.partial_text for e in trace.events if isinstance(e, StreamInterrupted)] == ["abcdef"]

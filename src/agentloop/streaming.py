@@ -25,23 +25,31 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
-from agentloop.deltas import ModelDelta, TextDelta, delta_listener
-from agentloop.errors import UserError
+from agentloop.deltas import DeltaListener, ModelDelta, TextDelta, delta_listener
+from agentloop.errors import ModelResponseError, UserError
 from agentloop.events import (
     BaseEvent,
     EventListener,
     ModelRequested,
     ModelResponded,
     RunFinished,
+    StreamInterrupted,
     ToolCallRequested,
     ToolResultRecorded,
 )
 from agentloop.messages import ModelResponse
 from agentloop.observations import ErrorKind
+from agentloop.settings import ModelSettings
+
+if TYPE_CHECKING:
+    from agentloop.models.base import Model
+    from agentloop.steered import Steered
 
 __all__ = [
     "AgentStream",
@@ -101,9 +109,10 @@ class StepFinished:
 
 @dataclass(frozen=True, slots=True)
 class OutputProduced:
-    """The run's final answer (the last event of a run that finished)."""
+    """The run's final answer, typed when the agent has an ``output_type`` (the last event
+    of a run that finished)."""
 
-    output: str
+    output: Any
 
 
 StreamEvent: TypeAlias = (
@@ -149,12 +158,56 @@ class _Translator:
             self.put(finished)
         elif isinstance(event, RunFinished):
             self.finish_step()
-            self.put(OutputProduced(event.output))
 
     def finish_step(self) -> None:
         if self.response is not None:
             self.put(StepFinished(self.step, self.response, tuple(self.results)))
         self.response, self.results = None, []
+
+
+async def stream_response(
+    run: Steered, model: Model, settings: ModelSettings, on_delta: DeltaListener
+) -> ModelResponse:
+    """``model.request_stream`` for a step of ``run``, each delta passed to ``on_delta`` as it
+    arrives. A stream that ends early (cancelled, broken) after something arrived leaves a
+    ``stream_interrupted`` event with what had arrived. A backend that sends its response whole
+    gets its time to first token measured here."""
+    stream = model.request_stream(run.messages, run.tools, settings)
+    text: list[str] = []
+    started, first = time.perf_counter(), None
+    try:
+        async with aclosing(stream):
+            async for item in stream:
+                if isinstance(item, ModelResponse):
+                    break
+                if first is None:
+                    first = time.perf_counter()
+                if isinstance(item, TextDelta):
+                    text.append(item.text)
+                on_delta(run.step, item)
+            else:
+                raise ModelResponseError("the stream ended without a response", model=model.name)
+    except BaseException as exc:
+        partial = getattr(exc, "partial_text", None)
+        if first is None and partial is None and not isinstance(exc, asyncio.CancelledError):
+            raise  # nothing had arrived (an HTTP error, a refused connection)
+        run.emit(
+            StreamInterrupted,
+            partial_text=partial if partial is not None else "".join(text),
+            partial_tool_calls=list(getattr(exc, "partial_tool_calls", ())),
+            error_type=type(exc).__name__,
+            first_token_ms=(first - started) * 1000 if first is not None else None,
+        )
+        raise
+    if item.first_token_ms is None and first is not None:
+        ended = time.perf_counter()
+        item = item.model_copy(
+            update={
+                "first_token_ms": (first - started) * 1000,
+                "generation_ms": (ended - first) * 1000,
+            }
+        )
+    return item
 
 
 class AgentStream(Generic[T]):
@@ -195,7 +248,14 @@ class AgentStream(Generic[T]):
             self._task = asyncio.ensure_future(self._begin(self._listener))
         finally:
             delta_listener.reset(token)
-        self._task.add_done_callback(lambda _: self._queue.put_nowait(None))
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[T]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            output = getattr(task.result(), "output", None)
+            if output is not None:
+                self._queue.put_nowait(OutputProduced(output))
+        self._queue.put_nowait(None)
 
     async def __aenter__(self) -> AgentStream[T]:
         self._start()

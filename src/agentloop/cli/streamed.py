@@ -46,7 +46,7 @@ class TextPrinter:
             self._write("\n")
 
     def output(self, event: OutputProduced, last_text: str) -> None:
-        self.output_shown = last_text == event.output
+        self.output_shown = last_text == str(event.output)
 
     def _write(self, text: str) -> None:
         if not text:

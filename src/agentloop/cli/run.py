@@ -240,6 +240,9 @@ def _report_finished(args: argparse.Namespace, agent: Agent, result: RunResult) 
 
 
 def _report_failed(args: argparse.Namespace, agent: Agent, exc: AgentLoopError) -> int:
+    printer = getattr(args, "printer", None)
+    if printer is not None:  # text streamed before the failure: end its line, keep no more
+        printer.end_line()
     reason = exc.partial.stop_reason if exc.partial else "error"
     say(f"error: run failed ({reason}): {escape(agent.redact(message(exc)))}")
     if exc.trace_path is not None:

@@ -45,6 +45,13 @@ class TextPrinter:
         if not self.at_line_start:
             self._write("\n")
 
+    def end_line(self) -> None:
+        """The run ended early: what was shown ends its line; text held back is dropped (it
+        was not settled, and no answer follows)."""
+        self.pending = ""
+        if not self.at_line_start:
+            self._write("\n")
+
     def output(self, event: OutputProduced, last_text: str) -> None:
         self.output_shown = last_text == str(event.output)
 

@@ -423,3 +423,27 @@ def test_agentloop_chat_holds_a_conversation_in_the_terminal(
     assert [m["content"] for m in second if m["role"] == "user"] == ["hi", "which city?"]
     turns = sorted(read_trace(p).header.conversation["turn"] for p in tmp_path.glob("*.jsonl"))  # type: ignore[index]
     assert turns == [0, 1]
+
+
+def test_hooked_and_typed_runs_replay_offline_without_divergence(tmp_path: Path) -> None:
+    def halve(ctx: RunContext[Any], call: Any) -> Deny | Rewrite:
+        if call.arguments["a"] == 13:
+            return Deny("13 is unlucky")
+        return Rewrite({"a": call.arguments["a"] // 2, "b": call.arguments["b"]})
+
+    def hide(ctx: RunContext[Any], call: Any, content: str) -> str:
+        return "[hidden]"
+
+    def at_most_99(ctx: RunContext[Any], output: int) -> None:
+        if output > 99:
+            raise ToolRetry("keep it under 100")
+
+    calls = ModelResponse.tool_calls_of([("add", {"a": 8, "b": 1}), ("add", {"a": 13, "b": 1})])
+    model = ScriptedModel([calls, '{"result": 500}', '{"result": 5}'])
+    hooks = Hooks(before_tool_call=[halve], after_tool_call=[hide], output_guardrails=[at_most_99])
+    agent = Agent(model, tools=[add], hooks=hooks, output_type=int, trace_dir=tmp_path)
+    result = agent.run_sync("add")
+    assert result.output == 5
+    replayed = replay_sync(result.trace_path, trace_dir=tmp_path / "replays")
+    assert replayed.diverged is False, replayed.report()
+    assert replayed.output == '{"result": 5}'

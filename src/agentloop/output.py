@@ -107,6 +107,30 @@ class OutputSpec(Generic[OutputT]):
                 value = await value
         return value  # type: ignore[no-any-return]
 
+    @staticmethod
+    def recorded(config: dict[str, Any]) -> OutputSpec[Any]:
+        """The output a trace header recorded, for replay: the same schema and version, its
+        values read as plain JSON (the Python type is not in the trace)."""
+        return _RecordedOutput(config)
+
+
+class _RecordedOutput(OutputSpec[Any]):
+    """An output rebuilt from a trace: parses JSON, reports the recorded configuration."""
+
+    _config: dict[str, Any]
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        object.__setattr__(self, "output_type", Any)
+        object.__setattr__(self, "validators", ())
+        object.__setattr__(self, "adapter", TypeAdapter(Any))
+        object.__setattr__(self, "schema", config.get("schema", {}))
+        properties = self.schema.get("properties", {})
+        object.__setattr__(self, "wrapped", list(properties) == [RESULT_KEY])
+        object.__setattr__(self, "_config", dict(config))
+
+    def config(self) -> dict[str, Any]:
+        return dict(self._config)
+
 
 def _strip_fence(text: str) -> str:
     """Models often wrap JSON in a Markdown fence; take what is inside."""

@@ -23,7 +23,9 @@ from agentloop.errors import AgentLoopError, ReplayDiverged, UserError
 from agentloop.events import BaseEvent, EventListener, RunCancelled
 from agentloop.messages import Usage
 from agentloop.models.base import Model
+from agentloop.output import OutputSpec
 from agentloop.replay.divergence import Divergence, config_divergences
+from agentloop.replay.recorded_hooks import recorded_hooks
 from agentloop.replay.recording import (
     Checker,
     RecordedCancellation,
@@ -128,7 +130,7 @@ async def replay(
     found = checker.found if checker is not None else []
     first_step = next((d for d in found if d.step is not None), None)
     return ReplayResult(
-        output=result.output if result else None,
+        output=_text(result) if result else None,
         diverged=bool(found),
         divergence=found[0] if found else None,
         divergences=list(found) if not (strict and first_step) else _until(found, first_step),
@@ -243,7 +245,7 @@ def agent_from_trace(
     if model is not None and not trust:
         settings = settings.model_copy(update={"extra": {}})
         limits = bounded(limits, RunLimits())
-    return Agent(
+    agent: Agent = Agent(
         model if model is not None else ReplayModel(Recording(trace)),
         tools=tools if tools is not None else [_offline_tool(t) for t in config.get("tools", [])],
         instructions=instructions if instructions is not None else config.get("instructions"),
@@ -251,7 +253,11 @@ def agent_from_trace(
         settings=settings,
         limits=limits,
         delimit_tool_results=bool(config.get("delimit_tool_results", True)),
+        hooks=recorded_hooks(trace),
     )
+    if isinstance(config.get("output"), dict):  # a typed output: same schema, read as JSON
+        agent.output = OutputSpec.recorded(config["output"])
+    return agent
 
 
 def bounded(recorded: RunLimits, defaults: RunLimits) -> RunLimits:
@@ -444,7 +450,7 @@ def _check_ending(
     expected = _ending(end.type, getattr(end, "output", None), getattr(end, "reason", None))
     actual = _ending(
         "run_finished" if result.stop_reason == "final_answer" else "run_failed",
-        result.output,
+        result.output_text if result.output_text is not None else result.output,
         result.stop_reason,
     )
     if expected != actual and end.type != "run_cancelled":
@@ -482,3 +488,10 @@ def _offline_tool(spec: dict[str, Any]) -> Tool:
     return dataclasses.replace(
         tool, validate=dict, source_hash=spec.get("source_hash", ""), stand_in=True
     )
+
+
+def _text(result: RunResult[Any]) -> str | None:
+    """The answer as the model wrote it (a typed output's JSON text)."""
+    if result.output_text is not None:
+        return result.output_text
+    return None if result.output is None else str(result.output)

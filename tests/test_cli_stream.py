@@ -93,3 +93,20 @@ def test_replay_streams_the_recorded_text_to_stderr(
     assert code == 0, captured.err
     assert "2 + 3 = 5\n" in captured.err
     assert "no divergence" in captured.out
+
+
+@pytest.mark.parametrize("flag", [None, "--no-stream"])
+def test_chat_streams_each_answer_unless_told_not_to(
+    setup: list[str],
+    openai_server: FakeOpenAIServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    flag: str | None,
+) -> None:
+    openai_server.script(answer("Hello there!"), answer("Lyon, in France."))
+    monkeypatch.setattr("sys.stdin", io.StringIO("hi\nwhich city?\n/exit\n"))
+    code = main(["chat", "--model", "openai:m", *([flag] if flag else [])])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.out.splitlines() == ["Hello there!", "Lyon, in France."]
+    assert [b.get("stream") is True for b in openai_server.bodies] == [flag is None] * 2

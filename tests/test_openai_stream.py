@@ -344,3 +344,26 @@ def test_leaving_stream_sync_early_cancels_the_run(
     trace = read_trace(next(tmp_path.glob("*.jsonl")))
     assert trace.terminal is not None and trace.terminal.type == "run_cancelled"
     assert [e.partial_text for e in trace.events if isinstance(e, StreamInterrupted)] == ["abcdef"]
+
+
+async def test_a_model_that_cannot_stream_streams_whole_and_typed_output_is_typed(
+    tmp_path: Path,
+) -> None:
+    import pydantic
+
+    from agentloop.testing import ScriptedModel
+
+    class City(pydantic.BaseModel):
+        name: str
+        country: str
+
+    answer_text = '{"name": "Lyon", "country": "France"}'
+    agent = Agent(ScriptedModel([answer_text]), output_type=City, trace_dir=tmp_path)
+    async with agent.stream("which city?") as run:
+        events = [event async for event in run]
+    assert [e.text for e in events if isinstance(e, TextGenerated)] == [answer_text]
+    assert events[-1] == OutputProduced(City(name="Lyon", country="France"))
+    assert run.result().output == City(name="Lyon", country="France")
+    trace = read_trace(run.result().trace_path)  # type: ignore[arg-type]
+    [response] = [e.response for e in trace.events if e.type == "model_response"]
+    assert response.first_token_ms is not None and response.generation_ms is not None

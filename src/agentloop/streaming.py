@@ -23,6 +23,7 @@ for event in run: ...``, the run going on in a thread of its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -303,10 +304,16 @@ class SyncAgentStream(Generic[T]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name="agentloop-stream", daemon=True)
         self._started = False
+        self._ready = threading.Event()
+        """Set once the run's task exists (so ``close`` can cancel it)."""
 
     def _run(self) -> None:
         async def pump() -> None:
             self._loop = asyncio.get_running_loop()
+            try:
+                self._stream._start()
+            finally:
+                self._ready.set()
             try:
                 async with self._stream as run:
                     async for event in run:
@@ -330,10 +337,12 @@ class SyncAgentStream(Generic[T]):
     def close(self) -> None:
         """Cancel the run if it is still going and wait for its trace to close."""
         if self._started and self._thread.is_alive():
+            self._ready.wait()
             loop = self._loop
             task = self._stream._task
             if loop is not None and task is not None:
-                loop.call_soon_threadsafe(task.cancel)
+                with contextlib.suppress(RuntimeError):  # the loop closed: the run has ended
+                    loop.call_soon_threadsafe(task.cancel)
             self._thread.join()
 
     def __iter__(self) -> Iterator[StreamEvent]:

@@ -367,3 +367,12 @@ async def test_a_model_that_cannot_stream_streams_whole_and_typed_output_is_type
     trace = read_trace(run.result().trace_path)  # type: ignore[arg-type]
     [response] = [e.response for e in trace.events if e.type == "model_response"]
     assert response.first_token_ms is not None and response.generation_ms is not None
+
+
+async def test_a_stream_past_max_response_bytes_is_cut_with_a_typed_error(
+    openai_server: FakeOpenAIServer,
+) -> None:
+    openai_server.script(answer("word " * 2000))
+    with pytest.raises(ModelStreamError, match="max_response_bytes=4000") as info:
+        await collect(fast_model(openai_server.url, max_response_bytes=4000))
+    assert 0 < len(info.value.partial_text) < 4000

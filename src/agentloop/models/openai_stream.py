@@ -5,12 +5,16 @@ The body is the unstreamed one plus ``"stream": true`` and ``stream_options.incl
 (``models/sse.py``) and each text or tool-call delta is passed on at once.
 
 Faults, in the same single retry layer as unstreamed requests: a connection that fails, drops
-or stalls (no byte for the model's ``timeout``) before any delta reached the caller is retried
+or stalls before any delta reached the caller is retried
 like any transient failure (an opening chunk with empty content counts as nothing); after a
 delta it raises ``ModelStreamError`` with the partial text, since the caller has already shown
 it. A line that is not server-sent events, an event that is not a completion chunk, and an
 error event are ``ModelStreamError`` at once: retrying a broken server does not help.
 A server that ignores ``"stream"`` and answers with one JSON body is read as unstreamed.
+
+Unlike an unstreamed request, whose ``timeout`` bounds the whole answer, a stream may take as
+long as the model generates: ``timeout`` bounds each wait for the next bytes (a stall), and
+``max_response_bytes`` the whole stream (a server cannot flood the run).
 """
 
 from __future__ import annotations
@@ -60,10 +64,10 @@ async def stream_completion(
             client = await model._client()
             async with client.stream("POST", url, content=body, headers=_HEADERS) as raw:
                 if raw.status_code >= 400:
-                    await raw.aread()
+                    await _read(raw, model.max_response_bytes)
                     failed, error = raw, model._status_error(raw)
                 elif _is_json(raw):  # a server that ignores "stream": the whole completion
-                    content = await raw.aread()
+                    content = await _read(raw, model.max_response_bytes)
                     latency = (time.perf_counter() - started) * 1000
                     whole = model._parse(content, latency, tuple(attempts), text)
                     for delta in deltas_of(whole):
@@ -71,7 +75,11 @@ async def stream_completion(
                     yield whole.model_copy(update={"first_token_ms": latency, "generation_ms": 0.0})
                     return
                 else:
+                    size = 0
                     async for chunk in raw.aiter_bytes():
+                        size += len(chunk)
+                        if size > model.max_response_bytes:
+                            raise StreamProtocolError(_too_large(model.max_response_bytes))
                         for event, data in decoder.feed(chunk):
                             for delta in assembler.add(event, data):
                                 if first is None:
@@ -87,7 +95,7 @@ async def stream_completion(
                             model=model.name,
                             endpoint=model.endpoint,
                         )
-        except httpx2.TransportError as exc:
+        except (httpx2.HTTPError, httpx2.StreamError) as exc:
             error = model._transport_error(exc)
         except StreamProtocolError as exc:
             raise _broken(model, assembler, model._redact(str(exc)), attempts) from None
@@ -111,6 +119,24 @@ async def stream_completion(
             error.attempts = tuple(attempts)  # type: ignore[attr-defined]
             raise error from None
         await asyncio.sleep(delay)
+
+
+async def _read(response: httpx2.Response, limit: int) -> bytes:
+    """The whole body of a response that is not a stream (an error, a server ignoring
+    ``stream``), at most ``limit`` bytes of it."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise StreamProtocolError(_too_large(limit))
+        chunks.append(chunk)
+    response._content = content = b"".join(chunks)  # what Response.aread() sets
+    return content
+
+
+def _too_large(limit: int) -> str:
+    return f"the response is larger than max_response_bytes={limit}"
 
 
 def _is_json(response: httpx2.Response) -> bool:

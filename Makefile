@@ -13,10 +13,10 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,local,tools]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,local,tools,ray]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv: agentloop, its dev tools, the local model and the tool pack
+install: $(STAMP)  ## create .venv: agentloop, its dev tools, the local model, the tool pack, Ray
 
 WHEELHOUSE := .wheelhouse
 $(WHEELHOUSE)/.filled: pyproject.toml | $(STAMP)

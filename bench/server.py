@@ -6,7 +6,8 @@ model "t<N>" it streams an answer of N one-word tokens as server-sent events (wi
 chunk and ``[DONE]``), in one write, so the client's cost per token is what differs. It
 counts tool messages by substring instead of parsing JSON, so its own cost stays small and the
 same for every client.
-Run: ``python bench/server.py`` prints the port, then serves until killed.
+Run: ``python bench/server.py [LATENCY_S]`` prints the port, then serves until killed; with
+a latency, every answer waits that long first (a model that takes time, for the scale run).
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ TOOL_CALL = _completion(
 ANSWER = _completion({"role": "assistant", "content": "done"}, "stop")
 
 
+LATENCY = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
+
+
 async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while True:
@@ -106,6 +110,8 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 continue
             match = _MODEL.search(body)
             steps = int(match.group(1)) if match else 0
+            if LATENCY:
+                await asyncio.sleep(LATENCY)
             writer.write(TOOL_CALL if len(_TOOL_ROLE.findall(body)) < steps else ANSWER)
     except (asyncio.IncompleteReadError, ConnectionError):
         pass

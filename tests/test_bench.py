@@ -27,8 +27,14 @@ def test_bench_quick_prints_every_table(tmp_path: Path) -> None:
         timeout=230,
         check=True,
     )
-    headings = ("## Per tool step", "## Concurrent runs", "## Streamed answer", "## Other")
-    for heading in (*headings, "## Targets"):
+    for heading in (
+        "## Per tool step",
+        "## Concurrent runs",
+        "## Evaluation",
+        "## Streamed answer",
+        "## Other",
+        "## Targets",
+    ):
         assert heading in out.stdout
     clients = ("| httpx |", "| openai |", "| agentloop |", "| agentloop-notrace |")
     for client in (*clients, "| httpx-sse |", "| agentloop-stream |"):

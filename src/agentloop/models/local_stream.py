@@ -23,19 +23,19 @@ from agentloop.settings import ModelSettings
 from agentloop.tools import Toolset
 
 if TYPE_CHECKING:
-    from agentloop.models.local import LocalModel, PromptForm, _Engine
+    from agentloop.models.local import LocalModel, PromptForm, _Pool
 
 _END = object()
 
 
 async def stream_local(
     model: LocalModel,
-    engine: _Engine,
+    pool: _Pool,
     messages: Sequence[Message],
     tools: Toolset,
     settings: ModelSettings,
 ) -> AsyncGenerator[StreamItem, None]:
-    """``model``'s response streamed from its loaded ``engine``."""
+    """``model``'s response streamed from an instance of its loaded ``pool``."""
     body = {**model.body(messages, tools, settings), "stream": True}
     body["stream_options"] = {"include_usage": True}
     form: PromptForm = "completion" if "prompt" in body else "chat"
@@ -50,7 +50,7 @@ async def stream_local(
 
     def generate() -> None:
         try:
-            engine.call(form, body, on_chunk)
+            pool.call(form, body, on_chunk)
         finally:
             loop.call_soon_threadsafe(chunks.put_nowait, _END)
 

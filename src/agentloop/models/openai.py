@@ -25,11 +25,13 @@ import json
 import os
 import random
 import re
+import ssl
 import time
 import weakref
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Literal
 
 import httpx2
@@ -77,6 +79,11 @@ _CONTEXT_OVERFLOW = re.compile(
     re.IGNORECASE,
 )
 _WIRE = "openai"
+DEFAULT_CONNECTIONS = 20
+"""Connections kept open for reuse, per event loop, until ``expect_concurrency`` asks for more
+(httpx2's own default is 20 idle connections: 50 runs at once would keep reopening 30)."""
+SHARD = 10
+"""Connections per HTTP client; more connections are split over more clients (see ``_pool``)."""
 
 
 class OpenAIModel(Model):
@@ -132,7 +139,11 @@ class OpenAIModel(Model):
             api_key = "no-key"
         try:
             configured = openai.AsyncOpenAI(
-                api_key=api_key, base_url=base_url, max_retries=0, default_headers=default_headers
+                api_key=api_key,
+                base_url=base_url,
+                max_retries=0,
+                default_headers=default_headers,
+                http_client=httpx2.AsyncClient(verify=_tls()),  # never sends: spare a CA load
             )
         except httpx2.InvalidURL as exc:
             raise UserError(f"invalid base_url {base_url!r} for {model!r}: {exc}") from None
@@ -141,6 +152,7 @@ class OpenAIModel(Model):
             "Authorization": f"Bearer {api_key}",
         }
         self._timeout = httpx2.Timeout(timeout, connect=connect_timeout)
+        self._connections = DEFAULT_CONNECTIONS
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
             weakref.WeakKeyDictionary()
         )
@@ -195,21 +207,46 @@ class OpenAIModel(Model):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _client(self) -> httpx2.AsyncClient:
-        """The HTTP client for the running event loop.
+    async def _pool(self) -> _LoopClient:
+        """The HTTP clients for the running event loop.
 
         Pooled keep-alive connections belong to the loop that opened them: reusing them on
         another loop (a second ``run_sync``) fails, and leaving them open when their loop ends
-        leaks sockets. So each loop gets its own client, closed when that loop shuts down.
+        leaks sockets. So each loop gets its own clients, closed when that loop shuts down.
+
+        Connections are split over clients of ``SHARD`` connections each, every request going
+        to the least busy one: httpx2's pool looks at each of its idle connections (a system
+        call each) for every request it sends, so one pool of 50 costs 50 of those per request
+        when the runs are busy elsewhere, and shards of 10 cost at most 10.
         """
         loop = asyncio.get_running_loop()
         bound = self._clients.get(loop)
-        if bound is None:
-            client = httpx2.AsyncClient(headers=self._headers, timeout=self._timeout)
-            closer = _close_with_loop(client)
+        if bound is None or bound.connections < self._connections:
+            size = self._connections
+            shards = -(-size // SHARD)
+            limits = httpx2.Limits(
+                max_connections=max(SHARD, -(-100 // shards)), max_keepalive_connections=SHARD
+            )
+            clients = tuple(
+                httpx2.AsyncClient(
+                    headers=self._headers, timeout=self._timeout, limits=limits, verify=_tls()
+                )
+                for _ in range(shards)
+            )
+            closer = _close_with_loop(clients)
             await anext(closer)  # now registered with the loop's async-generator shutdown
-            bound = self._clients[loop] = _LoopClient(client, closer)
-        return bound.client
+            # A smaller pool replaced while requests may still use it stays referenced (and
+            # so open) until its loop shuts down.
+            retired = (bound, *bound.retired) if bound is not None else ()
+            bound = self._clients[loop] = _LoopClient(clients, closer, size, retired)
+        return bound
+
+    def expect_concurrency(self, requests: int) -> int:
+        """Keep ``requests`` connections open for reuse (on every event loop from now on), so
+        that many runs at once never reopen one: free on loopback, a TLS handshake each
+        against a real endpoint."""
+        self._connections = max(self._connections, requests)
+        return requests
 
     def secrets(self) -> list[str]:
         return [] if self._api_key == "no-key" else [self._api_key]
@@ -272,12 +309,15 @@ class OpenAIModel(Model):
         attempts: list[RequestAttempt] = []
         while True:
             started = time.perf_counter()
+            pool = await self._pool()
+            shard = pool.lease()
             try:
-                client = await self._client()
-                raw = await self._post(client, url, body)
+                raw = await self._post(pool.clients[shard], url, body)
                 error = None if raw.status_code < 400 else self._status_error(raw)
             except (httpx2.HTTPError, httpx2.StreamError, TimeoutError, _TooLarge) as exc:
                 raw, error = None, self._transport_error(exc)
+            finally:
+                pool.busy[shard] -= 1
             if error is None and raw is not None:
                 latency_ms = (time.perf_counter() - started) * 1000
                 return self._parse(raw.content, latency_ms, tuple(attempts), text)
@@ -527,14 +567,36 @@ def _strict_tool(spec: dict[str, Any]) -> dict[str, Any]:
     return {**spec, "strict": True} if strict_allowed(spec.get("parameters", {})) else spec
 
 
-@dataclass(frozen=True, slots=True)
+@cache
+def _tls() -> ssl.SSLContext:
+    """httpx2's default TLS context, made once per process: loading the CA bundle takes tens
+    of milliseconds, and every client would otherwise load its own."""
+    return httpx2.create_ssl_context()
+
+
+@dataclass(slots=True)
 class _LoopClient:
-    client: httpx2.AsyncClient
+    """One event loop's HTTP clients, and how many requests each has in flight."""
+
+    clients: tuple[httpx2.AsyncClient, ...]
     closer: AsyncGenerator[None, None]
+    connections: int
+    retired: tuple[_LoopClient, ...] = ()
+    busy: list[int] = field(default_factory=list)
+
+    def lease(self) -> int:
+        """The least busy client (its index), now counted one request busier."""
+        if not self.busy:
+            self.busy = [0] * len(self.clients)
+        shard = self.busy.index(min(self.busy))
+        self.busy[shard] += 1
+        return shard
 
 
-async def _close_with_loop(client: httpx2.AsyncClient) -> AsyncGenerator[None, None]:
-    """Closes ``client`` when its event loop shuts down.
+async def _close_with_loop(
+    clients: tuple[httpx2.AsyncClient, ...],
+) -> AsyncGenerator[None, None]:
+    """Closes ``clients`` when their event loop shuts down.
 
     Started once, this generator stays suspended for the life of the loop. ``asyncio.run`` (and
     any runner that calls ``loop.shutdown_asyncgens()``) closes live async generators while the
@@ -544,7 +606,8 @@ async def _close_with_loop(client: httpx2.AsyncClient) -> AsyncGenerator[None, N
     try:
         yield
     finally:
-        await client.aclose()
+        for client in clients:
+            await client.aclose()
 
 
 def _encoded(message: Message) -> bytes:

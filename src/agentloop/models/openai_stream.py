@@ -60,8 +60,10 @@ async def stream_completion(
         first: float | None = None
         failed: httpx2.Response | None = None
         error: ModelError | None = None
+        pool = await model._pool()
+        shard = pool.lease()
         try:
-            client = await model._client()
+            client = pool.clients[shard]
             async with client.stream("POST", url, content=body, headers=_HEADERS) as raw:
                 if raw.status_code >= 400:
                     await _read(raw, model.max_response_bytes)
@@ -99,6 +101,8 @@ async def stream_completion(
             error = model._transport_error(exc)
         except StreamProtocolError as exc:
             raise _broken(model, assembler, model._redact(str(exc)), attempts) from None
+        finally:
+            pool.busy[shard] -= 1
         if error is None:
             ended = time.perf_counter()
             first_ms = (first - started) * 1000 if first is not None else None

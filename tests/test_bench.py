@@ -36,7 +36,15 @@ def test_bench_quick_prints_every_table(tmp_path: Path) -> None:
         "## Targets",
     ):
         assert heading in out.stdout
-    clients = ("| httpx |", "| openai |", "| agentloop |", "| agentloop-notrace |")
-    for client in (*clients, "| httpx-sse |", "| agentloop-stream |"):
+    clients = (
+        "| httpx |",
+        "| openai |",
+        "| agentloop |",
+        "| agentloop-notrace |",
+        "| agentloop-otel |",
+        "| httpx-sse |",
+        "| agentloop-stream |",
+    )
+    for client in clients:
         assert client in out.stdout
     assert (tmp_path / "b.json").read_text().startswith("{")

@@ -118,6 +118,7 @@ SUBPACKAGES = {
         "revise_sync",
         "sft_export",
     ],
+    "agentloop.viewer": ["RunFilters", "TraceIndex", "create_app", "serve"],
 }
 
 

@@ -35,12 +35,13 @@ from agentloop.cli._output import (
     say,
 )
 from agentloop.cli.render import block, event_lines, one_line
-from agentloop.cli.run import run_and_report
+from agentloop.cli.run import add_mcp_options, mcp_servers, run_and_report
 from agentloop.cli.streamed import TextPrinter, show_stream
 from agentloop.cli.traces import find_trace
 from agentloop.errors import UserError
 from agentloop.events import ModelRequested
 from agentloop.loading import load_tools
+from agentloop.mcp.server import MCPServer
 from agentloop.redaction import Redactor
 from agentloop.replay.recording import Recording
 from agentloop.replay.runner import (
@@ -150,6 +151,7 @@ def _agent_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the agent's tools now (a file or folder of @tool functions); repeat for more",
     )
+    add_mcp_options(parser)  # a trace never chooses a command to run: MCP servers are named here
     add_live_agent_options(parser)
 
 
@@ -184,10 +186,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if (args.live_tools or args.fork_at is not None) and _needs_tools(source, args):
         raise UserError(
             "running tools live needs them: pass --tools PATH (the file or folder that defines "
-            f"{', '.join(_tool_names(source))})"
+            f"{', '.join(_tool_names(source))}) or --mcp/--mcp-url for an MCP server's"
         )
     wants_model = args.live_model or args.fork_at is not None
-    changed = args.tools is not None or args.model or args.instructions is not None or args.agent
+    changed = _gives_tools(args) or args.model or args.instructions is not None or args.agent
     agent = _agent(source, args, live_model=wants_model) if (live or changed) else None
     options: dict[str, Any] = {
         "tools": "live" if args.live_tools else "recorded",
@@ -253,15 +255,18 @@ def live_agent(source: Trace, args: argparse.Namespace, *, live_model: bool) -> 
         raise UserError("--model-option needs --model with --agent (the file sets model_options)")
     model = model_for(args.model, source, options) if args.model else None
     if args.agent:
-        if args.tools is not None or getattr(args, "instructions", None) is not None:
+        if (
+            getattr(args, "tools", None) is not None
+            or getattr(args, "instructions", None) is not None
+        ):
             raise UserError("with --agent, put tools and instructions in the agent file")
-        return load_agent(args.agent, model=model, trace_dir=args.trace_dir)
+        return load_agent(args.agent, model=model, trace_dir=args.trace_dir, mcp=_mcp(args))
     if model is None and live_model:
         model = recorded_model(source, trust=args.trust_trace, options=options)
     return agent_from_trace(
         source,
         model=model,
-        tools=load_tools(args.tools) if args.tools is not None else None,
+        tools=[*load_tools(args.tools or []), *_mcp(args)] if _gives_tools(args) else None,
         instructions=getattr(args, "instructions", None),
         trust=args.trust_trace,
     )
@@ -271,8 +276,16 @@ def _tool_names(source: Trace) -> list[str]:
     return [str(t.get("name")) for t in source.header.agent.get("tools", [])]
 
 
+def _mcp(args: argparse.Namespace) -> list[MCPServer]:
+    return mcp_servers(args) if hasattr(args, "mcp") else []
+
+
+def _gives_tools(args: argparse.Namespace) -> bool:
+    return getattr(args, "tools", None) is not None or bool(_mcp(args))
+
+
 def _needs_tools(source: Trace, args: argparse.Namespace) -> bool:
-    return args.tools is None and not args.agent and bool(_tool_names(source))
+    return not _gives_tools(args) and not args.agent and bool(_tool_names(source))
 
 
 def walk_steps(trace: Trace) -> None:

@@ -34,10 +34,13 @@ from agentloop.cli.streamed import TextPrinter, streamed_run
 from agentloop.errors import AgentLoopError, TraceError, UserError
 from agentloop.events import BaseEvent, EventListener, RunCancelled, RunFailed, RunFinished
 from agentloop.loading import load_tools
+from agentloop.mcp.config import server_from_option
+from agentloop.mcp.server import MCPServer
 from agentloop.models import infer_model
 from agentloop.result import RunResult
 from agentloop.settings import USE_AGENT_DEFAULT
 from agentloop.terminal import escape
+from agentloop.tools import Tool, ToolSource
 from agentloop.trace import read_trace, trace_path
 
 P = ParamSpec("P")
@@ -94,6 +97,13 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
         help="a Python file of @tool functions, or a folder of such files (not recursive; "
         "names starting with '_' are skipped); repeat --tools for more",
     )
+    add_mcp_options(parser)
+    parser.add_argument(
+        "--otel",
+        action="store_true",
+        help="also send runs as OpenTelemetry spans to the endpoint the OTEL_* environment "
+        "names (OTEL_EXPORTER_OTLP_ENDPOINT...; needs agentloop[otel])",
+    )
     parser.add_argument(
         "--trace-dir",
         metavar="DIR",
@@ -129,20 +139,60 @@ def build_agent(args: argparse.Namespace) -> Agent:
         if args.tools or args.instructions is not None:
             raise UserError("with --agent, put tools and instructions in the agent file")
         model = infer_model(args.model, **options) if args.model is not None else None
-        agent = load_agent(args.agent, model=model, trace_dir=args.trace_dir, max_steps=max_steps)
+        otel = {"otel": True} if args.otel else {}  # else the file says
+        agent = load_agent(
+            args.agent,
+            model=model,
+            trace_dir=args.trace_dir,
+            max_steps=max_steps,
+            mcp=mcp_servers(args),
+            **otel,
+        )
         say(f"agent {escape(args.agent)}, version {agent.config_hash}")
     elif args.model is None:
         raise UserError("give --model MODEL or --agent FILE")
     else:
-        tools = load_tools(args.tools)
+        tools: list[Tool | Callable[..., Any] | ToolSource] = [
+            *load_tools(args.tools),
+            *mcp_servers(args),
+        ]
         agent = Agent(
             infer_model(args.model, **options),
             tools=tools,
             instructions=args.instructions,
             max_steps=max_steps,
             trace_dir=args.trace_dir,
+            otel=args.otel,
         )
     return agent
+
+
+def add_mcp_options(parser: argparse.ArgumentParser) -> None:
+    """``--mcp`` and ``--mcp-url``, shared by the commands that run agents."""
+    parser.add_argument(
+        "--mcp",
+        metavar="COMMAND",
+        action="append",
+        default=[],
+        help="an MCP server to start over stdio, e.g. --mcp 'npx -y some-server --flag'; "
+        "its tools join the agent's (repeatable)",
+    )
+    parser.add_argument(
+        "--mcp-url",
+        metavar="URL",
+        action="append",
+        default=[],
+        help="an MCP server to reach over Streamable HTTP (repeatable); credentials belong "
+        "in an agent file's [[mcp]] headers, from the environment",
+    )
+
+
+def mcp_servers(args: argparse.Namespace) -> list[MCPServer]:
+    """The servers ``--mcp`` and ``--mcp-url`` name, in that order."""
+    return [
+        *(server_from_option(command, url=False) for command in args.mcp),
+        *(server_from_option(url, url=True) for url in args.mcp_url),
+    ]
 
 
 def run_and_report(

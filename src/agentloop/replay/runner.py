@@ -36,7 +36,7 @@ from agentloop.replay.recording import (
 from agentloop.result import RunResult
 from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, RunLimits, UseAgentDefault
 from agentloop.streaming import AgentStream
-from agentloop.tools import Tool
+from agentloop.tools import Tool, ToolSource
 from agentloop.trace import Trace, read_trace, trace_path
 
 
@@ -91,6 +91,18 @@ async def replay(
     with ``pace`` at the recorded pace. A recording that was cancelled replays to
     ``run_cancelled`` (stop reason ``cancelled``).
     """
+    if agent is not None and agent.tool_sources and not agent.is_open:
+        async with agent:  # its MCP servers, open for the whole replay (and its config)
+            return await replay(
+                trace,
+                agent,
+                tools=tools,
+                model=model,
+                fork_at=fork_at,
+                strict=strict,
+                trace_dir=trace_dir,
+                listener=listener,
+            )
     source = trace if isinstance(trace, Trace) else read_trace(trace)
     recording = Recording(source)
     if agent is None:
@@ -178,6 +190,11 @@ async def resume(
     run goes on live to a final answer, in a new trace naming its parent. A run stopped by
     ``max_steps`` or ``max_tool_calls`` needs a higher limit (``UserError`` otherwise).
     """
+    if agent.tool_sources and not agent.is_open:
+        async with agent:  # its MCP servers, open for the whole resume
+            return await resume(
+                trace, agent, trace_dir=trace_dir, max_steps=max_steps, listener=listener
+            )
     source = trace if isinstance(trace, Trace) else read_trace(trace)
     if source.output is not None:
         raise UserError(f"run {source.run_id} already finished; nothing to resume")
@@ -227,7 +244,7 @@ def agent_from_trace(
     trace: Trace,
     *,
     model: Model | str | None = None,
-    tools: Sequence[Tool | Callable[..., Any]] | None = None,
+    tools: Sequence[Tool | Callable[..., Any] | ToolSource] | None = None,
     instructions: str | None = None,
     trust: bool = False,
 ) -> Agent:

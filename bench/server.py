@@ -55,6 +55,9 @@ TOOL_CALL = _completion(
     "tool_calls",
 )
 ANSWER = _completion({"role": "assistant", "content": "done"}, "stop")
+SPANS_TAKEN = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n"
+)
 
 
 LATENCY = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
@@ -69,6 +72,9 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:])
             body = await reader.readexactly(length)
+            if head.startswith(b"POST /v1/traces "):  # OTLP/HTTP spans: taken, not read
+                writer.write(SPANS_TAKEN)
+                continue
             match = _MODEL.search(body)
             steps = int(match.group(1)) if match else 0
             if LATENCY:

@@ -87,7 +87,7 @@ async def openai_runner(url: str) -> Run:
     return run
 
 
-def _agentloop_runner(trace: bool) -> Callable[[str], Awaitable[Run]]:
+def _agentloop_runner(trace: bool, otel: bool = False) -> Callable[[str], Awaitable[Run]]:
     async def make(url: str) -> Run:
         from agentloop import Agent, tool
         from agentloop.models import OpenAIModel
@@ -99,16 +99,33 @@ def _agentloop_runner(trace: bool) -> Callable[[str], Awaitable[Run]]:
 
         trace_dir = Path(tempfile.mkdtemp(prefix="agentloop-bench-")) if trace else None
         agents: dict[int, Agent] = {}
+        provider = _otel_provider(url) if otel else None
 
         async def run(k: int) -> None:
             if k not in agents:
                 model = OpenAIModel(f"k{k}", base_url=url, api_key="x")
-                agents[k] = Agent(model, tools=[add], trace_dir=trace_dir, max_steps=None)
+                agents[k] = Agent(
+                    model, tools=[add], trace_dir=trace_dir, max_steps=None, otel=provider or False
+                )
             await agents[k].run("add numbers")
 
+        if provider is not None:
+            run.finish = provider.force_flush  # type: ignore[attr-defined]
         return run
 
     return make
+
+
+def _otel_provider(url: str) -> Any:
+    """What a user gets from live export: a batch span processor sending OTLP/HTTP, here to the
+    bench server's /v1/traces."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from agentloop.otel import make_provider
+
+    endpoint = url.removesuffix("/v1") + "/v1/traces"
+    return make_provider(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
 
 
 RUNNERS: dict[str, Callable[[str], Awaitable[Run]]] = {
@@ -116,6 +133,7 @@ RUNNERS: dict[str, Callable[[str], Awaitable[Run]]] = {
     "openai": openai_runner,
     "agentloop": _agentloop_runner(trace=True),
     "agentloop-notrace": _agentloop_runner(trace=False),
+    "agentloop-otel": _agentloop_runner(trace=True, otel=True),
 }
 
 
@@ -125,6 +143,9 @@ async def per_step(name: str, url: str, k: int, runs: int) -> dict[str, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(runs):
         await run(k)
+    finish = getattr(run, "finish", None)
+    if finish is not None:  # spans still buffered are part of the cost
+        finish()
     steps = runs * (k + 1)
     return {
         "wall_ms": (time.perf_counter() - wall) * 1000 / steps,

@@ -35,6 +35,13 @@ def test_bench_quick_prints_every_table(tmp_path: Path) -> None:
         "## Targets",
     ):
         assert heading in out.stdout
-    for client in ("| httpx |", "| openai |", "| agentloop |", "| agentloop-notrace |"):
+    clients = (
+        "| httpx |",
+        "| openai |",
+        "| agentloop |",
+        "| agentloop-notrace |",
+        "| agentloop-otel |",
+    )
+    for client in clients:
         assert client in out.stdout
     assert (tmp_path / "b.json").read_text().startswith("{")

@@ -117,6 +117,7 @@ SUBPACKAGES = {
         "revise_sync",
         "sft_export",
     ],
+    "agentloop.viewer": ["RunFilters", "TraceIndex", "create_app", "serve"],
 }
 
 

@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Generic
+from typing import TYPE_CHECKING, Any, Generic
 
 from agentloop._sync import run_blocking
 from agentloop.context import ConversationTurn
@@ -38,8 +38,12 @@ from agentloop.result import OutputT, RunResult
 from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, Price, RunLimits, UseAgentDefault
 from agentloop.spec import AgentSpec
 from agentloop.tools import SourcedTools, Tool, Toolset, ToolSource
+from agentloop.trace import RunObserver
 from agentloop.types import JSONObject, ToolErrorPolicy
 from agentloop.untrusted import UNTRUSTED_NOTICE
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 
 class Agent(Generic[OutputT]):
@@ -72,6 +76,7 @@ class Agent(Generic[OutputT]):
         hooks: Hooks | None = None,
         prices: Mapping[str, Price] | None = None,
         fallback_models: Sequence[Model | str] = (),
+        otel: bool | TracerProvider = False,
     ) -> None:
         """``tools`` are ``Tool`` objects, plain typed functions, or tool sources such as an MCP
         server (``agentloop.mcp.MCPServer``), opened for each run or, inside ``async with
@@ -87,7 +92,12 @@ class Agent(Generic[OutputT]):
         send the model back). ``hooks`` may change requests, tool calls and results, and
         guard the task and the output. ``prices`` (per model name) let ``RunLimits.max_cost``
         and ``RunResult.cost`` price a run. ``fallback_models`` take a request the model failed
-        with a rate limit, a server error or a timeout, in order."""
+        with a rate limit, a server error or a timeout, in order.
+
+        ``otel=True`` also writes each run as OpenTelemetry spans (to the application's tracer
+        provider, or one configured from the standard ``OTEL_*`` environment); ``otel=`` a
+        ``TracerProvider`` sends them there. It needs ``agentloop[otel]``; see
+        ``agentloop.otel``."""
         self.model = infer_model(model)
         items = list(tools)
         self.tool_sources: tuple[ToolSource, ...] = tuple(
@@ -124,9 +134,13 @@ class Agent(Generic[OutputT]):
         secrets = [*secrets, *(s for m in (self.model, *self.fallback_models) for s in m.secrets())]
         register_secrets(*secrets)  # so annotate(), add_feedback(), exports mask them too
         self.redact = Redactor(secrets, redact_patterns)
-        """Masks secrets in everything this agent writes (traces, logs)."""
+        """Masks secrets in everything this agent writes (traces, logs, spans)."""
         if self.limits.max_cost is not None and not self.prices:
             raise UserError("RunLimits.max_cost needs prices= (per model name: Price(...))")
+        self.run_observers: tuple[RunObserver, ...] = ()
+        """Called as each run starts, for more listeners to its events (OpenTelemetry)."""
+        if otel is not False:
+            self.run_observers = (_otel_observer(otel, self.redact),)
 
     def config(
         self,
@@ -240,6 +254,7 @@ class Agent(Generic[OutputT]):
                 hooks=self.hooks,
                 prices=self.prices,
                 fallback_models=self.fallback_models,
+                run_observers=self.run_observers,
                 notices=self._notices,
             )
             cached = self._spec_cache = (key, spec)
@@ -398,6 +413,14 @@ class AgentRun(Generic[OutputT]):
             self._task.result()  # re-raise the run's error, if any
             raise StopAsyncIteration
         return event
+
+
+def _otel_observer(otel: bool | TracerProvider, redact: Redactor) -> RunObserver:
+    try:
+        from agentloop.otel import run_observer
+    except ImportError as exc:
+        raise UserError(str(exc)) from None
+    return run_observer(None if isinstance(otel, bool) else otel, redact=redact)
 
 
 def config_hash(config: dict[str, Any]) -> str:

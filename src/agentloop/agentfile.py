@@ -65,6 +65,9 @@ class AgentFile(BaseModel):
     module, a package or ``module:attribute`` (see ``agentloop.loading``)."""
     settings: ModelSettings = Field(default_factory=ModelSettings)
     limits: RunLimits = Field(default_factory=RunLimits)
+    otel: bool = False
+    """Also write each run as OpenTelemetry spans, configured by the standard ``OTEL_*``
+    environment (needs ``agentloop[otel]``; see ``agentloop.otel``)."""
     mcp: list[MCPServerSpec] = Field(default_factory=list)
     """MCP servers whose tools the agent can call (``[[mcp]]`` tables)."""
 
@@ -121,7 +124,7 @@ def load_agent(
         settings=spec.settings,
         limits=spec.limits,
         trace_dir=trace_dir,
-        **options,
+        **{"otel": spec.otel, **options},
     )
 
 

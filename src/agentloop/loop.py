@@ -135,7 +135,7 @@ class Run(Steered):
         self.pending: set[str] = set()
         self.started = time.perf_counter()
         self.writer: TraceWriter | None = None
-        if trace_dir is not None:
+        if trace_dir is not None or spec.run_observers:
             header = TraceHeader(
                 run_id=self.run_id,
                 created=now_iso(),
@@ -148,7 +148,9 @@ class Run(Steered):
                 conversation=conversation.header() if conversation else None,
                 deps_type=type(deps).__qualname__ if deps is not None else None,
             )
-            self.writer = TraceWriter(trace_path(trace_dir, self.run_id), header, self.redact)
+            if trace_dir is not None:
+                self.writer = TraceWriter(trace_path(trace_dir, self.run_id), header, self.redact)
+            self.listeners += tuple(observe(header) for observe in spec.run_observers)
 
     # -- the loop ------------------------------------------------------------------------
 

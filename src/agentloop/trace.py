@@ -14,10 +14,10 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -29,6 +29,7 @@ from agentloop.events import (
     CritiqueRecorded,
     Event,
     EventAdapter,
+    EventListener,
     FeedbackRecorded,
     ModelResponded,
     RunFinished,
@@ -71,6 +72,11 @@ class TraceHeader(BaseModel):
     """For a turn of a conversation: ``id``, ``turn`` (from 0) and ``previous_run_id``."""
     deps_type: str | None = None
     """The type name of the run's ``deps`` (the value itself is never written)."""
+
+
+RunObserver: TypeAlias = Callable[[TraceHeader], EventListener]
+"""Called as a run starts, with the header its trace begins with; returns a listener for the
+run's events (the OpenTelemetry integration's span writer is one)."""
 
 
 class TraceWriter:
@@ -235,7 +241,7 @@ def in_memory_trace(path: Path, events: Sequence[BaseEvent]) -> Trace:
     line of its file: what ``read_trace`` would return, without reading and validating every
     event again. The events are the run's own (not yet redacted) objects."""
     with path.open("rb") as file:
-        header = _read_header(path, file.readline())
+        header = parse_header(path, file.readline())
     held = cast("list[Event]", list(events))  # the run emits only Event types
     return Trace.model_construct(path=path, header=header, events=held, torn=False)
 
@@ -266,7 +272,7 @@ def read_trace(path: str | os.PathLike[str]) -> Trace:
                 f"{file}:{number}: a line of {len(line) // 2**20} MiB, more than the "
                 f"{MAX_LINE_BYTES // 2**20} MiB a trace line may hold; not a trace agentloop wrote"
             )
-    header = _read_header(file, lines[0])
+    header = parse_header(file, lines[0])
     events: list[Event] = []
     for number, line in enumerate(lines[1:], start=2):
         try:
@@ -281,6 +287,19 @@ def read_trace(path: str | os.PathLike[str]) -> Trace:
     return Trace(path=file, header=header, events=events, torn=torn)
 
 
+def read_header(path: str | os.PathLike[str]) -> TraceHeader:
+    """Only a trace's first line, its header: what a listing needs, without reading the events."""
+    file = Path(path)
+    try:
+        with file.open("rb") as handle:
+            line = handle.readline()
+    except OSError as exc:
+        raise TraceError(f"cannot read trace {file}: {exc.strerror}") from None
+    if not line.strip():
+        raise TraceError(f"{file} is empty, not an agentloop trace")
+    return parse_header(file, line)
+
+
 def iter_trace_files(trace_dir: str | os.PathLike[str]) -> Iterator[Path]:
     """Trace files in a folder, newest first."""
     folder = Path(trace_dir)
@@ -290,7 +309,9 @@ def iter_trace_files(trace_dir: str | os.PathLike[str]) -> Iterator[Path]:
     return iter(files)
 
 
-def _read_header(file: Path, line: bytes) -> TraceHeader:
+def parse_header(file: Path, line: bytes) -> TraceHeader:
+    """The header on a trace's first line; ``TraceError`` if it is not one, ``TraceFormatError``
+    if its format is newer than this agentloop reads."""
     try:
         raw = json.loads(line)
     except (ValueError, RecursionError):

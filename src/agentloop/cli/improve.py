@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from agentloop.cli import otel
 from agentloop.cli._output import DEFAULT_TRACE_DIR, EXIT_OK, out, say
 from agentloop.cli.replay import add_live_agent_options, live_agent
 from agentloop.cli.traces import find_trace
@@ -74,19 +75,22 @@ def register(
     exporting = commands.add_parser(
         "export",
         parents=[common],
-        help="write fine-tuning data (SFT or DPO JSONL) from traces",
+        help="write fine-tuning data (SFT or DPO JSONL) or OpenTelemetry spans from traces",
         description="sft: OpenAI chat fine-tuning lines from finished runs (a correction "
         "replaces the answer). dpo: preference pairs from corrections, preferred critique "
         "revisions and differently rated runs of the same task. Every line is redacted and "
-        "validated; the count written and the reasons for skipping go to stderr.",
+        "validated; the count written and the reasons for skipping go to stderr. otel: send "
+        "the runs as OpenTelemetry spans to an OTLP/HTTP endpoint (needs agentloop[otel]); "
+        "span ids derive from the run ids, so exporting twice sends the same spans.",
     )
-    exporting.add_argument("kind", choices=["sft", "dpo"])
+    exporting.add_argument("kind", choices=["sft", "dpo", "otel"])
     exporting.add_argument("traces", metavar="TRACES", nargs="+", help="trace files or folders")
     exporting.add_argument("-o", "--output", metavar="FILE", help="write here (default stdout)")
     exporting.add_argument("--rating", choices=["up", "down"], help="sft: only runs rated so")
     exporting.add_argument("--min-critique", type=float, metavar="X", help="sft: critique >= X")
     exporting.add_argument("--min-score", type=float, metavar="X", help="sft: eval score >= X")
     exporting.add_argument("--version", metavar="HASH", help="sft: only this agent version")
+    otel.add_arguments(exporting)
     exporting.set_defaults(handler=cmd_export)
 
 
@@ -148,6 +152,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     traces = list(read_traces(args.traces, passed_over))
     for note in passed_over:
         say(f"not a trace, passed over: {escape(note)}")
+    if args.kind == "otel":
+        return otel.export(traces, args)
     if args.kind == "sft":
         filters = Filters(args.rating, args.min_critique, args.min_score, args.version)
         export = sft_export(traces, filters)

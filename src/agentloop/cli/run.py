@@ -92,6 +92,12 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
     )
     add_mcp_options(parser)
     parser.add_argument(
+        "--otel",
+        action="store_true",
+        help="also send runs as OpenTelemetry spans to the endpoint the OTEL_* environment "
+        "names (OTEL_EXPORTER_OTLP_ENDPOINT...; needs agentloop[otel])",
+    )
+    parser.add_argument(
         "--trace-dir",
         metavar="DIR",
         default=DEFAULT_TRACE_DIR,
@@ -123,12 +129,14 @@ def build_agent(args: argparse.Namespace) -> Agent:
         if args.tools or args.instructions is not None:
             raise UserError("with --agent, put tools and instructions in the agent file")
         model = infer_model(args.model, **options) if args.model is not None else None
+        otel = {"otel": True} if args.otel else {}  # else the file says
         agent = load_agent(
             args.agent,
             model=model,
             trace_dir=args.trace_dir,
             max_steps=max_steps,
             mcp=mcp_servers(args),
+            **otel,
         )
         say(f"agent {escape(args.agent)}, version {agent.config_hash}")
     elif args.model is None:
@@ -144,6 +152,7 @@ def build_agent(args: argparse.Namespace) -> Agent:
             instructions=args.instructions,
             max_steps=max_steps,
             trace_dir=args.trace_dir,
+            otel=args.otel,
         )
     return agent
 

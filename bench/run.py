@@ -294,6 +294,7 @@ def report(results: dict[str, Any]) -> str:
             row = scale[name]
             lines.append(f"| {label} | {row['cases_per_s']:.1f} | {row['peak_rss_mib']:.0f} |")
     lines += ["", "## Other", ""]
+    lines.append(tracing_line(results))
     lines.append(
         f"- replay of a {results['replay_steps']}-step trace (recorded tools): {fmt(rp, 3)} s"
     )
@@ -313,6 +314,21 @@ def report(results: dict[str, Any]) -> str:
     lines += ["", "## Targets", ""]
     lines += [f"- {'PASS' if ok else 'MISS'}: {what}" for what, ok in targets(results)]
     return "\n".join(lines)
+
+
+def tracing_line(results: dict[str, Any]) -> str:
+    """What writing the trace (redaction included) costs per step: the difference between the
+    agent with and without a trace folder, in wall and in CPU time (CPU is steadier when other
+    processes share the machine)."""
+    ps, ks = results["per_step"], results["ks"]
+    mid = 10 if 10 in ks else ks[0]
+    traced, bare = ps[f"agentloop@{mid}"], ps[f"agentloop-notrace@{mid}"]
+    wall = 1 - ratio(bare["wall_ms"], traced["wall_ms"])
+    cpu = 1 - ratio(bare["cpu_ms"], traced["cpu_ms"])
+    return (
+        f"- tracing (serialize, redact values, write, flush) at K={mid}: {wall:.0%} of a "
+        f"step's wall time, {cpu:.0%} of its CPU time"
+    )
 
 
 def targets(results: dict[str, Any]) -> list[tuple[str, bool]]:

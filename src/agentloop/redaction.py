@@ -69,7 +69,7 @@ _FORMAT_KEYS = frozenset(
 """Values the trace format itself needs (identifiers, kinds, fixed vocabularies): written as
 they are outside free-form data, so no pattern can make an event unreadable."""
 
-_FREE_FORM_KEYS = frozenset({"arguments", "metadata", "extra", "parsed"})
+_FREE_FORM_KEYS = frozenset({"arguments", "metadata", "extra", "parsed", "detail"})
 """Dicts under these keys hold data from outside (a model's arguments, a user's metadata), so
 their keys are masked too; elsewhere keys are the trace format's own field names."""
 

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -254,10 +255,7 @@ def read_trace(path: str | os.PathLike[str]) -> Trace:
     """Read a trace file. A torn last line is dropped (``Trace.torn``); anything else that is
     not a trace raises ``TraceError``; a newer format raises ``TraceFormatError``."""
     file = Path(path)
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise TraceError(f"cannot read trace {file}: {exc.strerror}") from None
+    data = _read_regular(file)
     lines = data.split(b"\n")
     torn = False
     if lines and lines[-1] == b"":
@@ -307,6 +305,24 @@ def iter_trace_files(trace_dir: str | os.PathLike[str]) -> Iterator[Path]:
         return iter(())
     files = sorted(folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True)
     return iter(files)
+
+
+def _read_regular(file: Path) -> bytes:
+    """The bytes of ``file``, which must be a regular file: opened without blocking, so a FIFO
+    or a device named ``*.jsonl`` in a folder of traces cannot hang a command."""
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise TraceError(f"cannot read trace {file}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise TraceError(f"{file} is not a regular file; not an agentloop trace")
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            return handle.read()
+        except OSError as exc:
+            raise TraceError(f"cannot read trace {file}: {exc.strerror}") from None
 
 
 def parse_header(file: Path, line: bytes) -> TraceHeader:

@@ -213,8 +213,10 @@ def run_and_report(
     else:
         code = _report_finished(args, agent, result)
     if threads.running and args.standalone:
-        # A sync tool is still running in a thread (cancelled, or timed out): Python cannot
-        # stop it, and a normal exit would wait for it. The trace is already closed.
+        # A worker thread (a local model call, a DNS lookup, an approval prompt) is still
+        # running after a cancel: Python cannot stop it, and a normal exit would wait for it.
+        # (Sync tools run in daemon threads of their own, which never hold up exit.) The trace
+        # is already closed.
         say(f"leaving {plural(threads.running, 'tool call')} running in the background")
         sys.stdout.flush()
         sys.stderr.flush()
@@ -238,7 +240,7 @@ class _Progress:
 
 
 class _ToolThreads(ThreadPoolExecutor):
-    """The threads sync tools run in, counting the calls still running.
+    """The run's default executor (``asyncio.to_thread``), counting the calls still running.
 
     Shutting down never waits: a call that was cancelled or timed out keeps its thread (Python
     threads cannot be stopped), and the CLI should not hang on it after the run has ended.

@@ -60,6 +60,7 @@ def config_divergences(recorded: dict[str, Any], current: dict[str, Any]) -> lis
     """Differences between two agent configurations (trace header ``agent`` dicts)."""
     found: list[Divergence] = []
     for key, kind in (
+        ("model", "model_changed"),
         ("instructions", "instructions_changed"),
         ("settings", "settings_changed"),
         ("limits", "limits_changed"),

@@ -17,11 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from agentloop._sync import blocking
 from agentloop.agent import Agent
-from agentloop.errors import AgentLoopError, ReplayDiverged, UserError
+from agentloop.errors import (
+    AgentLoopError,
+    ReplayDiverged,
+    TraceError,
+    UserError,
+    first_problem,
+)
 from agentloop.events import EventListener
 from agentloop.models.base import Model
+from agentloop.observations import MISTAKES
 from agentloop.output import OutputSpec
 from agentloop.replay.divergence import Divergence, config_divergences
 from agentloop.replay.recorded_hooks import recorded_hooks
@@ -181,6 +190,16 @@ async def resume(
     calls = sum(len(c) for c in recording.calls.values())
     limit = agent.limits.max_tool_calls
     stopped = getattr(source.terminal, "reason", None)
+    mistakes = sum(r.error in MISTAKES for r in source.tool_results()) + sum(
+        e.type == "warning" and getattr(e, "kind", "") == "empty_response" for e in source.events
+    )
+    budget = agent.limits.retry_budget
+    if stopped == "retry_budget" and mistakes > budget:
+        raise UserError(
+            f"run {source.run_id} stopped after {mistakes} recoverable mistakes and "
+            f"retry_budget is {budget}: raise it to {mistakes} or more to continue (the "
+            "agent's limits; on the command line, retry_budget in an --agent file's [limits])"
+        )
     if limit is not None and calls >= limit and stopped == "max_tool_calls":
         raise UserError(
             f"run {source.run_id} already made {calls} tool calls and max_tool_calls is "
@@ -228,8 +247,12 @@ def agent_from_trace(
     are kept only where they are no looser than the defaults, unless ``trust=True``.
     """
     config = trace.header.agent
-    settings = ModelSettings.model_validate(config.get("settings", {}))
-    limits = RunLimits.model_validate(config.get("limits", {}))
+    try:
+        settings = ModelSettings.model_validate(config.get("settings", {}))
+        limits = RunLimits.model_validate(config.get("limits", {}))
+    except ValidationError as exc:  # a hostile or damaged header: a trace error, not a crash
+        problem = first_problem(exc)
+        raise TraceError(f"{trace.path}: invalid agent in the header: {problem}") from None
     if model is not None and not trust:
         settings = settings.model_copy(update={"extra": {}})
         limits = bounded(limits, RunLimits())
@@ -280,7 +303,6 @@ def recorded_model(
     otherwise ``UserError`` names the flag to pass. ``UserError`` too when the header does not
     say enough or the model file is missing.
     """
-    from agentloop.models import infer_model
 
     config = trace.header.agent.get("model", {})
     kind, name = config.get("kind"), config.get("name")
@@ -317,8 +339,6 @@ def recorded_model(
                 "for the bundled model)"
             )
         return _built(trace, LocalModel, path, {**_recorded_options(config), **given})
-    if isinstance(config.get("spec"), str):
-        return infer_model(config["spec"], **given)
     raise UserError(
         f"cannot rebuild the model of run {trace.run_id} ({kind or 'unknown'} {name or ''}) "
         "from its trace; pass a model (--model MODEL on the command line, or --agent FILE)"

@@ -148,7 +148,10 @@ def build_agent(args: argparse.Namespace) -> Agent:
             mcp=mcp_servers(args),
             **otel,
         )
-        say(f"agent {escape(args.agent)}, version {agent.config_hash}")
+        # With MCP servers, the version also covers what they serve: known once they are open
+        # (the trace header has it).
+        pending = " before its MCP servers' tools" if agent.tool_sources else ""
+        say(f"agent {escape(args.agent)}, version {agent.config_hash}{pending}")
     elif args.model is None:
         raise UserError("give --model MODEL or --agent FILE")
     else:

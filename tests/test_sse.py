@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from agentloop.deltas import TextDelta, ToolCallDelta
 from agentloop.messages import ModelResponse
-from agentloop.models.openai import _response
+from agentloop.models.openai_wire import completion_response as _response
 from agentloop.models.protocol_stream import AnswerStream
 from agentloop.models.sse import ChunkAssembler, SSEDecoder, StreamProtocolError
 from fakes import completion, tool_call, tool_call_raw

@@ -24,6 +24,7 @@ from typing import Any
 
 from agentloop.deltas import ModelDelta, TextDelta, ToolCallDelta
 from agentloop.messages import ModelResponse, RequestAttempt, ToolCallPart, Usage
+from agentloop.models.openai_wire import token_count
 
 MAX_EVENT_BYTES = 16 * 1024 * 1024
 """A line or event longer than this ends the stream (memory stays bounded)."""
@@ -261,8 +262,8 @@ class ChunkAssembler:
             tool_calls=calls,
             finish_reason=self.finish_reason,
             usage=Usage(
-                input_tokens=_count(self.usage, "prompt_tokens"),
-                output_tokens=_count(self.usage, "completion_tokens"),
+                input_tokens=token_count(self.usage, "prompt_tokens"),
+                output_tokens=token_count(self.usage, "completion_tokens"),
             ),
             model_name=self.model_name,
             latency_ms=latency_ms,
@@ -271,11 +272,6 @@ class ChunkAssembler:
             attempts=attempts,
             timings=self.timings,
         )
-
-
-def _count(usage: Any, key: str) -> int:
-    value = usage.get(key) if isinstance(usage, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _error_text(data: str | dict[str, Any]) -> str:

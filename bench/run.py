@@ -24,8 +24,9 @@ PYTHON = sys.executable
 
 
 @contextmanager
-def fake_server() -> Iterator[str]:
-    proc = subprocess.Popen([PYTHON, str(HERE / "server.py")], stdout=subprocess.PIPE, text=True)
+def fake_server(latency: float = 0.0) -> Iterator[str]:
+    command = [PYTHON, str(HERE / "server.py"), *([str(latency)] if latency else [])]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
@@ -104,6 +105,37 @@ def measure_throughput(url: str, concurrency: list[int], repeats: int) -> dict[s
         }
         for (name, c), rows in samples.items()
     }
+
+
+def measure_eval(url: str, cases: int, repeats: int) -> dict[str, Any]:
+    """The eval runner against a raw asyncio + httpx2 loop: ``cases`` cases of 3 tool steps,
+    50 at once, tracing and scoring on."""
+    samples: dict[str, list[dict[str, float]]] = {}
+    for _ in range(repeats):
+        for name in ("raw", "agentloop"):
+            samples.setdefault(name, []).append(
+                workload("eval", name, "--url", url, "-k", "3", "--cases", str(cases))
+            )
+    return {
+        name: {
+            "cases_per_s": summary([r["cases_per_s"] for r in rows]),
+            "cpu_ms_per_case": summary([r["cpu_ms_per_case"] for r in rows]),
+            "peak_rss_mib": summary([r["peak_rss_mib"] for r in rows]),
+        }
+        for name, rows in samples.items()
+    }
+
+
+def measure_scale(cases: int, latency: float) -> dict[str, Any]:
+    """``cases`` cases against a model that takes ``latency`` s per request: the local runner
+    in one process, and the Ray backend on two workers (a local cluster started for it)."""
+    with fake_server(latency) as url:
+        rows = {}
+        for name in ("agentloop", "ray"):
+            rows[name] = workload(
+                "eval", name, "--url", url, "-k", "3", "--cases", str(cases), "--workers", "2"
+            )
+    return rows
 
 
 REPLAY = """
@@ -237,6 +269,30 @@ def report(results: dict[str, Any]) -> str:
                 f"{fmt(row['peak_rss_mib'], 0)} | {vs:.2f}x |"
             )
     imports, rp = results["imports"], results["replay"]
+    ev = results["eval"]
+    lines += ["", f"## Evaluation ({results['eval_cases']} cases of 3 tool steps, 50 at once)", ""]
+    lines.append("| runner | cases/s | CPU ms per case (driver) | peak RSS MiB | vs raw |")
+    lines.append("|---|---|---|---|---|")
+    for name in ("raw", "agentloop"):
+        row = ev[name]
+        vs = ratio(row["cases_per_s"], ev["raw"]["cases_per_s"])
+        lines.append(
+            f"| {name} | {fmt(row['cases_per_s'], 1)} | {fmt(row['cpu_ms_per_case'])} | "
+            f"{fmt(row['peak_rss_mib'], 0)} | {vs:.2f}x |"
+        )
+    scale = results.get("scale")
+    if scale:
+        lines += [
+            "",
+            f"## Scale ({results['scale_cases']} cases, {results['scale_latency'] * 1000:.0f} ms "
+            "per model request, 50 at once per process)",
+            "",
+            "| runner | cases/s | driver peak RSS MiB |",
+            "|---|---|---|",
+        ]
+        for name, label in (("agentloop", "local (one process)"), ("ray", "ray (2 workers)")):
+            row = scale[name]
+            lines.append(f"| {label} | {row['cases_per_s']:.1f} | {row['peak_rss_mib']:.0f} |")
     lines += ["", "## Other", ""]
     lines.append(
         f"- replay of a {results['replay_steps']}-step trace (recorded tools): {fmt(rp, 3)} s"
@@ -272,7 +328,13 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool]]:
     speedup = ratio(tp[f"agentloop@{c}"]["runs_per_s"], tp[f"openai@{c}"]["runs_per_s"])
     imports = results["imports"]
     replay_s = results["replay"]["median"]
+    ev = results["eval"]
+    eval_gap = ratio(ev["raw"]["cases_per_s"], ev["agentloop"]["cases_per_s"])
     return [
+        (
+            f"eval runner within 1.3x of the raw loop's cases/s, tracing on ({eval_gap:.2f}x)",
+            eval_gap <= 1.3,
+        ),
         (
             f"agentloop per step at K={mid} <= 1.5x raw httpx ({ratio(al, httpx):.2f}x)",
             ratio(al, httpx) <= 1.5,
@@ -322,7 +384,12 @@ def main(argv: list[str] | None = None) -> int:
             "replay_steps": replay_steps,
             "per_step": measure_per_step(url, ks, repeats, runs=2 if args.quick else 30),
             "throughput": measure_throughput(url, concurrency, repeats),
+            "eval_cases": 20 if args.quick else 200,
         }
+        results["eval"] = measure_eval(url, results["eval_cases"], repeats)
+    if not args.quick:
+        results["scale_cases"], results["scale_latency"] = 10_000, 0.02
+        results["scale"] = measure_scale(results["scale_cases"], results["scale_latency"])
     results["replay"] = measure_replay(replay_steps, repeats)
     results["imports"] = measure_imports(repeats)
     results["local"] = measure_local(1 if args.quick else 5, 8 if args.quick else 96)

@@ -3,7 +3,8 @@
 POST /v1/chat/completions with model "k<K>" answers with a call to the ``add`` tool until the
 conversation holds K tool results, then with a final answer. It counts tool messages by
 substring instead of parsing JSON, so its own cost stays small and the same for every client.
-Run: ``python bench/server.py`` prints the port, then serves until killed.
+Run: ``python bench/server.py [LATENCY_S]`` prints the port, then serves until killed; with
+a latency, every answer waits that long first (a model that takes time, for the scale run).
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ SPANS_TAKEN = (
 )
 
 
+LATENCY = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
+
+
 async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while True:
@@ -73,6 +77,8 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 continue
             match = _MODEL.search(body)
             steps = int(match.group(1)) if match else 0
+            if LATENCY:
+                await asyncio.sleep(LATENCY)
             writer.write(TOOL_CALL if len(_TOOL_ROLE.findall(body)) < steps else ANSWER)
     except (asyncio.IncompleteReadError, ConnectionError):
         pass

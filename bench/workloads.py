@@ -39,10 +39,13 @@ def _add(arguments: str) -> str:
     return str(args["a"] + args["b"])
 
 
-async def httpx_runner(url: str) -> Run:
+async def httpx_runner(url: str, connections: int = 20) -> Run:
     import httpx2
 
-    client = httpx2.AsyncClient(base_url=url, headers={"Authorization": "Bearer x"})
+    limits = httpx2.Limits(
+        max_connections=max(connections, 100), max_keepalive_connections=connections
+    )
+    client = httpx2.AsyncClient(base_url=url, headers={"Authorization": "Bearer x"}, limits=limits)
 
     async def run(k: int) -> None:
         messages: list[dict[str, Any]] = [{"role": "user", "content": "add numbers"}]
@@ -160,16 +163,104 @@ async def throughput(name: str, url: str, k: int, concurrent: int) -> dict[str, 
     return {"runs_per_s": concurrent / elapsed, "peak_rss_mib": rss_mib}
 
 
+# -- evals: a dataset of cases, each a K-step tool loop, many at once --------------------------
+
+TOOLS_FILE = '''
+from agentloop import tool
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+'''
+
+
+def eval_files(url: str, k: int, cases: int) -> tuple[Path, Path]:
+    """An agent file (the bench model, the ``add`` tool) and a dataset of ``cases`` cases, in a
+    new temporary folder: what ``agentloop eval`` and the Ray backend take."""
+    folder = Path(tempfile.mkdtemp(prefix="agentloop-bench-eval-"))
+    (folder / "tools.py").write_text(TOOLS_FILE)
+    (folder / "agent.toml").write_text(
+        f'model = "openai:k{k}"\ntools = ["tools.py"]\n'
+        f'[model_options]\nbase_url = "{url}"\n[limits]\nmax_steps = {k + 2}\n'
+    )
+    case = {"input": "add numbers", "expected": "done"}
+    lines = [json.dumps({"id": f"c{i}", **case}) for i in range(cases)]
+    (folder / "cases.jsonl").write_text("\n".join(lines) + "\n")
+    return folder / "agent.toml", folder / "cases.jsonl"
+
+
+async def raw_eval(url: str, k: int, cases: int, concurrent: int) -> None:
+    """The floor: the same cases as a bare asyncio + httpx2 loop (no traces, no scoring), with
+    as many pooled connections as cases at once."""
+    run = await httpx_runner(url, connections=concurrent)
+    gate = asyncio.Semaphore(concurrent)
+
+    async def one() -> None:
+        async with gate:
+            await run(k)
+
+    await asyncio.gather(*(one() for _ in range(cases)))
+
+
+async def eval_mode(
+    name: str, url: str, k: int, cases: int, concurrent: int, workers: int
+) -> dict[str, float]:
+    """Cases per second through the eval runner (``agentloop``, or ``ray`` on ``workers``
+    workers of a local Ray cluster) or the raw loop, and the peak memory of this process (the
+    driver)."""
+    import httpx2  # noqa: F401  (imports happen before the clock starts, for both)
+
+    import agentloop.models.openai  # noqa: F401
+    from agentloop.evals import evaluate
+
+    agent, dataset = eval_files(url, k, cases)
+    started, cpu = time.perf_counter(), time.process_time()
+    if name == "raw":
+        await raw_eval(url, k, cases, concurrent)
+    else:
+        run = await evaluate(
+            dataset,
+            agent,
+            scorers=_scorers(),
+            run_dir=agent.parent / "run",
+            concurrency=concurrent,
+            **({"backend": "ray", "workers": workers} if name == "ray" else {}),
+        )
+        failed = [r.case_id for r in run.records if not r.passed]
+        if len(run.records) != cases or failed:
+            raise SystemExit(f"{len(run.records)} of {cases} cases ran; failed: {failed[:5]}")
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "cases_per_s": cases / elapsed,
+        "cpu_ms_per_case": cpu * 1000 / cases,
+        "peak_rss_mib": rss_mib,
+    }
+
+
+def _scorers() -> list[Any]:
+    from agentloop.evals.specs import parse_scorer
+
+    return parse_scorer("exact")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["per_step", "throughput"])
-    parser.add_argument("name", choices=sorted(RUNNERS))
+    parser.add_argument("mode", choices=["per_step", "throughput", "eval"])
+    parser.add_argument("name", choices=[*sorted(RUNNERS), "raw", "ray"])
     parser.add_argument("--url", required=True)
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--concurrent", type=int, default=50)
+    parser.add_argument("--cases", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    if args.mode == "per_step":
+    if args.mode == "eval":
+        result = asyncio.run(
+            eval_mode(args.name, args.url, args.k, args.cases, args.concurrent, args.workers)
+        )
+    elif args.mode == "per_step":
         result = asyncio.run(per_step(args.name, args.url, args.k, args.runs))
     else:
         result = asyncio.run(throughput(args.name, args.url, args.k, args.concurrent))

@@ -27,7 +27,13 @@ def test_bench_quick_prints_every_table(tmp_path: Path) -> None:
         timeout=230,
         check=True,
     )
-    for heading in ("## Per tool step", "## Concurrent runs", "## Other", "## Targets"):
+    for heading in (
+        "## Per tool step",
+        "## Concurrent runs",
+        "## Evaluation",
+        "## Other",
+        "## Targets",
+    ):
         assert heading in out.stdout
     clients = (
         "| httpx |",

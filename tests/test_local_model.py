@@ -20,7 +20,7 @@ import pytest
 
 from agentloop import Agent, ModelSettings, Tool, load_agent, read_trace
 from agentloop.errors import MaxStepsExceeded, UserError
-from agentloop.evals import Case, Dataset
+from agentloop.evals import Case, Dataset, evaluate
 from agentloop.evals.scorers import numeric
 from agentloop.models import infer_model
 from agentloop.models.local import LocalModel, bundled_model_path
@@ -137,6 +137,29 @@ async def test_concurrent_runs_share_one_loaded_model(local_model: LocalModel) -
     )
     assert all(r.stop_reason == "final_answer" for r in results)
     assert results[0].usage.input_tokens > 0
+
+
+@pytest.mark.timeout(600)  # loads a second instance; minutes on a busy machine
+async def test_concurrency_loads_instances_while_memory_allows(
+    local_model: LocalModel,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from agentloop.models import local
+
+    assert local_model.expect_concurrency(2) == 2  # 24 GiB here: room for a second instance
+    agents = [Agent(local_model, tools=[CALCULATOR], trace_dir=None) for _ in range(2)]
+    results = await asyncio.gather(*(a.run("What is 12 * 12?") for a in agents))
+    assert results[0].output == results[1].output  # two instances of one deterministic model
+
+    # Memory for nothing more: the eval keeps the two and says that its other requests queue.
+    monkeypatch.setattr(local, "available_memory", lambda: local.MEMORY_RESERVE + (100 << 20))
+    caplog.set_level("WARNING", logger="agentloop")
+    data = Dataset([Case(id="a", input="What is 2 + 2?", expected=4)])
+    await evaluate(data, agents[0], concurrency=4, run_dir=tmp_path / "run")
+    [warning] = [r.getMessage() for r in caplog.records if "queue" in r.getMessage()]
+    assert "serves 2 request(s) at once; with concurrency 4 the other requests queue" in warning
 
 
 def test_a_prompt_longer_than_the_context_is_a_typed_error() -> None:

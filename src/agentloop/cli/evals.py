@@ -18,11 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agentloop.cli._output import EXIT_OK, out, positive_int, say
+from agentloop.cli._output import EXIT_OK, add_model_options, out, positive_int, say
 from agentloop.cli.render import one_line, plural
 from agentloop.errors import UserError
 from agentloop.evals.comparison import Comparison, compare
-from agentloop.evals.runner import EvalProgress, EvalRun, evaluate, rescore
+from agentloop.evals.records import EvalProgress, EvalRun
+from agentloop.evals.runner import evaluate, rescore
 from agentloop.evals.scorers import Scorer
 from agentloop.evals.specs import parse_scorer
 from agentloop.evals.summary import Summary, summarize
@@ -66,6 +67,7 @@ def register(
         "--agent", metavar="FILE", action="append", default=[], help="an agent file (TOML)"
     )
     parser.add_argument("--model", help="a model string that replaces every agent's model")
+    add_model_options(parser)
     parser.add_argument(
         "--scorer", metavar="SPEC", action="append", default=[], help="a scorer (see below)"
     )
@@ -90,6 +92,27 @@ def register(
     parser.add_argument(
         "--replace", action="store_true", help="rescore: drop the old scores, keep only the new"
     )
+    parser.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="local: asyncio in this process (default); ray: cases spread over a Ray cluster "
+        "(pip install 'agentloop[ray]'), --concurrency cases at once per worker",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="the Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: RAY_ADDRESS, "
+        "else a new cluster on this machine)",
+    )
+    parser.add_argument(
+        "--workers", metavar="N", type=positive_int, help="Ray workers (default: one per CPU)"
+    )
+    parser.add_argument(
+        "--collect-traces",
+        action="store_true",
+        help="ship traces back to this machine through Ray's object store (no shared folder)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON on stdout")
     parser.set_defaults(handler=cmd_eval)
 
@@ -106,8 +129,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if len(words) != 2 or not args.scorer:
             raise UserError("usage: agentloop eval rescore RUN_DIR --scorer SPEC [...]")
         return _rescore(args, words[1])
+    if args.backend != "ray":
+        _only(args, "--backend local", allowed={*RUN_FLAGS, "resume", "replace"})
     if args.resume is not None:
-        _only(args, "--resume", allowed={"json", "concurrency", "resume"})
+        _only(args, "--resume", allowed={"json", "concurrency", "resume", *RAY_FLAGS})
         if words:
             raise UserError("--resume takes the run directory only; the dataset is recorded")
         return _resume(args)
@@ -122,6 +147,7 @@ def _only(args: argparse.Namespace, form: str, allowed: set[str]) -> None:
     given = {
         "agent": bool(args.agent),
         "model": args.model is not None,
+        "model-option": bool(args.model_options),
         "scorer": bool(args.scorer),
         "concurrency": args.concurrency != 4,
         "repeats": args.repeats != 1,
@@ -129,10 +155,40 @@ def _only(args: argparse.Namespace, form: str, allowed: set[str]) -> None:
         "out": args.out is not None,
         "resume": args.resume is not None,
         "replace": args.replace,
+        "backend": args.backend != "local",
+        "ray-address": args.ray_address is not None,
+        "workers": args.workers is not None,
+        "collect-traces": args.collect_traces,
     }
     extra = [name for name, used in given.items() if used and name not in allowed]
     if extra:
         raise UserError(f"--{extra[0]} does not apply to {form}")
+
+
+RAY_FLAGS = ("backend", "ray-address", "workers", "collect-traces")
+RUN_FLAGS = (
+    "json",
+    "agent",
+    "model",
+    "model-option",
+    "scorer",
+    "concurrency",
+    "repeats",
+    "timeout",
+    "out",
+)
+
+
+def _backend(args: argparse.Namespace) -> dict[str, Any]:
+    """The backend arguments of ``evaluate``, from the command line."""
+    if args.backend != "ray":
+        return {}
+    return {
+        "backend": "ray",
+        "ray_address": args.ray_address,
+        "workers": args.workers,
+        "collect_traces": args.collect_traces,
+    }
 
 
 def _scorers(specs: list[str]) -> list[Scorer]:
@@ -140,6 +196,8 @@ def _scorers(specs: list[str]) -> list[Scorer]:
 
 
 def _run(args: argparse.Namespace, dataset: Path) -> int:
+    if args.model_options and args.model is None:
+        raise UserError("--model-option needs --model (an agent file sets model_options itself)")
     scorers = _scorers(args.scorer)
     runs: list[EvalRun] = []
     several = len(args.agent) > 1
@@ -155,10 +213,12 @@ def _run(args: argparse.Namespace, dataset: Path) -> int:
             scorers=scorers,
             run_dir=run_dir,
             model=args.model,
+            model_options=dict(args.model_options),
             concurrency=args.concurrency,
             repeats=args.repeats,
             case_timeout=args.timeout,
             progress=progress,
+            **_backend(args),
         )
         runs.append(asyncio.run(coroutine))
         progress.end()
@@ -188,11 +248,13 @@ def _resume(args: argparse.Namespace) -> int:
         scorers=scorers,
         run_dir=args.resume,
         model=meta.model,
+        model_options=meta.model_options,
         concurrency=args.concurrency,
         repeats=meta.repeats,
         case_timeout=meta.timeout,
         resume=True,
         progress=progress,
+        **_backend(args),
     )
     run = asyncio.run(coroutine)
     progress.end()
@@ -241,8 +303,8 @@ def _report(args: argparse.Namespace, runs: list[EvalRun]) -> None:
 
 
 class _ProgressBar:
-    """``[#####.....] 12/20  pass 75%  errors 1`` on stderr: redrawn in place on a terminal,
-    otherwise a line every tenth of the way."""
+    """``[#####.....] 12/20  pass 75%  errors 1  3.2/s  ETA 0:03`` on stderr: redrawn in
+    place on a terminal, otherwise a line every tenth of the way."""
 
     WIDTH = 24
 
@@ -257,6 +319,10 @@ class _ProgressBar:
         bar = "#" * filled + "." * (self.WIDTH - filled)
         rate = f"{100 * p.passed / p.done:.0f}%" if p.done else "-"
         line = f"[{bar}] {p.done}/{p.total}  pass {rate}  errors {p.errors}"
+        if p.rate > 0:
+            line += f"  {p.rate:.1f}/s"
+        if p.eta_s is not None and p.done < p.total:
+            line += f"  ETA {_clock(p.eta_s)}"
         if self.tty:
             sys.stderr.write("\r" + line)
             sys.stderr.flush()
@@ -271,6 +337,13 @@ class _ProgressBar:
         if self.drawn:
             sys.stderr.write("\n")
             sys.stderr.flush()
+
+
+def _clock(seconds: float) -> str:
+    """``0:42``, ``12:05``, ``3:12:05``."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _pct(x: float) -> str:

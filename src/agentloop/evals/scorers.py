@@ -21,6 +21,7 @@ import json
 import re
 import string
 from collections.abc import Awaitable, Callable, Sequence
+from functools import cache
 from typing import Any, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -108,7 +109,10 @@ class BuiltinScorer:
         return f"{self.kind}:{json.dumps(options, sort_keys=True)}" if options else self.kind
 
     def __call__(self, case: Case, trace: Trace) -> Score:
-        options = {**self.options, **case.scorers.get(self.__name__, {})}
+        own = case.scorers.get(self.__name__)
+        if not own and type(self) is BuiltinScorer:  # checked when it was made
+            return KINDS[self.kind](case, trace, **self.options)
+        options = {**self.options, **(own or {})}
         _check_options(self.kind, options)
         return KINDS[self.kind](case, trace, **options)
 
@@ -116,18 +120,24 @@ class BuiltinScorer:
         return f"<scorer {self.spec}>"
 
 
-def _check_options(kind: str, options: dict[str, Any]) -> None:
+@cache
+def _settings(kind: str) -> tuple[list[str], list[str]]:
+    """A built-in's settings, and those without a default (read once: inspecting a signature
+    on every scored case showed in the eval runner's profile)."""
     params = inspect.signature(KINDS[kind]).parameters
     allowed = [p for p in params if p not in ("case", "trace")]
+    return allowed, [p for p in allowed if params[p].default is inspect.Parameter.empty]
+
+
+def _check_options(kind: str, options: dict[str, Any]) -> None:
+    allowed, required = _settings(kind)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ScorerError(
             f"scorer {kind!r} has no setting {unknown[0]!r}; its settings: "
             f"{', '.join(allowed) or 'none'}"
         )
-    missing = [
-        p for p in allowed if params[p].default is inspect.Parameter.empty and p not in options
-    ]
+    missing = [p for p in required if p not in options]
     if missing:
         raise ScorerError(f"scorer {kind!r} needs the setting {missing[0]!r}")
 

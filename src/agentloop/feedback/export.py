@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -24,7 +24,7 @@ from agentloop.errors import TraceError, first_problem
 from agentloop.feedback.critique import Critique, Rubric
 from agentloop.messages import AssistantMessage, Message
 from agentloop.models.openai import wire_message
-from agentloop.redaction import Redactor
+from agentloop.redaction import Redactor, default_redactor
 from agentloop.trace import Trace, read_trace
 
 # -- the formats -------------------------------------------------------------------------------
@@ -163,10 +163,16 @@ class Filters:
 
 
 def sft_export(traces: Iterable[Trace], filters: Filters = Filters()) -> Export:
-    """SFT examples from finished runs that pass ``filters``."""
+    """SFT examples from finished runs that pass ``filters``. A conversation is one
+    multi-turn example: its last turn among ``traces`` (which holds every earlier turn)."""
     export = Export()
+    traces = list(traces)
+    last_turns = _last_turns(traces)
     for trace in traces:
         reason = "the run did not finish" if trace.output is None else filters.reason_to_skip(trace)
+        conversation = trace.header.conversation
+        if not reason and conversation and last_turns.get(conversation.get("id")) != trace.run_id:
+            reason = "an earlier turn of a conversation (its last turn holds it)"
         if reason:
             export.skipped[reason] += 1
             continue
@@ -177,6 +183,19 @@ def sft_export(traces: Iterable[Trace], filters: Filters = Filters()) -> Export:
             example["tools"] = tools
         export.examples.append(example)
     return export
+
+
+def _last_turns(traces: list[Trace]) -> dict[Any, str]:
+    """Per conversation id: the run id of its latest finished turn among ``traces``."""
+    latest: dict[Any, tuple[int, str]] = {}
+    for trace in traces:
+        conversation = trace.header.conversation
+        if conversation and trace.output is not None:
+            turn = int(conversation.get("turn", 0))
+            key = conversation.get("id")
+            if key not in latest or turn > latest[key][0]:
+                latest[key] = (turn, trace.run_id)
+    return {key: run_id for key, (_, run_id) in latest.items()}
 
 
 def dpo_export(traces: Iterable[Trace]) -> Export:
@@ -214,15 +233,18 @@ def write_jsonl(
     export: Export,
     out: IO[str],
     kind: Literal["sft", "dpo"],
-    redact: Callable[[str], str] | None = None,
+    redact: Redactor | None = None,
+    *,
+    ensure_ascii: bool = False,
 ) -> int:
     """Redact, validate and write each example as one line; count the invalid ones in
-    ``export.skipped``. Returns how many lines were written."""
-    redact = redact or Redactor()
+    ``export.skipped``. Returns how many lines were written. ``ensure_ascii`` writes every
+    non-ASCII character as a JSON escape (what a terminal should get)."""
+    redact = redact or default_redactor()
     schema = SFTExample if kind == "sft" else DPOExample
     written = 0
     for example in export.examples:
-        line = redact(json.dumps(example, ensure_ascii=False))
+        line = json.dumps(redact.value(example), ensure_ascii=ensure_ascii)
         try:
             schema.model_validate_json(line)
         except ValidationError as exc:

@@ -7,12 +7,12 @@ the CLI's ``agentloop feedback`` does the same from a terminal. Each call append
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 from agentloop.errors import UserError
 from agentloop.events import FeedbackRecorded
+from agentloop.redaction import Redactor
 from agentloop.trace import annotate, read_trace
 
 
@@ -25,11 +25,12 @@ def add_feedback(
     step: int | None = None,
     user_id: str | None = None,
     source: str = "api",
-    redact: Callable[[str], str] | None = None,
+    redact: Redactor | None = None,
 ) -> FeedbackRecorded:
     """Record feedback on the run in ``trace``: at least one of ``rating``, ``comment`` or
     ``correction`` (what the final answer should have been). ``step`` says which step it is
-    about (from 0); ``redact`` masks secrets (default patterns otherwise)."""
+    about (from 0); ``redact`` masks secrets (otherwise the process's redactor: default
+    patterns and every secret registered with ``register_secrets``, as ``Agent`` does)."""
     if rating is None and not comment and correction is None:
         raise UserError("feedback needs a rating, a comment or a correction")
     if rating not in (None, "up", "down"):

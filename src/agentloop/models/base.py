@@ -42,6 +42,16 @@ class Model(ABC):
         """Values that must never be written anywhere (API keys); traces and logs mask them."""
         return []
 
+    async def aclose(self) -> None:  # noqa: B027 (a hook; most models hold nothing)
+        """Close what this model keeps open on the running event loop (connections); it can
+        still be used afterwards. Nothing to close by default."""
+
+    def expect_concurrency(self, requests: int) -> int:
+        """Get ready for ``requests`` requests at once (an eval's ``concurrency``): size a
+        connection pool, load model instances. Returns how many this model serves at once;
+        the rest wait their turn. Only ever grows what the model keeps ready."""
+        return requests
+
 
 _blocked = False
 

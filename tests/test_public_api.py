@@ -74,6 +74,7 @@ SUBPACKAGES = {
         "TraceDiff",
         "diff_traces",
         "replay",
+        "replay_stream",
         "replay_sync",
         "resume",
         "resume_sync",
@@ -117,6 +118,7 @@ SUBPACKAGES = {
         "revise_sync",
         "sft_export",
     ],
+    "agentloop.viewer": ["RunFilters", "TraceIndex", "create_app", "serve"],
 }
 
 

@@ -7,7 +7,7 @@ the layers: agent -> loop -> model and trace writer. Runtime layer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,3 +48,5 @@ class AgentSpec:
     run_observers: tuple[RunObserver, ...] = ()
     """Called with each run's trace header; each returns one more listener for the run's
     events (``Agent(otel=...)`` adds the OpenTelemetry span writer this way)."""
+    notices: tuple[Callable[[], list[str]], ...] = ()
+    """Asked between steps for news from the tool sources (MCP servers), recorded as warnings."""

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -241,7 +242,7 @@ def in_memory_trace(path: Path, events: Sequence[BaseEvent]) -> Trace:
     line of its file: what ``read_trace`` would return, without reading and validating every
     event again. The events are the run's own (not yet redacted) objects."""
     with path.open("rb") as file:
-        header = _read_header(path, file.readline())
+        header = parse_header(path, file.readline())
     held = cast("list[Event]", list(events))  # the run emits only Event types
     return Trace.model_construct(path=path, header=header, events=held, torn=False)
 
@@ -254,10 +255,7 @@ def read_trace(path: str | os.PathLike[str]) -> Trace:
     """Read a trace file. A torn last line is dropped (``Trace.torn``); anything else that is
     not a trace raises ``TraceError``; a newer format raises ``TraceFormatError``."""
     file = Path(path)
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise TraceError(f"cannot read trace {file}: {exc.strerror}") from None
+    data = _read_regular(file)
     lines = data.split(b"\n")
     torn = False
     if lines and lines[-1] == b"":
@@ -272,7 +270,7 @@ def read_trace(path: str | os.PathLike[str]) -> Trace:
                 f"{file}:{number}: a line of {len(line) // 2**20} MiB, more than the "
                 f"{MAX_LINE_BYTES // 2**20} MiB a trace line may hold; not a trace agentloop wrote"
             )
-    header = _read_header(file, lines[0])
+    header = parse_header(file, lines[0])
     events: list[Event] = []
     for number, line in enumerate(lines[1:], start=2):
         try:
@@ -287,6 +285,19 @@ def read_trace(path: str | os.PathLike[str]) -> Trace:
     return Trace(path=file, header=header, events=events, torn=torn)
 
 
+def read_header(path: str | os.PathLike[str]) -> TraceHeader:
+    """Only a trace's first line, its header: what a listing needs, without reading the events."""
+    file = Path(path)
+    try:
+        with file.open("rb") as handle:
+            line = handle.readline()
+    except OSError as exc:
+        raise TraceError(f"cannot read trace {file}: {exc.strerror}") from None
+    if not line.strip():
+        raise TraceError(f"{file} is empty, not an agentloop trace")
+    return parse_header(file, line)
+
+
 def iter_trace_files(trace_dir: str | os.PathLike[str]) -> Iterator[Path]:
     """Trace files in a folder, newest first."""
     folder = Path(trace_dir)
@@ -296,7 +307,27 @@ def iter_trace_files(trace_dir: str | os.PathLike[str]) -> Iterator[Path]:
     return iter(files)
 
 
-def _read_header(file: Path, line: bytes) -> TraceHeader:
+def _read_regular(file: Path) -> bytes:
+    """The bytes of ``file``, which must be a regular file: opened without blocking, so a FIFO
+    or a device named ``*.jsonl`` in a folder of traces cannot hang a command."""
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise TraceError(f"cannot read trace {file}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise TraceError(f"{file} is not a regular file; not an agentloop trace")
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            return handle.read()
+        except OSError as exc:
+            raise TraceError(f"cannot read trace {file}: {exc.strerror}") from None
+
+
+def parse_header(file: Path, line: bytes) -> TraceHeader:
+    """The header on a trace's first line; ``TraceError`` if it is not one, ``TraceFormatError``
+    if its format is newer than this agentloop reads."""
     try:
         raw = json.loads(line)
     except (ValueError, RecursionError):

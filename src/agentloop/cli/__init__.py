@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from agentloop import __version__
-from agentloop.cli import chat, evals, improve, replay, run, traces
+from agentloop.cli import chat, evals, improve, mcp, replay, run, traces, view
 from agentloop.cli._output import (
     EXIT_CANCELLED,
     EXIT_CODES,
@@ -96,4 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
     replay.register(commands, common)
     improve.register(commands, common)
     evals.register(commands, common)
+    view.register(commands, common)
+    mcp.register(commands, common)
     return parser

@@ -20,6 +20,7 @@ from typing import Any
 
 from agentloop.cli._output import EXIT_OK, add_model_options, out, positive_int, say
 from agentloop.cli.render import one_line, plural
+from agentloop.cli.run import add_mcp_options, mcp_servers
 from agentloop.errors import UserError
 from agentloop.evals.comparison import Comparison, compare
 from agentloop.evals.records import EvalProgress, EvalRun
@@ -71,6 +72,7 @@ def register(
     parser.add_argument(
         "--scorer", metavar="SPEC", action="append", default=[], help="a scorer (see below)"
     )
+    add_mcp_options(parser)
     parser.add_argument(
         "--concurrency", metavar="N", type=positive_int, default=4, help="cases at once (4)"
     )
@@ -159,6 +161,7 @@ def _only(args: argparse.Namespace, form: str, allowed: set[str]) -> None:
         "ray-address": args.ray_address is not None,
         "workers": args.workers is not None,
         "collect-traces": args.collect_traces,
+        "mcp": bool(args.mcp or args.mcp_url),
     }
     extra = [name for name, used in given.items() if used and name not in allowed]
     if extra:
@@ -176,6 +179,7 @@ RUN_FLAGS = (
     "repeats",
     "timeout",
     "out",
+    "mcp",
 )
 
 
@@ -219,6 +223,7 @@ def _run(args: argparse.Namespace, dataset: Path) -> int:
             case_timeout=args.timeout,
             progress=progress,
             **_backend(args),
+            mcp=mcp_servers(args),
         )
         runs.append(asyncio.run(coroutine))
         progress.end()

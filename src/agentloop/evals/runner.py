@@ -20,12 +20,13 @@ in ``results.jsonl`` are not run again. Summaries (``agentloop.evals.summary``),
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from agentloop._sync import blocking
 from agentloop.agent import Agent
@@ -51,6 +52,9 @@ from agentloop.models import infer_model
 from agentloop.models.base import Model
 from agentloop.trace import now_iso
 
+if TYPE_CHECKING:
+    from agentloop.mcp.server import MCPServer
+
 DEFAULT_ROOT = "runs"
 
 
@@ -74,6 +78,7 @@ async def evaluate(
     workers: int | None = None,
     collect_traces: bool = False,
     model_options: dict[str, Any] | None = None,
+    mcp: Sequence[MCPServer] = (),
 ) -> EvalRun:
     """Run ``agent`` (an ``Agent`` or an agent file) on every case of ``dataset`` (a
     ``Dataset`` or a JSONL file), ``repeats`` times, scoring each run with ``scorers``; a
@@ -83,7 +88,9 @@ async def evaluate(
     backend's options, recorded with it for a resume). ``run_dir`` defaults to a new folder under
     ``./runs``. With ``resume=True``, ``run_dir`` must hold an earlier run of the same agent
     version on the same dataset; only its unfinished attempts run. ``progress`` is called
-    after every attempt. Returns the run, read back from its directory.
+    after every attempt. ``mcp`` adds MCP servers to an agent file's; the agent's MCP servers
+    are opened once for the whole (local) eval, shared by its concurrent runs. Returns the run,
+    read back from its directory.
 
     ``backend="ray"`` spreads the cases over a Ray cluster (``agentloop[ray]``; see
     ``agentloop.evals.ray_backend``): ``agent`` must be an agent file and ``model`` a string, since
@@ -101,43 +108,54 @@ async def evaluate(
     if model_options and not isinstance(model, str):
         raise UserError("model_options go with a model string (model='openai:...')")
     _check_backend(backend, agent, model, ray_address, workers, collect_traces)
+    if mcp and backend == "ray":
+        raise UserError(
+            "mcp= servers stay in this process: with backend='ray', put them in "
+            "the agent file's [[mcp]] tables (every worker builds the agent)"
+        )
     cases, the_agent, folder, meta = _setup(
-        dataset, agent, scorers, run_dir, model, repeats, case_timeout, model_options or {}
+        dataset, agent, scorers, run_dir, model, repeats, case_timeout, model_options or {}, mcp
     )
-    done = _prepare(folder, meta, resume)
-    todo = [
-        (case, attempt)
-        for attempt in range(repeats)
-        for case in cases
-        if (case.id, attempt) not in done
-    ]
-    tally = Tally(len(cases) * repeats, done.values())
     try:
-        if backend == "ray":
-            from agentloop.evals.ray_backend import run_on_ray
+        async with contextlib.AsyncExitStack() as stack:
+            if backend == "local" and the_agent.tool_sources and not the_agent.is_open:
+                await stack.enter_async_context(the_agent)  # once for the whole eval; its
+                meta = meta.model_copy(  # version includes what its MCP servers serve
+                    update={"config_hash": the_agent.config_hash, "agent": the_agent.config()}
+                )
+            done = _prepare(folder, meta, resume)
+            todo = [
+                (case, attempt)
+                for attempt in range(repeats)
+                for case in cases
+                if (case.id, attempt) not in done
+            ]
+            tally = Tally(len(cases) * repeats, done.values())
+            if backend == "ray":
+                from agentloop.evals.ray_backend import run_on_ray
 
-            assert isinstance(agent, str | os.PathLike)
-            assert not isinstance(model, Model)
-            await run_on_ray(
-                folder=folder,
-                agent=the_agent,
-                agent_file=Path(agent),
-                model=model,
-                model_options=model_options or {},
-                scorers=scorers,
-                todo=todo,
-                tally=tally,
-                concurrency=concurrency,
-                case_timeout=case_timeout,
-                progress=progress,
-                address=ray_address,
-                workers=workers,
-                collect_traces=collect_traces,
-            )
-        else:
-            warn_if_queued(the_agent.model, concurrency)
-            runner = _Runner(folder, the_agent, cases, scorers, case_timeout, progress)
-            await runner.run_all(todo, concurrency, tally)
+                assert isinstance(agent, str | os.PathLike)
+                assert not isinstance(model, Model)
+                await run_on_ray(
+                    folder=folder,
+                    agent=the_agent,
+                    agent_file=Path(agent),
+                    model=model,
+                    model_options=model_options or {},
+                    scorers=scorers,
+                    todo=todo,
+                    tally=tally,
+                    concurrency=concurrency,
+                    case_timeout=case_timeout,
+                    progress=progress,
+                    address=ray_address,
+                    workers=workers,
+                    collect_traces=collect_traces,
+                )
+            else:
+                warn_if_queued(the_agent.model, concurrency)
+                runner = _Runner(folder, the_agent, cases, scorers, case_timeout, progress)
+                await runner.run_all(todo, concurrency, tally)
     finally:
         if the_agent is not agent:  # built here from the file: close what its model opened
             await the_agent.model.aclose()
@@ -181,14 +199,19 @@ def _setup(
     repeats: int,
     case_timeout: float | None,
     model_options: dict[str, Any],
+    mcp: Sequence[MCPServer] = (),
 ) -> tuple[Dataset, Agent, Path, EvalMeta]:
     """Read the dataset and the agent, check the scorers, and describe the run."""
     if isinstance(agent, Agent) and model is not None:
         raise UserError("model= replaces an agent file's model; for an Agent, set its model")
+    if isinstance(agent, Agent) and mcp:
+        raise UserError("mcp= adds to an agent file's MCP servers; for an Agent, give it tools")
     cases = dataset if isinstance(dataset, Dataset) else Dataset.from_jsonl(dataset)
     agent_file = None if isinstance(agent, Agent) else Path(agent)
     replacement = infer_model(model, **model_options) if isinstance(model, str) else model
-    the_agent = agent if isinstance(agent, Agent) else load_agent(Path(agent), model=replacement)
+    the_agent = (
+        agent if isinstance(agent, Agent) else load_agent(Path(agent), model=replacement, mcp=mcp)
+    )
     _check_scorers(scorers, cases)
     label = agent_file.stem if agent_file is not None else the_agent.name
     folder = Path(run_dir) if run_dir is not None else _new_run_dir(label, the_agent.config_hash)

@@ -29,6 +29,7 @@ import ssl
 import time
 import weakref
 from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
@@ -37,6 +38,7 @@ import httpx2
 import openai
 from pydantic import ValidationError
 
+from agentloop.deltas import StreamItem
 from agentloop.errors import (
     ContextWindowExceeded,
     ModelAuthError,
@@ -264,6 +266,42 @@ class OpenAIModel(Model):
         check_request_allowed(self.name, self.endpoint)
         body = {"model": self.name, "prompt": prompt, **self._sampling(settings)}
         return await self._send(self._completions_url, json.dumps(body).encode(), text=True)
+
+    async def request_stream(
+        self, messages: Sequence[Message], tools: Toolset, settings: ModelSettings
+    ) -> AsyncGenerator[StreamItem, None]:
+        """``request`` streamed: see ``models/openai_stream.py``."""
+        check_request_allowed(self.name, self.endpoint)
+        from agentloop.models import openai_stream
+
+        if not self.native_tools and tools:
+            from agentloop.models.protocol_stream import stream_json_actions
+
+            stream = stream_json_actions(self, messages, tools, settings, self.prompt_form)
+        else:
+            body = openai_stream.streamed(self._body(messages, tools, settings))
+            stream = openai_stream.stream_completion(self, self._url, body)
+        async with aclosing(stream):
+            async for item in stream:
+                yield item
+
+    async def complete_stream(
+        self, prompt: str, settings: ModelSettings
+    ) -> AsyncGenerator[StreamItem, None]:
+        """``complete`` streamed."""
+        check_request_allowed(self.name, self.endpoint)
+        from agentloop.models import openai_stream
+
+        body = {"model": self.name, "prompt": prompt, **self._sampling(settings)}
+        stream = openai_stream.stream_completion(
+            self,
+            self._completions_url,
+            openai_stream.streamed(json.dumps(body).encode()),
+            text=True,
+        )
+        async with aclosing(stream):
+            async for item in stream:
+                yield item
 
     async def _send(self, url: httpx2.URL, body: bytes, *, text: bool = False) -> ModelResponse:
         """Post ``body``, retrying transient failures; every failed try is recorded.

@@ -16,7 +16,7 @@ help:  ## list the targets
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=69"
 	$(BIN)/python -m pip install --quiet -e '.[dev,local,tools,ray,view,otel,mcp]'
 	touch $(STAMP)
 

@@ -107,6 +107,24 @@ def measure_throughput(url: str, concurrency: list[int], repeats: int) -> dict[s
     }
 
 
+STREAMERS = ["httpx-sse", "agentloop-stream"]
+
+
+def measure_stream(url: str, tokens: int, repeats: int, runs: int) -> dict[str, Any]:
+    """A streamed answer of ``tokens`` tokens: wall and CPU microseconds per token, and the
+    time to the first text delta, for a raw httpx2 SSE loop and ``OpenAIModel``."""
+    samples: dict[str, list[dict[str, float]]] = {}
+    for _ in range(repeats):
+        for name in STREAMERS:
+            samples.setdefault(name, []).append(
+                workload("stream", name, "--url", url, "-k", str(tokens), "--runs", str(runs))
+            )
+    return {
+        name: {key: summary([r[key] for r in rows]) for key in rows[0]}
+        for name, rows in samples.items()
+    }
+
+
 def measure_eval(url: str, cases: int, repeats: int) -> dict[str, Any]:
     """The eval runner against a raw asyncio + httpx2 loop: ``cases`` cases of 3 tool steps,
     50 at once, tracing and scoring on."""
@@ -268,6 +286,17 @@ def report(results: dict[str, Any]) -> str:
                 f"| {name} | {c} | {fmt(row['runs_per_s'], 1)} | "
                 f"{fmt(row['peak_rss_mib'], 0)} | {vs:.2f}x |"
             )
+    st = results["stream"]
+    lines += ["", f"## Streamed answer ({results['stream_tokens']} tokens)", ""]
+    lines.append("| client | wall µs/token | CPU µs/token | first delta ms | vs raw |")
+    lines.append("|---|---|---|---|---|")
+    for name in STREAMERS:
+        row = st[name]
+        vs = ratio(row["token_us"], st["httpx-sse"]["token_us"])
+        lines.append(
+            f"| {name} | {fmt(row['token_us'], 1)} | {fmt(row['cpu_token_us'], 1)} | "
+            f"{fmt(row['first_ms'], 2)} | {vs:.2f}x |"
+        )
     imports, rp = results["imports"], results["replay"]
     ev = results["eval"]
     lines += ["", f"## Evaluation ({results['eval_cases']} cases of 3 tool steps, 50 at once)", ""]
@@ -372,7 +401,18 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool]]:
             f"({imports['agentloop']['median']:.0f} ms)",
             imports["agentloop"]["median"] <= 150,
         ),
+        *_stream_targets(results["stream"]),
         *_local_target(results.get("local")),
+    ]
+
+
+def _stream_targets(stream: dict[str, Any]) -> list[tuple[str, bool]]:
+    ours, raw = stream["agentloop-stream"], stream["httpx-sse"]
+    per_token = ratio(ours["token_us"], raw["token_us"])
+    added = ours["first_ms"]["median"] - raw["first_ms"]["median"]
+    return [
+        (f"streamed, per token <= 1.5x a raw httpx2 SSE loop ({per_token:.2f}x)", per_token <= 1.5),
+        (f"streamed, time to first token < 0.5 ms over raw ({added:+.2f} ms)", added < 0.5),
     ]
 
 
@@ -401,8 +441,12 @@ def main(argv: list[str] | None = None) -> int:
             "per_step": measure_per_step(url, ks, repeats, runs=2 if args.quick else 30),
             "throughput": measure_throughput(url, concurrency, repeats),
             "eval_cases": 20 if args.quick else 200,
+            "stream_tokens": 20 if args.quick else 500,
         }
         results["eval"] = measure_eval(url, results["eval_cases"], repeats)
+        results["stream"] = measure_stream(
+            url, results["stream_tokens"], repeats, runs=2 if args.quick else 20
+        )
     if not args.quick:
         results["scale_cases"], results["scale_latency"] = 10_000, 0.02
         results["scale"] = measure_scale(results["scale_cases"], results["scale_latency"])

@@ -163,6 +163,90 @@ async def throughput(name: str, url: str, k: int, concurrent: int) -> dict[str, 
     return {"runs_per_s": concurrent / elapsed, "peak_rss_mib": rss_mib}
 
 
+StreamRun = Callable[[int], Awaitable[float]]
+"""Streams an answer of N tokens; returns the seconds until its first text delta."""
+
+
+async def httpx_sse_runner(url: str) -> StreamRun:
+    """The raw baseline: httpx2, a line loop, json.loads per event, the text collected."""
+    import httpx2
+
+    client = httpx2.AsyncClient(base_url=url, headers={"Authorization": "Bearer x"})
+    messages = [{"role": "user", "content": "say something"}]
+
+    async def run(tokens: int) -> float:
+        body = {"model": f"t{tokens}", "messages": messages, "stream": True}
+        started, first, text = time.perf_counter(), 0.0, []
+        async with client.stream("POST", "/chat/completions", json=body) as response:
+            async for line in response.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                data = line[6:]
+                if data == "[DONE]":
+                    break
+                chunk = json.loads(data)
+                if chunk["choices"]:
+                    content = chunk["choices"][0]["delta"].get("content")
+                    if content:
+                        if not first:
+                            first = time.perf_counter() - started
+                        text.append(content)
+        assert len(text) == tokens
+        return first
+
+    return run
+
+
+async def agentloop_stream_runner(url: str) -> StreamRun:
+    """agentloop: ``OpenAIModel.request_stream`` (decode, assemble, deltas, the response)."""
+    from agentloop import ModelSettings
+    from agentloop.deltas import TextDelta
+    from agentloop.messages import UserMessage
+    from agentloop.models import OpenAIModel
+    from agentloop.tools import Toolset
+
+    models: dict[int, Any] = {}
+    messages = [UserMessage(content="say something")]
+    tools, settings = Toolset(), ModelSettings()
+
+    async def run(tokens: int) -> float:
+        if tokens not in models:
+            models[tokens] = OpenAIModel(f"t{tokens}", base_url=url, api_key="x")
+        started, first, pieces = time.perf_counter(), 0.0, 0
+        async for item in models[tokens].request_stream(messages, tools, settings):
+            if isinstance(item, TextDelta):
+                if not first:
+                    first = time.perf_counter() - started
+                pieces += 1
+        assert pieces == tokens
+        return first
+
+    return run
+
+
+STREAM_RUNNERS: dict[str, Callable[[str], Awaitable[StreamRun]]] = {
+    "httpx-sse": httpx_sse_runner,
+    "agentloop-stream": agentloop_stream_runner,
+}
+
+
+async def stream(name: str, url: str, tokens: int, runs: int) -> dict[str, float]:
+    """Per-token wall time of streamed answers, and the median time to the first delta."""
+    run = await STREAM_RUNNERS[name](url)
+    await run(tokens)  # warm up
+    firsts: list[float] = []
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(runs):
+        firsts.append(await run(tokens))
+    count = runs * tokens
+    firsts.sort()
+    return {
+        "token_us": (time.perf_counter() - wall) * 1e6 / count,
+        "cpu_token_us": (time.process_time() - cpu) * 1e6 / count,
+        "first_ms": firsts[len(firsts) // 2] * 1000,
+    }
+
+
 # -- evals: a dataset of cases, each a K-step tool loop, many at once --------------------------
 
 TOOLS_FILE = '''
@@ -247,8 +331,8 @@ def _scorers() -> list[Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["per_step", "throughput", "eval"])
-    parser.add_argument("name", choices=[*sorted(RUNNERS), "raw", "ray"])
+    parser.add_argument("mode", choices=["per_step", "throughput", "eval", "stream"])
+    parser.add_argument("name", choices=[*sorted([*RUNNERS, *STREAM_RUNNERS]), "raw", "ray"])
     parser.add_argument("--url", required=True)
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--runs", type=int, default=10)
@@ -256,7 +340,9 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    if args.mode == "eval":
+    if args.mode == "stream":
+        result = asyncio.run(stream(args.name, args.url, args.k, args.runs))
+    elif args.mode == "eval":
         result = asyncio.run(
             eval_mode(args.name, args.url, args.k, args.cases, args.concurrent, args.workers)
         )

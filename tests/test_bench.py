@@ -31,6 +31,7 @@ def test_bench_quick_prints_every_table(tmp_path: Path) -> None:
         "## Per tool step",
         "## Concurrent runs",
         "## Evaluation",
+        "## Streamed answer",
         "## Other",
         "## Targets",
     ):
@@ -41,6 +42,8 @@ def test_bench_quick_prints_every_table(tmp_path: Path) -> None:
         "| agentloop |",
         "| agentloop-notrace |",
         "| agentloop-otel |",
+        "| httpx-sse |",
+        "| agentloop-stream |",
     )
     for client in clients:
         assert client in out.stdout

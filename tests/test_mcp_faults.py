@@ -36,8 +36,11 @@ def calls(*items: tuple[str, dict[str, Any]]) -> ModelResponse:
 
 
 def tool_results(path: Path | None) -> list[Any]:
+    """The run's tool results in call order (step, then the call's place in the step): the
+    trace records them as they finish."""
     assert path is not None
-    return [e for e in read_trace(path).events if e.type == "tool_result"]
+    found = [e for e in read_trace(path).events if e.type == "tool_result"]
+    return sorted(found, key=lambda e: (e.step, int(e.call_id.rsplit("_", 1)[-1])))
 
 
 async def test_a_crash_mid_call_names_the_server_and_the_next_call_restarts_it(

@@ -507,3 +507,20 @@ def test_agent_files_and_the_run_command_switch_spans_on(
     names = [s.name for s in exporter.get_finished_spans()]
     assert names == ["chat fake-model", "invoke_agent agent"]
     assert "hi there" in capsys.readouterr().out
+
+
+def test_the_turns_of_a_conversation_share_its_id(
+    tmp_path: Path, memory: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    from agentloop.conversation import Conversation
+
+    provider, exporter = memory
+    agent = Agent(ScriptedModel(["hello", "again"]), trace_dir=tmp_path, otel=provider)
+    talk = Conversation(agent, "chat-42")
+    talk.run_sync("hi")
+    talk.run_sync("and now?")
+    spans = exporter.get_finished_spans()
+    roots = [s for s in spans if s.parent is None]
+    assert [attrs(r)["agentloop.conversation.turn"] for r in roots] == [0, 1]
+    assert {attrs(s)["gen_ai.conversation.id"] for s in spans} == {"chat-42"}
+    assert len({r.context.trace_id for r in roots}) == 2  # a trace per run, one id per talk

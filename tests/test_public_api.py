@@ -74,6 +74,7 @@ SUBPACKAGES = {
         "TraceDiff",
         "diff_traces",
         "replay",
+        "replay_stream",
         "replay_sync",
         "resume",
         "resume_sync",

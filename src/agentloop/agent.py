@@ -37,6 +37,7 @@ from agentloop.redaction import Redactor, register_secrets
 from agentloop.result import OutputT, RunResult
 from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, Price, RunLimits, UseAgentDefault
 from agentloop.spec import AgentSpec
+from agentloop.streaming import AgentStream, SyncAgentStream
 from agentloop.tools import SourcedTools, Tool, Toolset, ToolSource
 from agentloop.trace import RunObserver
 from agentloop.types import JSONObject, ToolErrorPolicy
@@ -372,6 +373,17 @@ class Agent(Generic[OutputT]):
         """Watch a run event by event: ``async with agent.iter(task) as run: async for e in
         run``. Leaving the block early cancels the run (recorded as ``run_cancelled``)."""
         return AgentRun(self, task, kwargs)
+
+    def stream(self, task: str, **kwargs: Any) -> AgentStream[RunResult[OutputT]]:
+        """Watch a run as it happens, the answer's text included: ``async with
+        agent.stream(task) as run: async for event in run``, then ``run.result()``. Takes
+        ``run``'s arguments; see ``agentloop.streaming``."""
+        listener = kwargs.pop("listener", None)
+        return AgentStream(lambda seen: self.run(task, listener=seen, **kwargs), listener)
+
+    def stream_sync(self, task: str, **kwargs: Any) -> SyncAgentStream[RunResult[OutputT]]:
+        """Blocking ``stream``: ``with agent.stream_sync(task) as run: for event in run``."""
+        return SyncAgentStream(self.stream(task, **kwargs))
 
 
 class AgentRun(Generic[OutputT]):

@@ -28,6 +28,7 @@ from agentloop.actions import (
 )
 from agentloop.budget import Budget
 from agentloop.context import ConversationTurn, set_run_context
+from agentloop.deltas import delta_listener
 from agentloop.dispatch import OutcomeListener, ToolAborted, ToolOutcome, ToolRunner, run_tool_calls
 from agentloop.errors import (
     AgentLoopError,
@@ -132,6 +133,7 @@ class Run(Steered):
         self.step = self.seq = self.tool_calls = self.mistakes = 0
         self.requests = 0  # model requests made, the run's "steps" in results and traces
         self.usage = Usage()
+        self.on_delta = delta_listener.get()
         self.pending: set[str] = set()
         self.started = time.perf_counter()
         self.writer: TraceWriter | None = None

@@ -170,6 +170,23 @@ class Redactor:
             return MASK  # a mask next to text that spells the secret again
         return text
 
+    def settled(self, text: str) -> int:
+        """For text still streaming in (already passed through this redactor): how much of
+        its start can be shown now. A secret may continue in the text to come, so this stops
+        before the last word, before the start of any known secret the text ends with, and
+        before the last line if it mentions a secret-shaped key (``password: ...``)."""
+        line_start = text.rfind("\n") + 1
+        if (self._defaults and _may_hold_secret(text[line_start:])) or self._patterns:
+            end = line_start
+        else:
+            end = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t")) + 1
+        for secret in self._secret_forms()[0]:
+            for size in range(min(len(secret) - 1, len(text)), 0, -1):
+                if text.endswith(secret[:size]):
+                    end = min(end, len(text) - size)
+                    break
+        return end
+
     def _nested_json(self, text: str, depth: int) -> str:
         """JSON text inside a value (a model's raw arguments) can spell a secret with escapes
         (``\\u0073``); decode it, redact its values, and re-encode it if anything changed."""

@@ -15,6 +15,7 @@ model file, the recorded ``settings.extra`` and limits.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Iterator
@@ -35,16 +36,19 @@ from agentloop.cli._output import (
 )
 from agentloop.cli.render import block, event_lines, one_line
 from agentloop.cli.run import add_mcp_options, mcp_servers, run_and_report
+from agentloop.cli.streamed import TextPrinter, show_stream
 from agentloop.cli.traces import find_trace
 from agentloop.errors import UserError
 from agentloop.events import ModelRequested
 from agentloop.loading import load_tools
 from agentloop.mcp.server import MCPServer
+from agentloop.redaction import Redactor
 from agentloop.replay.recording import Recording
 from agentloop.replay.runner import (
     agent_from_trace,
     model_for,
     recorded_model,
+    replay_stream,
     replay_sync,
     resume,
 )
@@ -96,6 +100,16 @@ def register(
         "--step",
         action="store_true",
         help="walk the recorded run one step at a time (Enter for the next, q to stop)",
+    )
+    replaying.add_argument(
+        "--stream",
+        action="store_true",
+        help="show the recorded text on stderr as a stream, word by word, as the replay runs",
+    )
+    replaying.add_argument(
+        "--pace",
+        action="store_true",
+        help="stream at the recorded pace (time to first token, generation time); implies --stream",
     )
     replaying.add_argument("--json", action="store_true", help="print the report as JSON")
     replaying.set_defaults(handler=cmd_replay)
@@ -177,15 +191,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     wants_model = args.live_model or args.fork_at is not None
     changed = _gives_tools(args) or args.model or args.instructions is not None or args.agent
     agent = _agent(source, args, live_model=wants_model) if (live or changed) else None
-    result = replay_sync(
-        source,
-        agent,
-        tools="live" if args.live_tools else "recorded",
-        model="live" if args.live_model else "recorded",
-        fork_at=args.fork_at,
-        strict=not args.lenient,
-        trace_dir=args.trace_dir,
-    )
+    options: dict[str, Any] = {
+        "tools": "live" if args.live_tools else "recorded",
+        "model": "live" if args.live_model else "recorded",
+        "fork_at": args.fork_at,
+        "strict": not args.lenient,
+        "trace_dir": args.trace_dir,
+    }
+    if args.stream or args.pace:
+        stream = replay_stream(source, agent, pace=args.pace, **options)
+        result = asyncio.run(show_stream(stream, TextPrinter(Redactor(), sys.stderr)))
+    else:
+        result = replay_sync(source, agent, **options)
     if result.trace_path is not None:
         say(f"replay trace: {escape(str(result.trace_path))}")
     if args.json:

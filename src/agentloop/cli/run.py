@@ -30,6 +30,7 @@ from agentloop.cli._output import (
     say,
 )
 from agentloop.cli.render import event_lines, plural, result_json, usage_json, usage_text
+from agentloop.cli.streamed import TextPrinter, streamed_run
 from agentloop.errors import AgentLoopError, TraceError, UserError
 from agentloop.events import BaseEvent, EventListener, RunCancelled, RunFailed, RunFinished
 from agentloop.loading import load_tools
@@ -53,7 +54,8 @@ def register(
         "run",
         parents=[common],
         help="run an agent on a task",
-        description="Run an agent on TASK. The final answer goes to stdout; each step is\n"
+        description="Run an agent on TASK. The model's text goes to stdout as it is written\n"
+        "(with --no-stream or --json: the final answer once complete); each step is\n"
         "reported on stderr as it happens. The run's trace is written to --trace-dir.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -63,7 +65,12 @@ def register(
     run.add_argument(
         "--json",
         action="store_true",
-        help="print a JSON result object on stdout instead of the answer",
+        help="print a JSON result object on stdout instead of the answer (never streamed)",
+    )
+    run.add_argument(
+        "--no-stream",
+        action="store_true",
+        help="print the answer once it is complete, not as the model writes it",
     )
     run.set_defaults(handler=cmd_run)
 
@@ -115,7 +122,10 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the agent, printing progress to stderr and the answer (or JSON) to stdout."""
     agent = build_agent(args)
-    return run_and_report(args, agent, lambda listener: agent.run(args.task, listener=listener))
+    if args.json or args.no_stream:
+        return run_and_report(args, agent, lambda listener: agent.run(args.task, listener=listener))
+    args.printer = TextPrinter(agent.redact)
+    return run_and_report(args, agent, streamed_run(agent, args.task, args.printer))
 
 
 def build_agent(args: argparse.Namespace) -> Agent:
@@ -138,7 +148,10 @@ def build_agent(args: argparse.Namespace) -> Agent:
             mcp=mcp_servers(args),
             **otel,
         )
-        say(f"agent {escape(args.agent)}, version {agent.config_hash}")
+        # With MCP servers, the version also covers what they serve: known once they are open
+        # (the trace header has it).
+        pending = " before its MCP servers' tools" if agent.tool_sources else ""
+        say(f"agent {escape(args.agent)}, version {agent.config_hash}{pending}")
     elif args.model is None:
         raise UserError("give --model MODEL or --agent FILE")
     else:
@@ -273,14 +286,18 @@ def _report_finished(args: argparse.Namespace, agent: Agent, result: RunResult) 
         f"{usage_text(result.usage)}, {result.duration_s:.2f} s"
     )
     say(f"trace: {escape(str(result.trace_path))}")
+    printer = getattr(args, "printer", None)
     if args.json:
         _emit_json(agent, result_json(result))
-    else:
+    elif printer is None or not printer.output_shown:
         out(escape(agent.redact(result.output or "")))
     return EXIT_OK
 
 
 def _report_failed(args: argparse.Namespace, agent: Agent, exc: AgentLoopError) -> int:
+    printer = getattr(args, "printer", None)
+    if printer is not None:  # text streamed before the failure: end its line, keep no more
+        printer.end_line()
     reason = exc.partial.stop_reason if exc.partial else "error"
     say(f"error: run failed ({reason}): {escape(agent.redact(message(exc)))}")
     if exc.trace_path is not None:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from agentloop.errors import TraceError, first_problem
 from agentloop.feedback.critique import Critique, Rubric
 from agentloop.messages import AssistantMessage, Message
-from agentloop.models.openai import wire_message
+from agentloop.models.openai_wire import wire_message
 from agentloop.redaction import Redactor, default_redactor
 from agentloop.trace import Trace, read_trace
 

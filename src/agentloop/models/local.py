@@ -24,11 +24,13 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from agentloop.deltas import StreamItem
 from agentloop.errors import ContextWindowExceeded, ModelResponseError, UserError
 from agentloop.messages import Message, ModelResponse, ToolMessage, Usage
 from agentloop.models import protocol
@@ -160,6 +162,19 @@ class LocalModel(Model):
         structured = settings.json_schema is not None and not tools
         return self._response(raw, messages, latency_ms, structured=structured)
 
+    async def request_stream(
+        self, messages: Sequence[Message], tools: Toolset, settings: ModelSettings
+    ) -> AsyncGenerator[StreamItem, None]:
+        """``request``, the tokens passed on as llama.cpp generates them (for the JSON action
+        protocol: the answer's text); see ``models/local_stream.py``."""
+        from agentloop.models.local_stream import stream_local
+
+        pool = await asyncio.to_thread(_pool, self._file(), self.context_size, self.threads)
+        stream = stream_local(self, pool, messages, tools, settings)
+        async with aclosing(stream):
+            async for item in stream:
+                yield item
+
     def _may_answer(self, messages: Sequence[Message]) -> bool:
         return not self.tool_first or any(isinstance(m, ToolMessage) for m in messages)
 
@@ -262,12 +277,16 @@ class _Pool:
         self.free.put(self.engines[0])
         self.lock = threading.Lock()
 
-    def call(self, form: PromptForm, body: dict[str, Any]) -> Any:
+    def call(
+        self, form: PromptForm, body: dict[str, Any], on_chunk: Callable[[Any], bool] | None = None
+    ) -> Any:
+        """The response, or with ``on_chunk`` (and ``"stream": true``) each chunk passed to it
+        as it is generated; ``on_chunk`` returning ``True`` stops the generation."""
         engine = self.free.get()
         try:
-            if form == "chat":
-                return engine.server.handle_chat_completions(body)
-            return engine.server.handle_completions(body)
+            server = engine.server
+            handle = server.handle_chat_completions if form == "chat" else server.handle_completions
+            return handle(body) if on_chunk is None else handle(body, on_chunk)
         finally:
             self.free.put(engine)
 

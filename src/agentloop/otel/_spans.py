@@ -105,8 +105,8 @@ class SpanWriter:
         # Redacting the header costs a dump and a parse: only when something from it is shown.
         empty: dict[str, Any] = {"metadata": {}, "task": "", "agent": {}}
         visible = _redacted(redact, header) if capture_content or header.metadata else empty
-        conversation = str(visible["metadata"].get("conversation_id", header.run_id))
-        self._conversation = {sc.CONVERSATION_ID: conversation}
+        turn = header.conversation or {}
+        self._conversation = {sc.CONVERSATION_ID: str(turn.get("id") or header.run_id)}
         self._request = sc.request_attributes(agent)
         self._chat_name = f"chat {self._request[sc.REQUEST_MODEL]}"[:MAX_NAME]
         attributes: dict[str, Any] = {
@@ -118,6 +118,8 @@ class SpanWriter:
             "agentloop.config_hash": header.config_hash,
             **self._conversation,
         }
+        if "turn" in turn:
+            attributes["agentloop.conversation.turn"] = turn["turn"]
         for key, value in visible["metadata"].items():
             if isinstance(value, str | bool | int | float):
                 attributes[f"agentloop.metadata.{key}"] = value

@@ -28,17 +28,25 @@ from agentloop.errors import (
     UserError,
     first_problem,
 )
-from agentloop.events import EventListener
+from agentloop.events import BaseEvent, EventListener, RunCancelled
+from agentloop.messages import Usage
 from agentloop.models.base import Model
 from agentloop.observations import MISTAKES
 from agentloop.output import OutputSpec
 from agentloop.replay.divergence import Divergence, config_divergences
 from agentloop.replay.recorded_hooks import recorded_hooks
-from agentloop.replay.recording import Checker, Recording, ReplayModel, ReplayTools
+from agentloop.replay.recording import (
+    Checker,
+    RecordedCancellation,
+    Recording,
+    ReplayModel,
+    ReplayTools,
+)
 from agentloop.result import RunResult
 from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, RunLimits, UseAgentDefault
+from agentloop.streaming import AgentStream
 from agentloop.tools import Tool, ToolSource
-from agentloop.trace import Trace, read_trace
+from agentloop.trace import Trace, read_trace, trace_path
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,7 @@ async def replay(
     strict: bool = True,
     trace_dir: str | Path | UseAgentDefault | None = USE_AGENT_DEFAULT,
     listener: EventListener | None = None,
+    pace: bool = False,
 ) -> ReplayResult:
     """Run a recorded trace again and report where the run departs from it.
 
@@ -87,7 +96,9 @@ async def replay(
     with the recorded ones. ``fork_at=k`` serves steps before ``k`` from the recording and
     continues live with the agent given, with no comparison. ``strict`` stops at the first
     step divergence; ``strict=False`` notes them all. The replay writes its own trace naming
-    its parent.
+    its parent. Streamed (``replay_stream``), recorded responses arrive as deltas, at once or
+    with ``pace`` at the recorded pace. A recording that was cancelled replays to
+    ``run_cancelled`` (stop reason ``cancelled``).
     """
     if agent is not None and agent.tool_sources and not agent.is_open:
         async with agent:  # its MCP servers, open for the whole replay (and its config)
@@ -121,6 +132,7 @@ async def replay(
         compare_live=model == "live",
         checker=checker,
         skip_tool_inputs=tools == "live",
+        pace=pace,
     )
     runner = ReplayTools(
         recording, agent, tools, live_from=fork_at, checker=checker, check_calls=not offline
@@ -151,6 +163,23 @@ async def replay(
 
 
 replay_sync = blocking(replay)
+
+
+def replay_stream(
+    trace: Trace | str | Path,
+    agent: Agent | None = None,
+    *,
+    pace: bool = False,
+    listener: EventListener | None = None,
+    **options: Any,
+) -> AgentStream[ReplayResult]:
+    """``replay`` watched as it happens, like ``Agent.stream``: ``async with
+    replay_stream(trace, pace=True) as run: async for event in run``, then ``run.result()``
+    (a ``ReplayResult``). The recorded text arrives word by word, at once or with ``pace`` at
+    the recorded pace: a streaming consumer tested offline against a real trace."""
+    return AgentStream(
+        lambda seen: replay(trace, agent, pace=pace, listener=seen, **options), listener
+    )
 
 
 async def resume(
@@ -400,6 +429,14 @@ async def _run(
     trace_dir: str | Path | UseAgentDefault | None,
     listener: EventListener | None,
 ) -> tuple[RunResult | None, AgentLoopError | None]:
+    ended_as: list[str] = []
+
+    def watch(event: BaseEvent) -> None:
+        if isinstance(event, RunCancelled):
+            ended_as.append(event.run_id)
+        if listener is not None:
+            listener(event)
+
     try:
         result = await agent.run(
             source.header.task,
@@ -409,10 +446,24 @@ async def _run(
             parent=parent,
             trace_dir=trace_dir,
             metadata=source.header.metadata,
-            listener=listener,
+            listener=watch,
         )
     except AgentLoopError as exc:
         return exc.partial, exc
+    except RecordedCancellation:  # the recording was cancelled here; so is its replay
+        folder = agent.trace_dir if isinstance(trace_dir, UseAgentDefault) else trace_dir
+        ended = ended_as[-1] if ended_as else None
+        path = trace_path(Path(folder), ended) if folder is not None and ended else None
+        cancelled = RunResult(
+            output=None,
+            stop_reason="cancelled",
+            steps=model.served,
+            usage=Usage(),
+            trace_path=path,
+            messages=[],
+            run_id=ended or "",
+        )
+        return cancelled, None
     return result, None
 
 

@@ -171,8 +171,8 @@ def make_retrieve_tool(
     def search_docs(query: str, max_passages: int = 5) -> str:
         """Search the local documents; returns passages, each after its [source: <id>] tag.
 
-        Answer from these passages only, and cite each one you use by copying its tag, e.g.
-        "Otters hold hands while sleeping [source: otters.md#2]."
+        Answer from these passages only, and cite each one you use by copying its tag right
+        after the sentence that uses it, e.g. "<your sentence> [source: <file>#<n>]".
 
         Args:
             query: Words to look for.

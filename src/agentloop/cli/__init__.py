@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from agentloop import __version__
-from agentloop.cli import evals, improve, replay, run, traces
+from agentloop.cli import dataset, evals, improve, replay, run, traces
 from agentloop.cli._output import (
     EXIT_CANCELLED,
     EXIT_CODES,
@@ -88,4 +88,5 @@ def build_parser() -> argparse.ArgumentParser:
     replay.register(commands, common)
     improve.register(commands, common)
     evals.register(commands, common)
+    dataset.register(commands, common)
     return parser

@@ -15,6 +15,7 @@ from typing import Any
 
 from agentloop.events import (
     BaseEvent,
+    FeedbackRecorded,
     ModelRequested,
     ModelResponded,
     RunCancelled,
@@ -24,6 +25,7 @@ from agentloop.events import (
     ToolCallRequested,
     ToolResultRecorded,
 )
+from agentloop.feedback.signals import feedback_counts
 from agentloop.messages import Usage
 from agentloop.result import RunResult
 from agentloop.terminal import escape
@@ -111,7 +113,20 @@ def event_lines(event: BaseEvent, limit: int | None = PROGRESS_LIMIT) -> list[st
         return [f"{INDENT}warning ({escape(event.kind)}): {one_line(event.message, limit)}"]
     if isinstance(event, RunFinished | RunFailed | RunCancelled):
         return terminal_lines(event, limit)
+    if isinstance(event, FeedbackRecorded):
+        return _feedback_lines(event, limit)
     return []
+
+
+def _feedback_lines(event: FeedbackRecorded, limit: int | None) -> list[str]:
+    kinds = [k for k in (event.rating, event.signal) if k]
+    who = f" from {one_line(event.user_id, 40)}" if event.user_id else ""
+    lines = [f"feedback{who} ({escape(event.source)}): {', '.join(kinds) or 'comment'}"]
+    if event.comment:
+        lines += block("comment", event.comment, limit)
+    if event.correction is not None:
+        lines += block("correction", event.correction, limit)
+    return lines
 
 
 def _response_lines(event: ModelResponded, limit: int | None) -> list[str]:
@@ -283,6 +298,9 @@ def trace_lines(trace: Trace, limit: int | None = SHOW_LIMIT) -> Iterator[str]:
         yield f"tools    {one_line(', '.join(tools), 500)}"
     if header.parent:
         yield f"parent   {one_line(str(header.parent), 200)}"
+    counts = feedback_counts([trace])
+    if counts:
+        yield "feedback " + ", ".join(f"{escape(k)} {v}" for k, v in counts.items())
     instructions = header.agent.get("instructions")
     if instructions:
         yield from block("instructions", str(instructions), limit, indent="")

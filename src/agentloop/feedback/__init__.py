@@ -17,7 +17,7 @@ from agentloop.feedback.critique import (
     revise,
     revise_sync,
 )
-from agentloop.feedback.export import Filters, dpo_export, sft_export
+from agentloop.feedback.export import Filters, dpo_export, sft_export, write_jsonl
 from agentloop.feedback.human import add_feedback
 
 __all__ = [
@@ -33,4 +33,5 @@ __all__ = [
     "revise",
     "revise_sync",
     "sft_export",
+    "write_jsonl",
 ]

@@ -79,6 +79,8 @@ SUBPACKAGES = {
         "Score",
         "Scorer",
         "Summary",
+        "cases_from_traces",
+        "citations",
         "compare",
         "contains",
         "evaluate",
@@ -108,6 +110,7 @@ SUBPACKAGES = {
         "revise",
         "revise_sync",
         "sft_export",
+        "write_jsonl",
     ],
 }
 

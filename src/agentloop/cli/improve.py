@@ -129,7 +129,7 @@ def cmd_critique(args: argparse.Namespace) -> int:
             raise UserError("--revise runs the agent again: pass --tools PATH for its tools")
         agent = agent_from_trace(source, model=model, tools=tools)
         agent.trace_dir = Path(args.trace_dir)
-        revision = revise_sync(source, agent, judge, args.rubric)
+        revision = revise_sync(source, agent, judge, args.rubric, progress=_progress)
         say(f"revised run: {escape(str(revision.trace_path))}")
         result = revision.original
         say(
@@ -137,7 +137,7 @@ def cmd_critique(args: argparse.Namespace) -> int:
             f"{revision.revised.overall:.2f}; the judge prefers the {revision.preferred} run"
         )
     else:
-        result = critique_sync(path, judge, args.rubric)
+        result = critique_sync(path, judge, args.rubric, progress=_progress)
     if args.json:
         out(json.dumps({**result.critique.model_dump(), "overall": result.overall}))
         return EXIT_OK
@@ -151,6 +151,10 @@ def cmd_critique(args: argparse.Namespace) -> int:
     if found.revised_answer:
         out(f"revised answer: {escape(found.revised_answer)}")
     return EXIT_OK
+
+
+def _progress(line: str) -> None:
+    say(escape(line))
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:

@@ -1,10 +1,10 @@
 """Evaluation: run an agent over a dataset of cases, score every run, summarize and compare.
 
-Holds ``runner`` (``evaluate``/``rescore`` and their ``_sync`` doors), ``datasets`` (cases
-from JSONL), ``from_traces`` (cases from recorded runs), ``scorers`` (the built-ins and the scorer protocol), ``judge`` (the model-judged
-scorer), ``specs`` (scorers named on the command line), ``stats``, ``summary`` and
-``comparison`` (two agent versions, with significance). Evals layer: imports everything below
-it (runtime, models, replay, feedback), never the CLI or the viewer.
+Holds ``runner`` (``evaluate``/``rescore`` and their ``_sync`` doors), ``datasets`` (cases from
+JSONL), ``from_traces`` (cases from recorded runs), ``scorers`` (the built-ins and the scorer
+protocol), ``judge`` (the model-judged scorer), ``specs`` (scorers named on the command line),
+``stats``, ``summary`` and ``comparison`` (two agent versions, with significance). Evals layer:
+imports everything below it (runtime, models, replay, feedback), never the CLI or the viewer.
 """
 
 from agentloop.evals.comparison import Comparison, compare

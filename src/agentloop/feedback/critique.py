@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -128,6 +130,22 @@ class Critique(BaseModel):
         ]
         return sum(values) / len(values) if values else 0.0
 
+    def settled(self, rubric: Rubric) -> Critique:
+        """This critique made consistent: the verdict follows the scores (``verdict_for``),
+        problems said twice are listed once (at the earliest step), and a revised answer that
+        is empty or the word null is no answer."""
+        seen: dict[str, StepProblem] = {}
+        for problem in sorted(self.problems, key=lambda p: p.step):
+            seen.setdefault(" ".join(problem.problem.split()).casefold(), problem)
+        revised = (self.revised_answer or "").strip()
+        return self.model_copy(
+            update={
+                "verdict": verdict_for(self.overall(rubric)),
+                "problems": sorted(seen.values(), key=lambda p: p.step),
+                "revised_answer": None if revised.casefold() in ("", "null", "none") else revised,
+            }
+        )
+
     @property
     def first_flagged_step(self) -> int | None:
         return min((p.step for p in self.problems), default=None)
@@ -146,6 +164,19 @@ class Critique(BaseModel):
         for problem in self.problems:
             if not 0 <= problem.step < max(steps, 1):
                 raise ValueError(f"problem step {problem.step} is not a step of the run")
+
+
+VERDICT_BANDS = ((0.75, "good"), (0.5, "acceptable"))
+"""The verdict a mean principle score earns: at least 0.75 good, at least 0.5 acceptable,
+else poor. A judge's own verdict is replaced by this one, so it never contradicts the scores
+(a small judge said "good" with every principle at the bottom of its scale)."""
+
+
+def verdict_for(overall: float) -> Literal["good", "acceptable", "poor"]:
+    for low, name in VERDICT_BANDS:
+        if overall >= low:
+            return "good" if name == "good" else "acceptable"
+    return "poor"
 
 
 @dataclass(frozen=True)
@@ -257,11 +288,17 @@ async def critique(
     store: bool = True,
     settings: ModelSettings | None = None,
     compared_with: dict[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> CritiqueResult:
-    """Have ``judge`` critique a recorded run; append the critique to the trace (``store``)."""
+    """Have ``judge`` critique a recorded run; append the critique to the trace (``store``).
+    The verdict is derived from the scores and repeated problems are merged
+    (``Critique.settled``). ``progress`` hears a line when the judging starts and ends."""
     source = trace if isinstance(trace, Trace) else read_trace(trace)
     the_rubric = load_rubric(rubric)
     model = infer_model(judge)
+    tell = progress or (lambda _line: None)
+    tell(f"judging run {source.run_id} ({source.steps} step(s)) with {model.name}...")
+    started = time.monotonic()
     messages = judge_messages(source, the_rubric)
     prompt_hash = hashlib.sha256(
         "\n".join(getattr(m, "content", "") or "" for m in messages).encode()
@@ -270,6 +307,11 @@ async def critique(
     schema = critique_schema(the_rubric, source.steps)
     constrained = base.model_copy(update={"json_schema": schema})
     critique = await _ask_judge(model, messages, constrained, the_rubric, source.steps)
+    critique = critique.settled(the_rubric)
+    tell(
+        f"judged run {source.run_id} in {time.monotonic() - started:.1f} s: {critique.verdict} "
+        f"(overall {critique.overall(the_rubric):.2f})"
+    )
     event: CritiqueRecorded | None = None
     if store:
         if source.path is None:
@@ -345,24 +387,34 @@ async def revise(
     agent: Agent,
     judge: Model | str,
     rubric: Rubric | str | Path | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
 ) -> Revision:
-    """Critique the run (or use its latest stored critique by the same rubric), fork it at
-    the first flagged step with the critique added to the instructions, and critique the new
-    branch. The revision is preferred when its overall score is higher."""
+    """Critique the run, fork it at the first flagged step with the critique added to the
+    instructions, and critique the new branch. The revision is preferred when its overall
+    score is higher. ``progress`` hears a line as each stage starts and ends."""
     from agentloop.replay.runner import replay
 
     source = trace if isinstance(trace, Trace) else read_trace(trace)
     the_rubric = load_rubric(rubric)
-    original = await critique(source, judge, the_rubric, store=source.path is not None)
+    tell = progress or (lambda _line: None)
+    original = await critique(
+        source, judge, the_rubric, store=source.path is not None, progress=progress
+    )
     fork_at = original.critique.first_flagged_step
     if fork_at is None:
         fork_at = 0
     extra = guidance(original.critique)
     instructions = f"{agent.instructions}\n\n{extra}" if agent.instructions else extra
+    tell(
+        f"revising: forking run {source.run_id} at step {fork_at} with the critique as guidance..."
+    )
+    started = time.monotonic()
     forked = await replay(source, agent.replace(instructions=instructions), fork_at=fork_at)
     if forked.trace_path is None:
         raise UserError("revise needs the agent to write traces (trace_dir is None)")
-    revised = await critique(forked.trace_path, judge, the_rubric, store=False)
+    tell(f"revised run written in {time.monotonic() - started:.1f} s: {forked.trace_path}")
+    revised = await critique(forked.trace_path, judge, the_rubric, store=False, progress=progress)
     preferred: Literal["revised", "original"] = (
         "revised" if revised.overall > original.overall else "original"
     )

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from agentloop.errors import UserError
 from agentloop.evals.datasets import Case
+from agentloop.feedback.grounding import CITATION, retrieved_passages
 from agentloop.trace import Trace
 
 
@@ -332,20 +333,10 @@ def _numeric(
     return verdict(False, f"{got:g} is not within {allowed:g} of {target:g}")
 
 
-CITATION = re.compile(r"\[source: ([^\]\s]+#\d+)\]")
-"""A cited source id, as the retrieval tool tags its passages (``[source: notes/a.md#3]``;
-``agentloop.toolpack.retrieve.CITATION`` is the same pattern)."""
-
-
 def _citations(case: Case, trace: Trace, *, tool: str | None = None, require: bool = True) -> Score:
     if (missing := _no_output(trace)) is not None:
         return missing
-    retrieved = {
-        source
-        for result in trace.tool_results()
-        if result.error is None and (tool is None or result.name == tool)
-        for source in CITATION.findall(result.content)
-    }
+    retrieved = retrieved_passages(trace, tool)
     cited = list(dict.fromkeys(CITATION.findall(str(trace.output))))
     unknown = [c for c in cited if c not in retrieved]
     if unknown:

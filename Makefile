@@ -5,10 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install wheelhouse lint typecheck test demo eval-demo bench clean
+.PHONY: help install wheelhouse lint typecheck test demo eval-demo improve-demo bench clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,3 +51,6 @@ bench: $(STAMP)  ## print agentloop's per-step cost against raw baselines
 
 clean:  ## remove the environment and caches
 	rm -rf $(VENV) $(WHEELHOUSE) .mypy_cache .pytest_cache .ruff_cache
+
+improve-demo: $(STAMP)  ## the improvement loop on the embedded model: run, feedback, critique, revise, export, dataset, eval, compare
+	$(BIN)/python examples/improve_demo.py

@@ -252,3 +252,18 @@ def test_revise_reports_each_stage(tmp_path: Path) -> None:
         "judged",
     ]
     assert "at step 1" in heard[2]
+
+
+def test_revise_takes_the_stored_critique_by_the_same_rubric(tmp_path: Path) -> None:
+    path = recorded_run(tmp_path)
+    critique_sync(path, ScriptedModel([verdict(ALL_LOW, problems=FLAGGED)]))
+    agent = Agent(
+        ScriptedModel(["Paris has 2.1 million people."]),
+        tools=[lookup],
+        instructions="Answer from tool results.",
+        trace_dir=tmp_path,
+    )
+    judge = ScriptedModel([verdict(ALL_HIGH)])  # one answer: only the new branch is judged
+    revision = revise_sync(path, agent, judge)
+    judge.assert_consumed()
+    assert (revision.original.overall, revision.preferred) == (0.0, "revised")

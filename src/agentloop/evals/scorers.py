@@ -321,7 +321,10 @@ def _numeric(
     try:
         target = float(want)
     except (TypeError, ValueError):
-        return verdict(False, f"the expected value {want!r} is not a number")
+        stated = stated_number(want) if isinstance(want, str) else None
+        if stated is None:
+            return verdict(False, f"the expected value {want!r} is not a number")
+        target = stated  # an expected answer in words ("12 + 30 = 42"), as from a correction
     if (missing := _no_output(trace)) is not None:
         return missing
     got = stated_number(str(trace.output))
@@ -495,7 +498,8 @@ def regex(pattern: str | None = None, *, name: str | None = None, **options: Any
 def numeric(*, name: str | None = None, **options: Any) -> BuiltinScorer:
     """The number the answer states as its result (``stated_number``: after "is", "=",
     "answer:"...; else the last number outside parentheses) is within ``tolerance``
-    (absolute) or ``relative`` (a fraction of the expected value) of ``expected``."""
+    (absolute) or ``relative`` (a fraction of the expected value) of ``expected`` (a number,
+    or a text whose stated number is taken the same way, as a person's correction gives it)."""
     return BuiltinScorer("numeric", options, name)
 
 

@@ -429,15 +429,16 @@ async def revise(
     *,
     progress: Callable[[str], None] | None = None,
 ) -> Revision:
-    """Critique the run, fork it at the first flagged step with the critique added to the
-    instructions, and critique the new branch. The revision is preferred when its overall
+    """Critique the run (or take its latest stored critique by the same rubric), fork it at
+    the first flagged step with the critique added to the instructions, and critique the new
+    branch. The revision is preferred when its overall
     score is higher. ``progress`` hears a line as each stage starts and ends."""
     from agentloop.replay.runner import replay
 
     source = trace if isinstance(trace, Trace) else read_trace(trace)
     the_rubric = load_rubric(rubric)
     tell = progress or (lambda _line: None)
-    original = await critique(
+    original = stored_critique(source, the_rubric) or await critique(
         source, judge, the_rubric, store=source.path is not None, progress=progress
     )
     fork_at = original.critique.first_flagged_step
@@ -480,6 +481,15 @@ async def revise(
 
 
 revise_sync = blocking(revise)
+
+
+def stored_critique(trace: Trace, rubric: Rubric) -> CritiqueResult | None:
+    """The run's latest critique by ``rubric`` (a revision's comparison excluded), if any."""
+    for event in reversed(trace.critiques()):
+        if event.rubric == rubric.model_dump(mode="json") and event.compared_with is None:
+            found = Critique.model_validate(event.critique).settled(rubric)
+            return CritiqueResult(found, rubric, found.overall(rubric), event.prompt_hash, event)
+    return None
 
 
 def load_rubric(rubric: Rubric | str | Path | None) -> Rubric:

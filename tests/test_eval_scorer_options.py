@@ -175,7 +175,10 @@ def test_the_grounded_rubric_shows_the_judge_every_retrieved_passage(tmp_path: P
     assert "END." in seen  # the whole passage, not the first 1,500 characters
 
 
-def test_judge_settings_are_checked_and_take_a_built_in_rubric(tmp_path: Path) -> None:
+def test_judge_settings_are_checked_and_take_a_built_in_rubric(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # built, never called
     with pytest.raises(ScorerError, match="threshold must be a number, not 'abc'"):
         parse_scorer("judge:model=local,threshold=abc")
     from agentloop.evals import JudgeScorer

@@ -270,3 +270,18 @@ def test_a_malformed_tool_call_cannot_be_written_as_trl(tmp_path: Path) -> None:
     assert write_jsonl(export, io.StringIO(), "sft", fmt="openai") == 1
     assert write_jsonl(export, io.StringIO(), "sft", fmt="trl") == 0
     assert any("not a JSON object" in reason for reason in export.skipped)
+
+
+def test_the_command_writes_trl_preference_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    revised_pair(tmp_path / "traces")
+    out = tmp_path / "prefs.jsonl"
+    args = ["export", "preference", str(tmp_path / "traces"), "-o", str(out)]
+    assert main([*args, "--format", "trl"]) == 0
+    [line] = [json.loads(x) for x in out.read_text().splitlines()]
+    assert set(line) == {"prompt", "chosen", "rejected", "tools"}
+    assert "wrote 1 dpo example(s)" in capsys.readouterr().err
+    assert main(args) == 0  # OpenAI's format cannot hold this pair: said, not written
+    assert out.read_text() == ""
+    assert "not expressible in OpenAI's preference format" in capsys.readouterr().err

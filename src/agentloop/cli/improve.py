@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Literal
 
 from agentloop.cli._output import DEFAULT_TRACE_DIR, EXIT_OK, out, say
 from agentloop.cli.traces import find_trace
@@ -93,7 +94,9 @@ def register(
         "out unless --include-replays. Every line is redacted and validated; the count written "
         "and the reasons for skipping go to stderr.",
     )
-    exporting.add_argument("kind", choices=["sft", "dpo"])
+    exporting.add_argument(
+        "kind", choices=["sft", "dpo", "preference"], help="dpo and preference are the same"
+    )
     exporting.add_argument("traces", metavar="TRACES", nargs="+", help="trace files or folders")
     exporting.add_argument("-o", "--output", metavar="FILE", help="write here (default stdout)")
     exporting.add_argument(
@@ -194,15 +197,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         include_replays=args.include_replays,
         exclude_tasks=excluded,
     )
-    export = sft_export(traces, filters) if args.kind == "sft" else dpo_export(traces, filters)
+    kind: Literal["sft", "dpo"] = "sft" if args.kind == "sft" else "dpo"
+    export = sft_export(traces, filters) if kind == "sft" else dpo_export(traces, filters)
     if args.output:
         with Path(args.output).open("w", encoding="utf-8") as file:
-            written = write_jsonl(export, file, args.kind, fmt=args.format)
+            written = write_jsonl(export, file, kind, fmt=args.format)
     else:
-        written = write_jsonl(export, sys.stdout, args.kind, fmt=args.format)
+        written = write_jsonl(export, sys.stdout, kind, fmt=args.format)
     where = args.output or "stdout"
     say(
-        f"wrote {written} {args.kind} example(s) to {escape(where)} from {len(traces)} "
+        f"wrote {written} {kind} example(s) to {escape(where)} from {len(traces)} "
         f"trace(s), {args.format} format"
     )
     for reason, count in sorted(export.skipped.items()):

@@ -136,10 +136,13 @@ def dpo_export(traces: Iterable[Trace], filters: Filters = Filters()) -> Export:
         if revision is not None:
             original, revised = revision
             reason = Filters(exclude_tasks=filters.exclude_tasks).source_reason(original)
+            try:
+                if reason is None:
+                    export.examples.append(_fork_pair(original, revised))
+            except ValueError as exc:  # the fork step is not a step of the original
+                reason = f"a revision that does not match its original: {exc}"
             if reason:
                 export.skipped[reason] += 1
-            else:
-                export.examples.append(_fork_pair(original, revised))
             continue
         reason = filters.source_reason(trace)
         if reason:

@@ -186,3 +186,23 @@ def test_judge_settings_are_checked_and_take_a_built_in_rubric(
 
     [judge] = parse_scorer("judge:model=openai:judge,rubric=grounded", base=tmp_path)
     assert isinstance(judge, JudgeScorer) and judge.rubric == GROUNDED_RUBRIC
+
+
+def test_the_summary_counts_feedback_on_the_attempts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agentloop.cli.evals import summary_lines
+    from agentloop.feedback import add_feedback
+
+    cases = Dataset([Case(id="a", input="q", expected=4), Case(id="b", input="r", expected=5)])
+    run = evaluate_sync(
+        cases, Agent(ScriptedModel(["4", "6"])), scorers=[numeric()], run_dir=tmp_path / "run"
+    )
+    first, second = (run.trace_file(r) for r in run.records)
+    assert first is not None and second is not None
+    add_feedback(first, signal="copy")
+    add_feedback(second, signal="regenerate")
+    add_feedback(second, rating="down", correction="5")
+    summary = summarize(run)
+    assert summary.feedback == {"copy": 1, "correction": 1, "down": 1, "regenerate": 1}
+    assert "feedback copy 1, correction 1, down 1, regenerate 1" in summary_lines(summary, run)

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agentloop import Model, ModelSettings, load_agent
+from agentloop import AgentLoopError, Model, load_agent
 from agentloop.evals import Dataset, cases_from_traces, compare, evaluate_sync, numeric, summarize
 from agentloop.feedback import add_feedback, critique_sync, dpo_export, revise_sync, sft_export
 from agentloop.feedback.critique import Principle, Rubric
@@ -49,8 +49,6 @@ DEMO_RUBRIC = Rubric(
     ],
 )
 """Two principles keep the local judge's answers short (the default rubric has four)."""
-
-JUDGE_SETTINGS = ModelSettings(temperature=0, seed=0, max_tokens=384)
 
 
 def apply_feedback_file(path: Path, traces: list[Trace]) -> int:
@@ -114,11 +112,16 @@ def run_demo(
     )
     assert down.path is not None
     stage(f"3. critiquing run {down.run_id} with the local judge")
-    judged = critique_sync(down.path, the_judge, DEMO_RUBRIC, settings=JUDGE_SETTINGS, progress=say)
-    stage(f"   verdict {judged.critique.verdict} (overall {judged.overall:.2f})")
-    stage("   revising it")
-    revision = revise_sync(down.path, v2, the_judge, DEMO_RUBRIC, progress=say)
-    stage(f"   the judge prefers the {revision.preferred} run: {revision.trace_path}")
+    artifacts: dict[str, Path] = {"traces": traces_dir}
+    try:
+        judged = critique_sync(down.path, the_judge, DEMO_RUBRIC, progress=say)
+        stage(f"   verdict {judged.critique.verdict} (overall {judged.overall:.2f})")
+        stage("   revising it")
+        revision = revise_sync(down.path, v2, the_judge, DEMO_RUBRIC, progress=say)
+        stage(f"   the judge prefers the {revision.preferred} run: {revision.trace_path}")
+        artifacts["revised run"] = revision.trace_path
+    except AgentLoopError as exc:  # a 270M judge may fail to give a valid critique twice
+        stage(f"   the judge gave no usable critique ({exc}); going on without a revision")
 
     stage("4. building eval cases from the traces")
     harvest = cases_from_traces(read_traces([traces_dir]))
@@ -136,12 +139,7 @@ def run_demo(
     stage("5. exporting fine-tuning data (the test split's tasks left out)")
     traces = list(read_traces([traces_dir]))
     filters = Filters(exclude_tasks=frozenset(normalize_task(c.input) for c in test))
-    artifacts: dict[str, Path] = {
-        "traces": traces_dir,
-        "revised run": revision.trace_path,
-        "eval cases": cases_all,
-        "test split": cases_test,
-    }
+    artifacts.update({"eval cases": cases_all, "test split": cases_test})
     for kind in ("sft", "dpo"):
         for fmt in ("openai", "trl"):
             export = (sft_export if kind == "sft" else dpo_export)(traces, filters)

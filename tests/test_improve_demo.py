@@ -94,3 +94,18 @@ def test_the_improve_demo_leaves_every_artifact(tmp_path: Path) -> None:
     assert len(run_a.records) == len(run_b.records) == 3
     assert all(r.passed for r in run_a.records + run_b.records)  # numeric reads "= 42" too
     assert any(line.startswith("compare them again: agentloop eval compare") for line in said)
+
+
+@pytest.mark.slow
+def test_the_demo_goes_on_when_the_judge_cannot_critique(tmp_path: Path) -> None:
+    def no_judge(messages: list[Message], call: ModelCall) -> ModelResponse | str:
+        system = next((m.content for m in messages if isinstance(m, SystemMessage)), "") or ""
+        return (
+            "I liked it." if system.startswith("You review the work") else stand_in(messages, call)
+        )
+
+    said: list[str] = []
+    artifacts = load_driver().run_demo(tmp_path / "demo", FunctionModel(no_judge), say=said.append)
+    assert "revised run" not in artifacts
+    assert any("the judge gave no usable critique" in line for line in said)
+    assert Path(artifacts["dpo (trl)"]).read_text().count("\n") >= 1  # the correction's pair

@@ -195,3 +195,22 @@ def test_killed_eval_resumes_only_the_unfinished_cases(
     assert sorted(r.case_id for r in EvalRun.load(run_dir).records) == [
         f"q{i:02d}" for i in range(20)
     ]
+
+
+def test_model_options_reach_the_backend_and_are_recorded_for_resume(
+    server: FakeOpenAIServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--model-option native_tools=false: the agent's model speaks the JSON protocol (its
+    version says so), and the options are in the run's meta for a resume."""
+    dataset, agent = write_eval_files(tmp_path, n=2)
+    server.fallback = lambda r: Reply(body=completion('{"answer": "answer 0"}'))
+    args = ["eval", str(dataset), "--agent", str(agent), "--model", "openai:fake"]
+    args += ["--model-option", "native_tools=false", "--scorer", "contains", "--out", "runs"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert len(server.bodies) == 2
+    meta = EvalRun.load("runs").meta
+    assert meta.model_options == {"native_tools": False}
+    assert meta.agent["model"]["protocol"] == "json"
+    assert main(["eval", "compare", "runs", "runs", "--model-option", "x=1"]) == 2
+    assert "--model-option does not apply" in capsys.readouterr().err

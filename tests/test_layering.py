@@ -25,7 +25,17 @@ from agentloop.trace import TraceWriter
 SRC = Path(__file__).resolve().parents[1] / "src" / "agentloop"
 
 LAYERS = ["core", "models", "agent", "replay", "feedback", "evals", "viewer", "toolpack", "cli"]
-AGENT_LAYER = {"agent", "loop", "spec", "agentfile", "testing", "mcp", "otel"}
+AGENT_LAYER = {
+    "agent",
+    "loop",
+    "steered",
+    "spec",
+    "agentfile",
+    "testing",
+    "conversation",
+    "mcp",
+    "otel",
+}
 
 
 def module_of(path: Path) -> str:

@@ -13,7 +13,12 @@ from typing import Any
 import pytest
 
 from agentloop import Agent, AgentLoopError
-from agentloop.errors import ModelAuthError, ModelResponseError, RetryBudgetExhausted
+from agentloop.errors import (
+    ModelAuthError,
+    ModelResponseError,
+    OutputTruncated,
+    RetryBudgetExhausted,
+)
 from agentloop.events import RunWarned, ToolCallRequested, ToolResultRecorded
 from agentloop.untrusted import delimit_untrusted
 from fakes import (
@@ -215,13 +220,19 @@ async def test_a_call_cut_off_by_the_token_limit_is_never_run(
     assert trace.events[1].response.finish_reason == "length"
 
 
-async def test_text_cut_off_by_the_token_limit_is_still_the_answer(
+async def test_text_cut_off_by_the_token_limit_is_no_answer(
     openai_server: FakeOpenAIServer, adder: Adder, tmp_path: Path
 ) -> None:
+    """finish_reason=length with no tool call: the text is partial, so the run fails with a
+    typed error that carries it and names the setting to raise (a retry would be cut too)."""
     openai_server.script(Reply(body=completion("The answer is", finish_reason="length")))
-    result = await agent_for(openai_server, adder, tmp_path).run("?")
-    assert result.output == "The answer is"
-    finished_trace(result)
+    with pytest.raises(OutputTruncated) as caught:
+        await agent_for(openai_server, adder, tmp_path).run("?")
+    assert caught.value.text == "The answer is"
+    assert "max_tokens" in str(caught.value)
+    _, end = failed_trace(caught.value, OutputTruncated, "output_truncated")
+    assert end.partial_output == "The answer is"
+    assert adder.calls == []
 
 
 # -- empty replies --------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from agentloop.messages import (
     ToolMessage,
     UserMessage,
 )
-from agentloop.models.openai import OpenAIModel
+from agentloop.models.openai import OpenAIModel, strict_allowed
 from agentloop.tools import Tool, Toolset
 from agentloop.untrusted import UNTRUSTED_NOTICE, delimit_untrusted
 from fakes import FakeOpenAIServer, answer, completion, tool_call, tool_calls
@@ -87,7 +87,10 @@ async def test_the_body_carries_model_messages_tools_and_settings_and_each_step_
         "top_k": 5,
         "chat_template_kwargs": {"enable_thinking": False},
     }
-    assert first["tools"] == [{"type": "function", "function": s} for s in agent.tools.specs()]
+    # Every parameter of add and echo is required and no other is allowed: strict mode.
+    assert first["tools"] == [
+        {"type": "function", "function": {**s, "strict": True}} for s in agent.tools.specs()
+    ]
     assert [t["function"]["name"] for t in first["tools"]] == ["add", "echo"]
     assert first["tools"][0]["function"]["parameters"]["required"] == ["a", "b"]
     assert first["messages"] == [
@@ -230,10 +233,29 @@ async def test_json_schema_becomes_response_format(openai_server: FakeOpenAIServ
     schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
     model = fast_model(openai_server.url)
     await model.request([UserMessage(content="x")], Toolset(), ModelSettings(json_schema=schema))
-    assert openai_server.bodies[0]["response_format"] == {
+    assert openai_server.bodies[0]["response_format"] == {  # other properties allowed: no strict
         "type": "json_schema",
         "json_schema": {"name": "answer", "schema": schema},
     }
+
+
+async def test_a_schema_that_allows_it_is_sent_strict(openai_server: FakeOpenAIServer) -> None:
+    openai_server.script(answer('{"ok": true}'))
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}},
+        "required": ["ok"],
+        "additionalProperties": False,
+    }
+    model = fast_model(openai_server.url)
+    await model.request([UserMessage(content="x")], Toolset(), ModelSettings(json_schema=schema))
+    assert openai_server.bodies[0]["response_format"]["json_schema"] == {
+        "name": "answer",
+        "schema": schema,
+        "strict": True,
+    }
+    loose = {**schema, "required": []}  # an optional property: strict mode would refuse it
+    assert not strict_allowed(loose) and strict_allowed(schema)
 
 
 async def test_a_per_run_setting_overrides_the_agents(
@@ -412,6 +434,7 @@ async def test_tools_from_schema_are_sent_as_given(openai_server: FakeOpenAIServ
                 "name": "lookup",
                 "description": "Look something up.",
                 "parameters": schema,
+                "strict": True,
             },
         }
     ]

@@ -508,3 +508,53 @@ async def test_https_connects_to_the_checked_ip_with_the_name_for_tls() -> None:
     assert request.extensions["sni_hostname"] == "example.test"
     assert "authorization" not in request.headers  # credentials in the URL are never sent
     assert (page.url, page.body) == ("https://example.test/a?b=1", b"hello")
+
+
+# -- issue 13: unparseable locations, IPv6 spellings, resolution time ---------------------
+
+
+@pytest.mark.parametrize("location", ["http://[::1", "//[zz]/x", "http://a\x7fb/"])
+async def test_an_unparseable_location_is_a_refusal_the_model_sees(
+    stub: Stub, tmp_path: Path, location: str
+) -> None:
+    stub.routes["/go"] = redirect(location)
+    with pytest.raises(BlockedURL, match="not a valid URL"):
+        await safe_fetch(f"{stub.url}/go", allow=[stub.endpoint], timeout=2)
+    fetch = fetch_module.make_fetch_tool(allow=[stub.endpoint])
+    model = ScriptedModel(
+        [ModelResponse.tool_call("fetch_url", {"url": f"{stub.url}/go"}), "gave up"]
+    )
+    result = await Agent(model, tools=[fetch], trace_dir=tmp_path).run("go")
+    assert result.output == "gave up"  # the run goes on
+    [tool_result] = read_trace(result.trace_path).tool_results()  # type: ignore[arg-type]
+    assert tool_result.error == "retry" and "not a valid URL" in tool_result.content
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "::ffff:0:7f00:1",  # IPv4-translated 127.0.0.1
+        "::ffff:0:a9fe:a9fe",  # IPv4-translated metadata
+        "::ffff:0:a00:1",  # IPv4-translated 10.0.0.1
+        "64:ff9b:1:7f00:0:100::",  # NAT64 local /48, RFC 6052 layout: 127.0.0.1
+        "64:ff9b:1:a9fe:a9:fe00::",  # ... 169.254.169.254
+        "64:ff9b:1:c0a8:1:100::",  # ... 192.168.1.1
+    ],
+)
+def test_translated_and_nat64_48_forms_are_blocked(address: str) -> None:
+    assert blocked_reason(a(address)) is not None
+
+
+def test_a_public_address_in_the_nat64_48_layout_passes() -> None:
+    assert blocked_reason(a("64:ff9b:1:808:8:800::")) is None  # 8.8.8.8
+
+
+async def test_name_resolution_counts_against_the_timeout() -> None:
+    def slow(host: str, port: int) -> list[str]:
+        time.sleep(1.5)
+        return ["93.184.216.34"]
+
+    started = time.monotonic()
+    with pytest.raises(FetchFailed, match="timed out"):
+        await safe_fetch("http://slow.test/", timeout=0.3, resolver=slow)
+    assert time.monotonic() - started < 1.0

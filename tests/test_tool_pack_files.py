@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from agentloop import Tool, ToolRetry
 from agentloop.errors import UserError
-from agentloop.safety import UnsafePath, safe_path
+from agentloop.safety import HiddenPath, UnsafePath, safe_path
 from toolpack import load
 
 files = load("files")
@@ -189,3 +190,54 @@ def test_module_tools_use_the_root_from_the_environment(
 def test_a_missing_root_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not a directory"):
         files.make_file_tools(tmp_path / "nope")
+
+
+# -- issue 13: special files and dotfiles --------------------------------------------------------
+
+
+def test_a_fifo_is_refused_at_once_instead_of_blocking(layout: Path) -> None:
+    os.mkfifo(layout / "pipe")
+    tools = tools_for(layout)
+    started = time.monotonic()
+    with pytest.raises(ToolRetry, match=r"not a regular file|no file"):
+        tools["read_file"](path="pipe")
+    with pytest.raises(ToolRetry):
+        tools["write_file"](path="pipe", content="x")
+    assert time.monotonic() - started < 2
+
+
+def test_the_fifo_check_holds_after_a_swap(layout: Path) -> None:
+    # Past the is_file() check, the name became a FIFO: the open itself must not block.
+    os.mkfifo(layout / "pipe")
+    started = time.monotonic()
+    with pytest.raises(ToolRetry, match="not a regular file"):
+        files._open_regular(layout / "pipe", os.O_RDONLY, "pipe")
+    assert time.monotonic() - started < 2
+
+
+def test_dotfiles_are_refused_and_unlisted_unless_allowed(layout: Path) -> None:
+    (layout / ".env").write_text("OPENAI_API_KEY=sk-x")
+    (layout / ".git").mkdir()
+    (layout / ".git" / "config").write_text("[remote]")
+    (layout / "env-link").symlink_to(layout / ".env")
+    tools = tools_for(layout)
+    for path in (".env", ".git/config", "env-link", "./.env", "notes/.hidden"):
+        with pytest.raises(HiddenPath, match="hidden"):
+            tools["read_file"](path=path)
+    with pytest.raises(HiddenPath):
+        tools["write_file"](path=".bashrc", content="x")
+    assert ".env" not in tools["list_dir"](path=".") and ".git" not in tools["list_dir"]()
+    allowed = {t.name: t for t in files.make_file_tools(layout, allow_hidden=True)}
+    assert allowed["read_file"](path=".env") == "OPENAI_API_KEY=sk-x"
+    assert ".env" in allowed["list_dir"]()
+
+
+def test_module_tools_refuse_dotfiles_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text("SECRET=1")
+    monkeypatch.delenv("AGENTLOOP_FILES_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    module = load("files")
+    with pytest.raises(HiddenPath):
+        module.read_file(path=".env")

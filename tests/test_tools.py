@@ -448,6 +448,7 @@ def test_default_that_is_not_json_is_left_out_of_the_schema() -> None:
         ("web search", "web_search"),
         ("x" * 65, "x" * 64),
         ("", "my_tool"),
+        ("search\n", "search_"),  # a trailing newline, which a $ anchor lets through
     ],
 )
 def test_invalid_names_suggest_a_fix(bad_name: str, suggestion: str) -> None:

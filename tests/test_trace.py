@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -119,9 +118,7 @@ def test_control_characters_and_line_separators_stay_inside_one_line(tmp_path: P
     assert trace.terminal is not None and trace.terminal.type == "run_finished"
 
 
-def test_secrets_never_reach_the_trace_or_the_logs(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_secrets_never_reach_the_trace(tmp_path: Path) -> None:
     secret = "s3cr3t-value-0123456789"
 
     @tool
@@ -132,14 +129,12 @@ def test_secrets_never_reach_the_trace_or_the_logs(
     model = ScriptedModel(
         [ModelResponse.tool_call("login", {"user": "ann", "api_key": "sk-" + "a" * 30}), "ok"]
     )
-    caplog.set_level(logging.DEBUG, logger="agentloop")
     agent = Agent(model, tools=[login], trace_dir=tmp_path, secrets=[secret])
     result = agent.run_sync(f"use the key {secret}")
     text = result.trace_path.read_text()  # type: ignore[union-attr]
     assert secret not in text and "sk-" + "a" * 30 not in text
     assert "[REDACTED]" in text and "logged in ann" in text
-    assert caplog.records, "the agent logs its runs"
-    assert secret not in caplog.text
+    # Logs: tests/test_redaction_values.py logs a secret through a failing run.
 
 
 KILLED_RUN = textwrap.dedent(

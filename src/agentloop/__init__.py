@@ -8,9 +8,14 @@ may change.
 
 from agentloop.agent import Agent, AgentRun
 from agentloop.agentfile import load_agent
+from agentloop.context import RunContext
+from agentloop.conversation import Conversation
 from agentloop.errors import (
     AgentLoopError,
     ContextWindowExceeded,
+    CostLimitExceeded,
+    GuardrailTripped,
+    HookFailed,
     MaxStepsExceeded,
     MaxToolCallsExceeded,
     ModelError,
@@ -18,18 +23,20 @@ from agentloop.errors import (
     RunError,
     RunLimitExceeded,
     RunTimeout,
+    TokenLimitExceeded,
     ToolExecutionError,
     ToolRetry,
     TraceError,
     UserError,
 )
+from agentloop.hooks import Hooks
 from agentloop.messages import Message, ModelResponse, ToolCallPart, Usage
 from agentloop.models import Model
 from agentloop.observations import Observation
 from agentloop.redaction import Redactor
 from agentloop.replay import Divergence, ReplayResult, replay, replay_sync, resume, resume_sync
 from agentloop.result import RunResult
-from agentloop.settings import ModelSettings, RunLimits
+from agentloop.settings import ModelSettings, Price, RunLimits
 from agentloop.tools import Tool, Toolset, tool
 from agentloop.trace import Trace, read_trace
 
@@ -40,7 +47,12 @@ __all__ = [
     "AgentLoopError",
     "AgentRun",
     "ContextWindowExceeded",
+    "Conversation",
+    "CostLimitExceeded",
     "Divergence",
+    "GuardrailTripped",
+    "HookFailed",
+    "Hooks",
     "MaxStepsExceeded",
     "MaxToolCallsExceeded",
     "Message",
@@ -49,14 +61,17 @@ __all__ = [
     "ModelResponse",
     "ModelSettings",
     "Observation",
+    "Price",
     "Redactor",
     "ReplayResult",
     "RetryBudgetExhausted",
+    "RunContext",
     "RunError",
     "RunLimitExceeded",
     "RunLimits",
     "RunResult",
     "RunTimeout",
+    "TokenLimitExceeded",
     "Tool",
     "ToolCallPart",
     "ToolExecutionError",

@@ -32,6 +32,20 @@ class ToolCall:
     def call_id(self) -> str:
         return self.part.call_id
 
+    def denied(self, reason: str) -> RejectedCall:
+        """This call refused by a hook: it will not run, and the model sees ``reason``."""
+        message = f"Error: the call to {self.tool.name!r} was denied: {reason}"
+        return _reject(self.part, "denied", message)
+
+    def rewritten(self, arguments: dict[str, Any]) -> ToolCall | RejectedCall:
+        """This call with other arguments (from a hook), validated like the model's."""
+        try:
+            converted = self.tool.validate(arguments)
+        except InvalidArguments as exc:
+            message = f"Error: a hook rewrote the arguments for {self.tool.name!r}: {exc}"
+            return _reject(self.part, "invalid_arguments", message)
+        return ToolCall(self.part, self.tool, converted, dict(arguments))
+
 
 @dataclass(frozen=True, slots=True)
 class RejectedCall:
@@ -124,6 +138,12 @@ def _parse_call(part: ToolCallPart, tools: Toolset, cut_off: bool) -> ToolCall |
         )
     try:
         arguments = tool.validate(raw)
+    except RecursionError:
+        return _reject(
+            part,
+            "invalid_arguments",
+            f"Error: the arguments for {part.name!r} are nested too deep.",
+        )
     except InvalidArguments as exc:
         return _reject(
             part,
@@ -140,6 +160,8 @@ def _strict_json(text: str) -> Any:
         return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{exc.msg} at position {exc.pos}") from None
+    except RecursionError:
+        raise ValueError("nested too deep") from None
 
 
 def _no_constant(name: str) -> Any:

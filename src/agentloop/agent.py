@@ -11,11 +11,12 @@ import asyncio
 import copy
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic
 
 from agentloop._sync import run_blocking
+from agentloop.context import ConversationTurn
 from agentloop.dispatch import Approver, ToolRunner
 from agentloop.errors import (
     UserError,
@@ -24,22 +25,26 @@ from agentloop.events import (
     BaseEvent,
     EventListener,
 )
+from agentloop.hooks import Hooks
 from agentloop.loop import Run
 from agentloop.messages import (
     Message,
 )
 from agentloop.models import Model, infer_model
-from agentloop.redaction import Redactor
-from agentloop.result import RunResult
-from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, RunLimits, UseAgentDefault
+from agentloop.output import OutputSpec, OutputValidator
+from agentloop.redaction import Redactor, register_secrets
+from agentloop.result import OutputT, RunResult
+from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, Price, RunLimits, UseAgentDefault
 from agentloop.spec import AgentSpec
 from agentloop.tools import Tool, Toolset
 from agentloop.types import ToolErrorPolicy
 from agentloop.untrusted import UNTRUSTED_NOTICE
 
 
-class Agent:
-    """A model, its tools and instructions, and the limits a run works within."""
+class Agent(Generic[OutputT]):
+    """A model, its tools and instructions, and the limits a run works within.
+
+    ``Agent[T]`` answers with a ``T`` when given ``output_type=T`` (a ``str`` without one)."""
 
     def __init__(
         self,
@@ -61,13 +66,25 @@ class Agent:
         redact_patterns: Iterable[str] = (),
         approver: Approver | None = None,
         delimit_tool_results: bool = True,
+        output_type: type[OutputT] | None = None,
+        output_validators: Sequence[OutputValidator] = (),
+        hooks: Hooks | None = None,
+        prices: Mapping[str, Price] | None = None,
+        fallback_models: Sequence[Model | str] = (),
     ) -> None:
         """``tools`` are ``Tool`` objects or plain typed functions; ``trace_dir=None`` turns
         tracing off. ``secrets`` (and the model's API key) are masked in traces and logs, as is
         text matching ``redact_patterns``. ``approver`` decides calls to tools marked
         ``requires_approval``; without one they are denied. ``delimit_tool_results`` wraps
         what tools return in ``<tool_output>`` tags that the system prompt explains, so the
-        model treats it as data, not instructions (the trace keeps the raw result)."""
+        model treats it as data, not instructions (the trace keeps the raw result).
+
+        ``output_type`` asks for a typed final answer (docs/embedding.md says how each backend
+        is constrained); ``output_validators`` check it after parsing (raise ``ToolRetry`` to
+        send the model back). ``hooks`` may change requests, tool calls and results, and
+        guard the task and the output. ``prices`` (per model name) let ``RunLimits.max_cost``
+        and ``RunResult.cost`` price a run. ``fallback_models`` take a request the model failed
+        with a rate limit, a server error or a timeout, in order."""
         self.model = infer_model(model)
         self.tools = Toolset(tools)
         self.instructions = instructions
@@ -85,8 +102,18 @@ class Agent:
         self.approver = approver
         self.delimit_tool_results = delimit_tool_results
         self._spec_cache: tuple[tuple[Any, ...], AgentSpec] | None = None
-        self.redact = Redactor([*secrets, *self.model.secrets()], redact_patterns)
+        self.output = (
+            OutputSpec(output_type, tuple(output_validators)) if output_type is not None else None
+        )
+        self.hooks = hooks or Hooks()
+        self.prices = dict(prices or {})
+        self.fallback_models = tuple(infer_model(m) for m in fallback_models)
+        secrets = [*secrets, *(s for m in (self.model, *self.fallback_models) for s in m.secrets())]
+        register_secrets(*secrets)  # so annotate(), add_feedback(), exports mask them too
+        self.redact = Redactor(secrets, redact_patterns)
         """Masks secrets in everything this agent writes (traces, logs)."""
+        if self.limits.max_cost is not None and not self.prices:
+            raise UserError("RunLimits.max_cost needs prices= (per model name: Price(...))")
 
     def config(
         self,
@@ -100,7 +127,9 @@ class Agent:
             "model": (model or self.model).config(),
             "instructions": self.instructions,
             "delimit_tool_results": self.delimit_tool_results,
-            "settings": (settings or self.settings).model_dump(mode="json", exclude_none=True),
+            "settings": self._settings(settings or self.settings).model_dump(
+                mode="json", exclude_none=True
+            ),
             "limits": (limits or self.limits).model_dump(mode="json"),
             "tools": [
                 {
@@ -112,15 +141,29 @@ class Agent:
                 }
                 for t in self.tools.values()
             ],
+            **({"output": self.output.config()} if self.output else {}),
+            **({"hooks": self.hooks.names()} if self.hooks else {}),
+            **(
+                {"fallback_models": [m.config() for m in self.fallback_models]}
+                if self.fallback_models
+                else {}
+            ),
         }
+
+    def _settings(self, settings: ModelSettings) -> ModelSettings:
+        """``settings``, with the typed output's schema as ``json_schema`` unless one is set."""
+        if self.output is None or settings.json_schema is not None:
+            return settings
+        return settings.model_copy(update={"json_schema": self.output.schema})
 
     def system_prompt(self) -> str | None:
         """The system message: the instructions, plus what the tool-output tags mean."""
         notice = UNTRUSTED_NOTICE if self.tools and self.delimit_tool_results else None
-        parts = [p for p in (self.instructions, notice) if p]
+        shape = self.output.instructions() if self.output else None
+        parts = [p for p in (self.instructions, notice, shape) if p]
         return "\n\n".join(parts) if parts else None
 
-    def replace(self, **changes: Any) -> Agent:
+    def replace(self, **changes: Any) -> Agent[OutputT]:
         """A copy of this agent with some attributes changed (``instructions``, ``model``,
         ``settings``, ``limits``, ``trace_dir``, ``approver``)."""
         copied = copy.copy(self)
@@ -129,6 +172,7 @@ class Agent:
                 raise UserError(f"Agent.replace() cannot change {name!r}")
             if name == "model":
                 value = infer_model(value)
+                register_secrets(*value.secrets())
             setattr(copied, name, value)
         return copied
 
@@ -151,6 +195,9 @@ class Agent:
             self.delimit_tool_results,
             self.redact,
             self.approver,
+            self.output,
+            self.hooks,
+            self.fallback_models,
         )
         cached = self._spec_cache
         if cached is None or not all(a is b or a == b for a, b in zip(cached[0], key, strict=True)):
@@ -160,13 +207,17 @@ class Agent:
                 model=model,
                 tools=self.tools,
                 limits=limits,
-                settings=settings,
+                settings=self._settings(settings),
                 system_prompt=self.system_prompt(),
                 delimit_tool_results=self.delimit_tool_results,
                 redact=self.redact,
                 approver=self.approver,
                 config=config,
                 config_hash=config_hash(config),
+                output=self.output,
+                hooks=self.hooks,
+                prices=self.prices,
+                fallback_models=self.fallback_models,
             )
             cached = self._spec_cache = (key, spec)
         return cached[1]
@@ -175,7 +226,8 @@ class Agent:
         self,
         task: str,
         *,
-        history: Sequence[Message] = (),
+        history: RunResult[Any] | Sequence[Message] = (),
+        deps: Any = None,
         settings: ModelSettings | None = None,
         trace_dir: str | Path | UseAgentDefault | None = USE_AGENT_DEFAULT,
         max_steps: int | UseAgentDefault | None = USE_AGENT_DEFAULT,
@@ -187,14 +239,18 @@ class Agent:
         listener: EventListener | None = None,
         tool_runner: ToolRunner | None = None,
         parent: dict[str, Any] | None = None,
-    ) -> RunResult:
+        conversation: ConversationTurn | None = None,
+    ) -> RunResult[OutputT]:
         """Run ``task`` to a final answer. Per-run arguments override the agent's defaults.
 
         Raises a ``RunError`` (a limit, a tool failure) or ``ModelError``, each carrying
         ``partial`` and ``trace_path``; ``CancelledError`` propagates after the trace records it.
-        ``listener`` sees every event as it is written. ``tool_runner`` and ``parent`` are the
-        seams replay, fork and resume use: who produces tool results, and which run this one
-        continues (recorded in the trace header).
+        ``history`` continues a conversation: a previous ``RunResult`` or its
+        ``all_messages()`` (the agent's own system prompt is never repeated). ``deps`` reaches
+        tools that take a ``RunContext`` and is never written to the trace. ``listener`` sees
+        every event as it is written. ``tool_runner`` and ``parent`` are the seams replay,
+        fork and resume use: who produces tool results, and which run this one continues
+        (recorded in the trace header); ``conversation`` is what ``Conversation`` passes.
         """
         limits = self.limits.merged(
             max_steps=max_steps,
@@ -213,36 +269,38 @@ class Agent:
             listener=listener,
             tool_runner=tool_runner,
             parent=parent,
+            deps=deps,
+            conversation=conversation,
         )
         return await run.execute()
 
-    def run_sync(self, task: str, **kwargs: Any) -> RunResult:
+    def run_sync(self, task: str, **kwargs: Any) -> RunResult[OutputT]:
         """Blocking ``run``, for scripts. Inside a running event loop, use ``await run()``."""
         return run_blocking(
             self.run, task, what="Agent.run_sync()", use="await agent.run(...)", **kwargs
         )
 
-    def iter(self, task: str, **kwargs: Any) -> AgentRun:
+    def iter(self, task: str, **kwargs: Any) -> AgentRun[OutputT]:
         """Watch a run event by event: ``async with agent.iter(task) as run: async for e in
         run``. Leaving the block early cancels the run (recorded as ``run_cancelled``)."""
         return AgentRun(self, task, kwargs)
 
 
-class AgentRun:
+class AgentRun(Generic[OutputT]):
     """A run in progress, iterated as its events happen; ``result`` once it has ended."""
 
-    def __init__(self, agent: Agent, task: str, kwargs: dict[str, Any]) -> None:
+    def __init__(self, agent: Agent[OutputT], task: str, kwargs: dict[str, Any]) -> None:
         self._queue: asyncio.Queue[BaseEvent | None] = asyncio.Queue()
         self._agent, self._task_text, self._kwargs = agent, task, kwargs
-        self._task: asyncio.Task[RunResult] | None = None
+        self._task: asyncio.Task[RunResult[OutputT]] | None = None
 
     @property
-    def result(self) -> RunResult:
+    def result(self) -> RunResult[OutputT]:
         if self._task is None or not self._task.done():
             raise UserError("the run has not ended yet; iterate it to the end first")
         return self._task.result()
 
-    async def __aenter__(self) -> AgentRun:
+    async def __aenter__(self) -> AgentRun[OutputT]:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -1,14 +1,22 @@
 """Run validated tool calls: concurrently, each under its timeout, each giving one observation.
 
-Async tools run on the event loop; sync tools run in worker threads so they cannot block it.
-A timed-out sync tool's thread cannot be killed and runs on in the background (Python threads
-cannot be stopped); give tools that must be stopped hard a subprocess of their own.
+Async tools run on the event loop; each call of a sync tool runs in a thread of its own, so it
+cannot block the loop. A timed-out sync tool's thread cannot be killed (Python threads cannot be
+stopped): it runs on in the background as a daemon thread, so it never holds a pool slot that a
+later call needs, never makes ``asyncio.run`` (the sync doors) wait for it, and never keeps the
+process from exiting. The model is told the call timed out and may still be running; the
+outcome says so (``still_running``) and the loop records a warning. Give tools that must be
+stopped hard a subprocess of their own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import dataclasses
 import inspect
+import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -16,6 +24,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, TypeAlias
 
 from agentloop.actions import Call, ToolCall
+from agentloop.context import current_run_context
 from agentloop.errors import ToolRetry
 from agentloop.observations import Observation, to_text, truncate
 from agentloop.settings import RunLimits
@@ -24,12 +33,18 @@ Approver: TypeAlias = Callable[[ToolCall], bool | Awaitable[bool]]
 """Decides whether a call to a ``requires_approval`` tool may run. Raising counts as "no"."""
 
 
+OutcomeListener: TypeAlias = Callable[["ToolOutcome"], None]
+"""Called with each outcome as soon as it exists (the loop journals it at once)."""
+
+
 class ToolRunner(Protocol):
     """Produces the outcomes of one step's calls (valid ones; rejected calls are passed so a
-    runner can see them, but get no outcome). The agent's default runs the tools; replay serves
-    recorded results instead."""
+    runner can see them, but get no outcome), calling ``done`` with each outcome as soon as it
+    exists. The agent's default runs the tools; replay serves recorded results instead."""
 
-    async def __call__(self, calls: Sequence[Call], step: int) -> list[ToolOutcome]: ...
+    async def __call__(
+        self, calls: Sequence[Call], step: int, done: OutcomeListener
+    ) -> list[ToolOutcome]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +59,8 @@ class ToolOutcome:
     exception_text: str | None = None
     approved: bool | None = None
     """For a ``requires_approval`` tool, the approver's verdict; ``None`` for other tools."""
+    still_running: bool = False
+    """The call timed out and its thread was still running when the outcome was made."""
 
     @property
     def approval(self) -> Literal["approved", "denied"] | None:
@@ -54,18 +71,79 @@ class ToolOutcome:
 
 
 async def run_tool_calls(
-    calls: Sequence[ToolCall], limits: RunLimits, approver: Approver | None = None
+    calls: Sequence[ToolCall],
+    limits: RunLimits,
+    approver: Approver | None = None,
+    done: OutcomeListener | None = None,
 ) -> list[ToolOutcome]:
-    """Run ``calls`` at most ``limits.tool_concurrency`` at a time; outcomes keep call order."""
-    if len(calls) == 1:
-        return [await _run_one(calls[0], limits, approver)]
+    """Run ``calls`` at most ``limits.tool_concurrency`` at a time; outcomes keep call order.
+    ``done`` sees each outcome the moment it exists, in the order the calls finish."""
     gate = asyncio.Semaphore(limits.tool_concurrency)
 
     async def gated(call: ToolCall) -> ToolOutcome:
-        async with gate:
-            return await _run_one(call, limits, approver)
+        try:
+            async with gate:
+                outcome = await _run_one(call, limits, approver)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # Raised in a task of gather's, it would stop the event loop at once, before the
+            # run could end its trace: carry it to the run as an ordinary exception instead.
+            raise ToolAborted(call, exc) from exc
+        if done is not None:
+            done(outcome)
+        return outcome
 
+    if len(calls) == 1:
+        return [await gated(calls[0])]
     return list(await asyncio.gather(*(gated(c) for c in calls)))
+
+
+class ToolAborted(Exception):
+    """A tool raised ``SystemExit`` or ``KeyboardInterrupt``. The run ends its trace, then
+    raises ``original``."""
+
+    def __init__(self, call: ToolCall, original: BaseException) -> None:
+        super().__init__(f"tool {call.tool.name!r} raised {type(original).__name__}")
+        self.call = call
+        self.original = original
+
+
+def _in_thread(
+    function: Callable[..., object],
+    arguments: dict[str, object],
+    leading: tuple[object, ...] = (),
+) -> Awaitable[object]:
+    """``function(*leading, **arguments)`` in a new daemon thread (with this context's
+    variables), as an awaitable; the thread is the future's ``thread`` attribute. Cancelling or
+    timing out the await leaves the thread to finish on its own."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[object] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(value: object, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def target() -> None:
+        try:
+            value = context.run(function, *leading, **arguments)
+        except BaseException as exc:  # handed to the awaiting task, which decides
+            _call_soon(loop, settle, None, exc)
+        else:
+            _call_soon(loop, settle, value, None)
+
+    thread = threading.Thread(target=target, name="agentloop-tool", daemon=True)
+    future.thread = thread  # type: ignore[attr-defined]
+    thread.start()
+    return future
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, *args: object) -> None:
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for the call now
+        loop.call_soon_threadsafe(*args)  # type: ignore[arg-type]
 
 
 async def _run_one(call: ToolCall, limits: RunLimits, approver: Approver | None) -> ToolOutcome:
@@ -93,12 +171,16 @@ async def _run_one(call: ToolCall, limits: RunLimits, approver: Approver | None)
         )
     timeout = tool.timeout if tool.timeout is not None else limits.tool_timeout
     deadline = asyncio.timeout(timeout)
+    thread: threading.Thread | None = None
     try:
         async with deadline:
+            context = (current_run_context(),) if tool.takes_context else ()
             if tool.is_async:
-                value = await tool.function(**call.arguments)
+                value = await tool.function(*context, **call.arguments)
             else:
-                value = await asyncio.to_thread(tool.function, **call.arguments)
+                running = _in_thread(tool.function, call.arguments, context)
+                thread = getattr(running, "thread", None)
+                value = await running
             if inspect.isawaitable(value):  # a sync function that returned a coroutine
                 value = await value
     except ToolRetry as exc:
@@ -106,12 +188,20 @@ async def _run_one(call: ToolCall, limits: RunLimits, approver: Approver | None)
     except TimeoutError as exc:
         if not deadline.expired():  # the tool itself raised TimeoutError
             return outcome(_failed(tool.name, exc), exc)
-        return outcome(
+        alive = thread is not None and thread.is_alive()
+        timed_out = outcome(
             Observation(
-                content=f"Error: {tool.name!r} timed out after {timeout or 0:g} s and was stopped.",
+                content=f"Error: {tool.name!r} timed out after {timeout or 0:g} s. "
+                + (
+                    "It may still be running in the background and take effect later; check "
+                    "before calling it again."
+                    if alive
+                    else "It was stopped."
+                ),
                 error="timeout",
             )
         )
+        return dataclasses.replace(timed_out, still_running=alive)
     except Exception as exc:
         return outcome(_failed(tool.name, exc), exc)
     text, original = truncate(to_text(value), limits.max_observation_chars)

@@ -18,12 +18,17 @@ Catch ``AgentLoopError`` to catch them all. The tree::
           ModelRateLimited      429 that retries could not get past
           ContextWindowExceeded the conversation no longer fits the model's context
         ModelResponseError      the answer could not be used (malformed body, empty twice)
+          OutputTruncated       the answer was cut off by the token limit (finish_reason=length)
       RunError                  a run stopped early; carries the partial result and trace path
         RunLimitExceeded        a budget ran out
           MaxStepsExceeded
           MaxToolCallsExceeded
           RunTimeout
           RetryBudgetExhausted  the model kept making recoverable mistakes
+          TokenLimitExceeded    the run (or its conversation) used more tokens than allowed
+          CostLimitExceeded     the run (or its conversation) cost more than allowed
+        GuardrailTripped        an input or output guardrail stopped the run
+        HookFailed              a hook raised; the run stopped and its trace says where
         ToolExecutionError      a tool raised unexpectedly and tool_errors="raise"
         ReplayDiverged          a strict replay departed from its recording
 
@@ -144,6 +149,17 @@ class ModelResponseError(ModelError):
     """The model's answer could not be used."""
 
 
+class OutputTruncated(ModelResponseError):
+    """The model's output was cut off by the token limit (``finish_reason="length"``) before it
+    held a complete action: it is neither run nor taken as the answer. ``text`` is what the
+    model wrote before the cut. Retrying with the same settings would be cut again; raise
+    ``max_tokens``."""
+
+    def __init__(self, message: str, *, text: str, model: str = "", endpoint: str = "") -> None:
+        super().__init__(message, model=model, endpoint=endpoint)
+        self.text = text
+
+
 class RunError(AgentLoopError):
     """A run ended before a final answer."""
 
@@ -166,6 +182,33 @@ class RunTimeout(RunLimitExceeded):
 
 class RetryBudgetExhausted(RunLimitExceeded):
     """The model made more recoverable mistakes than ``retry_budget`` allows."""
+
+
+class TokenLimitExceeded(RunLimitExceeded):
+    """The run (or its conversation) used more input, output or total tokens than its
+    ``RunLimits`` allow."""
+
+
+class CostLimitExceeded(RunLimitExceeded):
+    """The run (or its conversation) cost more than ``RunLimits.max_cost``, priced by the
+    agent's ``prices`` table."""
+
+
+class GuardrailTripped(RunError):
+    """An input or output guardrail refused the task or the final output."""
+
+    def __init__(self, message: str, *, guardrail: str) -> None:
+        super().__init__(message)
+        self.guardrail = guardrail
+
+
+class HookFailed(RunError):
+    """A hook raised an exception: the run stopped (recorded in its trace) and ``hook`` names
+    which one."""
+
+    def __init__(self, message: str, *, hook: str) -> None:
+        super().__init__(message)
+        self.hook = hook
 
 
 class ToolExecutionError(RunError):

@@ -100,6 +100,8 @@ class RunFailed(BaseEvent):
     error_type: str
     message: str
     attempts: list[RequestAttempt] = Field(default_factory=list)
+    partial_output: str | None = None
+    """For ``output_truncated``: what the model wrote before the token limit cut it off."""
     usage: Usage
     steps: int
     tool_calls: int
@@ -162,12 +164,27 @@ class ScoreRecorded(BaseEvent):
     eval_run: str | None = None
 
 
+class HookApplied(BaseEvent):
+    """A hook or guardrail changed the run: ``point`` is where (``before_request``,
+    ``before_tool_call``, ``after_tool_call``, ``input_guardrails``, ``output_guardrails``),
+    ``action`` what it did (``edit``, ``deny``, ``rewrite``, ``retry``, ``stop``), ``detail``
+    the new value or the reason (redacted like everything else)."""
+
+    type: Literal["hook"] = "hook"
+    hook: str
+    point: str
+    action: str
+    call_id: str | None = None
+    detail: Any = None
+
+
 Event: TypeAlias = Annotated[
     ModelRequested
     | ModelResponded
     | ToolCallRequested
     | ToolResultRecorded
     | RunWarned
+    | HookApplied
     | RunFinished
     | RunFailed
     | RunCancelled

@@ -36,7 +36,7 @@ class ToolLoadError(UserError):
     """A tool path is missing, a tool file fails to import, or it defines no tools."""
 
 
-_NAME = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$")
+_NAME = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?\Z")
 
 
 def load_tools(

@@ -26,19 +26,27 @@ from agentloop.actions import (
     parse_actions,
     with_unique_call_ids,
 )
-from agentloop.dispatch import ToolOutcome, ToolRunner, run_tool_calls
+from agentloop.budget import Budget
+from agentloop.context import ConversationTurn, set_run_context
+from agentloop.dispatch import OutcomeListener, ToolAborted, ToolOutcome, ToolRunner, run_tool_calls
 from agentloop.errors import (
     AgentLoopError,
+    CostLimitExceeded,
+    GuardrailTripped,
+    HookFailed,
     MaxStepsExceeded,
     MaxToolCallsExceeded,
     ModelError,
     ModelResponseError,
+    OutputTruncated,
     ReplayDiverged,
     RetryBudgetExhausted,
     RunTimeout,
+    TokenLimitExceeded,
     ToolExecutionError,
 )
 from agentloop.events import (
+    TERMINAL_TYPES,
     BaseEvent,
     EventListener,
     ModelRequested,
@@ -60,8 +68,10 @@ from agentloop.messages import (
     UserMessage,
 )
 from agentloop.observations import MISTAKES, Observation
+from agentloop.redaction import redact_log_event
 from agentloop.result import RunResult, StopReason
 from agentloop.spec import AgentSpec
+from agentloop.steered import Steered
 from agentloop.trace import TraceHeader, TraceWriter, new_run_id, now_iso, trace_path
 from agentloop.untrusted import delimit_untrusted
 
@@ -69,14 +79,14 @@ _stdlib_log = logging.getLogger("agentloop")
 _log = structlog.wrap_logger(
     _stdlib_log,
     wrapper_class=structlog.stdlib.BoundLogger,
-    processors=[structlog.stdlib.render_to_log_kwargs],
+    processors=[redact_log_event, structlog.stdlib.render_to_log_kwargs],
 )
 EMPTY_RESPONSE_NUDGE = (
     "Your last reply was empty. Call one of the tools, or give your final answer as text."
 )
 
 
-class Run:
+class Run(Steered):
     """The state of one run: the conversation, counters, and the trace it writes."""
 
     def __init__(
@@ -84,12 +94,14 @@ class Run:
         *,
         spec: AgentSpec,
         task: str,
-        history: Sequence[Message],
+        history: RunResult[Any] | Sequence[Message],
         trace_dir: Path | None,
         metadata: dict[str, Any],
         listener: EventListener | None,
         tool_runner: ToolRunner | None,
         parent: dict[str, Any] | None,
+        deps: Any = None,
+        conversation: ConversationTurn | None = None,
     ) -> None:
         self.spec = spec
         self.tools, self.limits, self.settings = spec.tools, spec.limits, spec.settings
@@ -100,12 +112,22 @@ class Run:
         listeners = (*capture_listeners.get(), *((listener,) if listener else ()))
         self.listeners = listeners
         self.redact = spec.redact
+        # Every log entry of this run goes through the run's redactor (a structlog processor).
+        self.log = _log.bind(run_id=self.run_id, _redactor=self.redact)
         self.messages: list[Message] = []
         system = spec.system_prompt
         if system:
             self.messages.append(SystemMessage(content=system))
-        self.messages.extend(history)
+        if isinstance(history, RunResult):
+            history = history.messages
+        # The agent's own system prompt (and its untrusted-data notice) leads; a system
+        # message carried over from an earlier turn's result is not sent twice.
+        self.messages.extend(m for m in history if not isinstance(m, SystemMessage))
+        self.history_length = len(self.messages)
         self.messages.append(UserMessage(content=task))
+        self.task, self.deps, self.conversation = task, deps, conversation
+        self.budget = Budget(spec.limits, spec.prices, conversation)
+        self.output_text: str | None = None
         self.sent = 0  # messages already recorded in a model_request event
         self.step = self.seq = self.tool_calls = self.mistakes = 0
         self.requests = 0  # model requests made, the run's "steps" in results and traces
@@ -123,17 +145,20 @@ class Run:
                 agentloop_version=_version(),
                 parent=parent,
                 metadata=metadata,
+                conversation=conversation.header() if conversation else None,
+                deps_type=type(deps).__qualname__ if deps is not None else None,
             )
             self.writer = TraceWriter(trace_path(trace_dir, self.run_id), header, self.redact)
 
     # -- the loop ------------------------------------------------------------------------
 
-    async def execute(self) -> RunResult:
-        _log.info("run started", run_id=self.run_id, model=self.model.name)
+    async def execute(self) -> RunResult[Any]:
+        self.log.info("run started", model=self.model.name)
         deadline = asyncio.timeout(self.limits.run_timeout)
         try:
             try:
                 async with deadline:
+                    await self.check_input()
                     output = await self.loop()
             except TimeoutError:
                 if not deadline.expired():
@@ -142,30 +167,53 @@ class Run:
         except asyncio.CancelledError:
             self.end(RunCancelled, reason="cancelled", interrupted_calls=sorted(self.pending))
             raise
+        except ToolAborted as aborted:  # SystemExit/KeyboardInterrupt from a tool
+            original = aborted.original
+            self.end(
+                RunFailed,
+                reason="error",
+                error_type=type(original).__name__,
+                message=self.redact(f"{aborted}: {original}"),
+            )
+            raise original from None
+        except (KeyboardInterrupt, SystemExit) as exc:
+            self.end(RunFailed, reason="error", error_type=type(exc).__name__, message=str(exc))
+            raise
         except Exception as exc:
             reason = _stop_reason(exc)
+            # The raw text: the logger's redaction processor masks it, like any log entry.
+            self.log.warning("run failed", reason=reason, error=f"{type(exc).__name__}: {exc}")
+            extra = {"partial_output": exc.text} if isinstance(exc, OutputTruncated) else {}
             self.end(
                 RunFailed,
                 reason=reason,
                 error_type=type(exc).__name__,
                 message=self.redact(str(exc)),
                 attempts=list(getattr(exc, "attempts", ())),
+                **extra,
             )
             if isinstance(exc, AgentLoopError):
                 exc.partial = self.result(None, reason)
                 exc.trace_path = self.trace_path
             raise
-        self.end(RunFinished, output=output)
+        self.end(RunFinished, output=self.output_text)
         return self.result(output, "final_answer")
 
-    async def loop(self) -> str:
+    async def loop(self) -> Any:
         while True:
             self.check_step_budget()
             response = await self.ask_model()
             actions = parse_actions(response, self.tools)
+            if not actions or isinstance(actions, FinalAnswer):
+                self.check_not_cut_off(response)
             if isinstance(actions, FinalAnswer):
                 self.warn_if_unparsed_tool_call(response)
-                return actions.text
+                accepted, value = await self.check_output(actions.text)
+                if accepted:
+                    self.output_text = actions.text
+                    return value
+                self.step += 1
+                continue
             if actions:
                 await self.act(actions)
             else:
@@ -180,19 +228,38 @@ class Run:
             raise MaxStepsExceeded(f"no final answer after max_steps={limit} model requests")
 
     async def ask_model(self) -> ModelResponse:
+        settings = await self.before_request() if self.spec.hooks.before_request else None
         new = self.messages[self.sent :]
         self.sent = len(self.messages)
         self.emit(ModelRequested, messages=new, message_count=self.sent)
         self.requests += 1
-        response = await self.model.request(self.messages, self.tools, self.settings)
+        response = await self.request(settings or self.settings)
         response = with_unique_call_ids(response)
         self.usage += response.usage
         self.emit(ModelResponded, response=response)
+        self.budget.check(self.usage, self.spec.model.name)
         for attempt in response.attempts:
-            _log.warning("model request retried", run_id=self.run_id, **attempt.model_dump())
+            self.log.warning("model request retried", **attempt.model_dump())
         if response.text or response.tool_calls:
             self.messages.append(response.to_message())
         return response
+
+    def check_not_cut_off(self, response: ModelResponse) -> None:
+        """A reply cut off by the token limit with no tool call is no answer: retrying with the
+        same settings would be cut again, so the run stops and says what to raise."""
+        if response.finish_reason != "length":
+            return
+        text = response.text or ""
+        limit = self.settings.max_tokens
+        raise OutputTruncated(
+            f"the model's output was cut off by the token limit (finish_reason=length) after "
+            f"{len(text)} characters, before it held a complete action; it was neither run nor "
+            f"taken as the answer. Raise max_tokens (now "
+            f"{limit if limit is not None else 'the model default'}: ModelSettings(max_tokens="
+            "...), or max_tokens in the agent file's [settings])",
+            text=text,
+            model=self.model.name,
+        )
 
     def nudge_after_empty_response(self, response: ModelResponse) -> None:
         last = self.messages[-1]
@@ -219,17 +286,33 @@ class Run:
         self.check_tool_call_budget(len(actions))
         for action in actions:
             self.record_call(action)
+        if self.spec.hooks.before_tool_call:
+            actions = await self.before_tool_calls(actions)
+        for action in actions:
+            if isinstance(action, RejectedCall):
+                self.journal(action, action.observation, None)
         calls = [a for a in actions if isinstance(a, ToolCall)]
         self.pending.update(c.call_id for c in calls)
-        ran = await self.run_tools(actions, self.step)
+
+        def done(outcome: ToolOutcome) -> None:  # each result reaches the trace as it exists
+            if outcome.call.call_id in self.pending:
+                self.pending.discard(outcome.call.call_id)
+                self.journal(outcome.call, outcome.observation, outcome)
+
+        set_run_context(self.context())
+        try:
+            ran = await self.run_tools(actions, self.step, done)
+        finally:
+            set_run_context(None)
+        for finished in ran:
+            done(finished)  # a runner that did not report it
         self.pending.clear()
         outcomes = {o.call.call_id: o for o in ran}
         mistakes = 0
         for action in actions:
-            outcome = outcomes.get(action.call_id)
             observation = action.observation if isinstance(action, RejectedCall) else None
             observation = observation or outcomes[action.call_id].observation
-            self.record_result(action, observation, outcome)
+            await self.add_observation(action, observation)
             mistakes += observation.error in MISTAKES
         failed = [o for o in ran if o.exception is not None]
         if failed and self.limits.tool_errors == "raise":
@@ -242,9 +325,11 @@ class Run:
             ) from exc
         self.count_mistakes(mistakes)
 
-    async def run_tools_live(self, calls: Sequence[Call], step: int) -> list[ToolOutcome]:
+    async def run_tools_live(
+        self, calls: Sequence[Call], step: int, done: OutcomeListener
+    ) -> list[ToolOutcome]:
         valid = [c for c in calls if isinstance(c, ToolCall)]
-        return await run_tool_calls(valid, self.limits, self.spec.approver)
+        return await run_tool_calls(valid, self.limits, self.spec.approver, done)
 
     def check_tool_call_budget(self, asked: int) -> None:
         limit = self.limits.max_tool_calls
@@ -267,9 +352,8 @@ class Run:
             rejection=action.observation.error if isinstance(action, RejectedCall) else None,
         )
 
-    def record_result(
-        self, action: Call, observation: Observation, outcome: ToolOutcome | None
-    ) -> None:
+    def journal(self, action: Call, observation: Observation, outcome: ToolOutcome | None) -> None:
+        """Write one call's result to the trace (as soon as it exists)."""
         self.emit(
             ToolResultRecorded,
             call_id=action.call_id,
@@ -282,14 +366,25 @@ class Run:
             approval=outcome.approval if outcome else None,
         )
         if _stdlib_log.isEnabledFor(logging.DEBUG):  # per call: skip structlog's work when off
-            _log.debug(
+            self.log.debug(
                 "tool call",
-                run_id=self.run_id,
                 tool=action.part.name,
                 error=observation.error,
                 duration_ms=round(outcome.duration_ms, 2) if outcome else 0.0,
             )
+        if outcome is not None and outcome.still_running:
+            self.emit(
+                RunWarned,
+                kind="tool_still_running",
+                message=f"{action.part.name!r} (call {action.call_id}) timed out and its thread "
+                "is still running in the background; it cannot be stopped",
+            )
+
+    async def add_observation(self, action: Call, observation: Observation) -> None:
+        """Put one call's observation into the conversation (in call order, after the step)."""
         content = observation.content
+        if self.spec.hooks.after_tool_call and isinstance(action, ToolCall):
+            content = await self.after_tool_call(action, content)
         if self.spec.delimit_tool_results and observation.error in (None, "retry"):
             # What the tool said (its result, or its ToolRetry message) is outside data; the
             # error texts agentloop writes itself are not.
@@ -318,7 +413,17 @@ class Run:
         if self.writer is not None:
             self.writer.write(event)
         for listener in self.listeners:
-            listener(event)
+            try:
+                listener(event)
+            except Exception as exc:
+                name = getattr(listener, "__qualname__", type(listener).__name__)
+                if getattr(event, "type", None) in TERMINAL_TYPES:
+                    # The run has ended and its trace is closed: the outcome stands.
+                    _log.warning("listener failed", run_id=self.run_id, listener=name)
+                    continue
+                raise HookFailed(
+                    f"listener {name} raised {type(exc).__name__}: {exc}", hook=name
+                ) from exc
 
     def end(self, kind: type[BaseEvent], **fields: Any) -> None:
         duration = time.perf_counter() - self.started
@@ -334,13 +439,13 @@ class Run:
         finally:
             if self.writer is not None:
                 self.writer.close()
-        _log.info("run ended", run_id=self.run_id, outcome=kind.__name__, steps=self.step)
+        self.log.info("run ended", outcome=kind.__name__, steps=self.step)
 
     @property
     def trace_path(self) -> Path | None:
         return self.writer.path if self.writer is not None else None
 
-    def result(self, output: str | None, reason: StopReason) -> RunResult:
+    def result(self, output: Any, reason: StopReason) -> RunResult[Any]:
         return RunResult(
             output=output,
             stop_reason=reason,
@@ -352,6 +457,10 @@ class Run:
             config_hash=self.config_hash,
             tool_calls=self.tool_calls,
             duration_s=time.perf_counter() - self.started,
+            history_length=self.history_length,
+            conversation_id=self.conversation.id if self.conversation else None,
+            output_text=self.output_text,
+            cost=self.budget.cost(self.usage, self.spec.model.name),
         )
 
 
@@ -362,8 +471,13 @@ def _stop_reason(exc: BaseException) -> StopReason:
         (RunTimeout, "run_timeout"),
         (RetryBudgetExhausted, "retry_budget"),
         (ToolExecutionError, "tool_error"),
+        (OutputTruncated, "output_truncated"),
         (ModelError, "model_error"),
         (ReplayDiverged, "replay_diverged"),
+        (TokenLimitExceeded, "token_limit"),
+        (CostLimitExceeded, "cost_limit"),
+        (GuardrailTripped, "guardrail"),
+        (HookFailed, "hook_error"),
     ]
     return next((reason for kind, reason in reasons if isinstance(exc, kind)), "error")
 

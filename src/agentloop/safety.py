@@ -45,13 +45,26 @@ class UnsafePath(ToolRetry):
         )
 
 
-def safe_path(root: str | os.PathLike[str], user_path: str) -> Path:
+class HiddenPath(ToolRetry):
+    """A path through a hidden file or directory (``.env``, ``.git/config``), refused unless
+    the root allows hidden files."""
+
+    def __init__(self, user_path: str) -> None:
+        super().__init__(
+            f"refused path {user_path!r}: hidden files and directories (names starting with "
+            "'.') are not available"
+        )
+
+
+def safe_path(root: str | os.PathLike[str], user_path: str, *, allow_hidden: bool = False) -> Path:
     """The resolved path of ``user_path`` under ``root``, or ``UnsafePath``.
 
     Refused: NUL bytes, backslashes (``..\\`` on Windows), absolute paths, any ``..``
     component, and anything whose resolved path (symlinks followed, including a symlinked
     directory above a file that does not exist yet) is not inside the resolved root. The
     containment check compares path components, so ``/data-evil`` is not inside ``/data``.
+    Unless ``allow_hidden``, a path with a component starting with ``.`` (as given or as
+    resolved: a link to ``.env`` counts) raises ``HiddenPath``: secrets live in dotfiles.
     """
     if "\x00" in user_path or "\\" in user_path:
         raise UnsafePath(user_path)
@@ -65,6 +78,10 @@ def safe_path(root: str | os.PathLike[str], user_path: str) -> Path:
         raise UnsafePath(user_path) from None
     if not target.is_relative_to(base):
         raise UnsafePath(user_path)
+    if not allow_hidden:
+        parts = (*relative.parts, *target.relative_to(base).parts)
+        if any(part.startswith(".") for part in parts):
+            raise HiddenPath(user_path)
     return target
 
 
@@ -122,14 +139,23 @@ _BLOCKED_NETWORKS: Final = tuple(
     )
 )
 
-_NAT64: Final = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_NAT64_WELL_KNOWN: Final = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL: Final = ipaddress.ip_network("64:ff9b:1::/48")
+_TRANSLATED: Final = 0xFFFF0000
+"""The upper 96 bits of an IPv4-translated address, ``::ffff:0:a.b.c.d`` (RFC 2765)."""
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    """IPv4 addresses an IPv6 address can route to: mapped, compatible, 6to4, NAT64."""
+    """IPv4 addresses an IPv6 address can route to: mapped, translated, compatible, 6to4,
+    NAT64 (the well-known /96, and the local-use /48 with RFC 6052's layout: bits 48-63 and
+    72-87 around the zero ``u`` octet; a /96 inside it decodes to 0.0.0.0, blocked too)."""
     found = [a for a in (ip.ipv4_mapped, ip.sixtofour) if a is not None]
-    if any(ip in net for net in _NAT64) or int(ip) >> 32 == 0:
-        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    low32 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip in _NAT64_WELL_KNOWN or int(ip) >> 32 in (0, _TRANSLATED):
+        found.append(low32)
+    if ip in _NAT64_LOCAL:
+        packed = ip.packed
+        found.append(ipaddress.IPv4Address(packed[6:8] + packed[9:11]))
     return found
 
 
@@ -162,7 +188,7 @@ class _Target:
 
 
 async def _check(
-    url: httpx2.URL, allow: Collection[tuple[str, int]], resolver: Resolver
+    url: httpx2.URL, allow: Collection[tuple[str, int]], resolver: Resolver, deadline: float
 ) -> _Target:
     if url.scheme not in ("http", "https"):
         raise BlockedURL(f"refused {str(url)!r}: only http and https URLs can be fetched")
@@ -171,7 +197,11 @@ async def _check(
         raise BlockedURL(f"refused {str(url)!r}: the URL has no host")
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        ips = await asyncio.to_thread(resolver, host, port)
+        # Resolution counts against the fetch's timeout (a slow resolver cannot hold the run).
+        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            ips = await asyncio.to_thread(resolver, host, port)
+    except TimeoutError:
+        raise FetchFailed(f"cannot resolve {host!r}: timed out") from None
     except (OSError, UnicodeError) as exc:
         raise FetchFailed(f"cannot resolve {host!r}: {exc}") from None
     if not ips:
@@ -191,6 +221,8 @@ async def _check(
 
 # -- fetching -------------------------------------------------------------------------------
 
+_BAD_URL: Final = (httpx2.InvalidURL, ValueError, TypeError, UnicodeError)
+"""What httpx2 raises for a URL it cannot parse or use (a refusal the model sees)."""
 _SENSITIVE_HEADERS: Final = ("authorization", "cookie", "proxy-authorization")
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
@@ -240,19 +272,27 @@ async def safe_fetch(
     deadline = time.monotonic() + timeout
     try:
         current = httpx2.URL(url)
-    except (httpx2.InvalidURL, TypeError) as exc:
+    except _BAD_URL as exc:
         raise BlockedURL(f"refused {url!r}: not a valid URL ({exc})") from None
     sent = {"Accept-Encoding": "identity", **(headers or {})}
     async with httpx2.AsyncClient(
         transport=transport, trust_env=False, follow_redirects=False, timeout=timeout
     ) as client:
         for _hop in range(max_redirects + 1):
-            target = await _check(current, allow, resolver)
-            response = await _send(client, target, sent, deadline)
+            try:
+                target = await _check(current, allow, resolver, deadline)
+                response = await _send(client, target, sent, deadline)
+            except _BAD_URL as exc:
+                raise BlockedURL(f"refused {str(current)!r}: not a valid URL ({exc})") from None
             try:
                 location = response.headers.get("location")
                 if response.status_code in _REDIRECTS and location:
-                    following = current.join(location)
+                    try:
+                        following = current.join(location)
+                    except _BAD_URL as exc:
+                        raise BlockedURL(
+                            f"refused the redirect to {location!r}: not a valid URL ({exc})"
+                        ) from None
                     if (following.scheme, following.host, following.port) != (
                         current.scheme,
                         current.host,

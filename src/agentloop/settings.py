@@ -49,11 +49,32 @@ class RunLimits(BaseModel):
     tool_errors: ToolErrorPolicy = "raise"
     """``"raise"`` ends the run on an unexpected tool exception; ``"observe"`` shows the model
     a short message instead. The trace records the exception either way."""
+    max_input_tokens: int | None = Field(default=None, ge=1)
+    """Most prompt tokens over the run (or the conversation, for a ``Conversation``)."""
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    """Most generated tokens over the run (or the conversation)."""
+    max_total_tokens: int | None = Field(default=None, ge=1)
+    """Most tokens in all over the run (or the conversation)."""
+    max_cost: float | None = Field(default=None, gt=0)
+    """Most the run (or the conversation) may cost, in the currency of the agent's ``prices``
+    (which it needs)."""
 
     def merged(self, **overrides: Any) -> RunLimits:
         """These limits with every override that is not ``USE_AGENT_DEFAULT`` applied."""
         given = {k: v for k, v in overrides.items() if v is not USE_AGENT_DEFAULT}
         return self.model_copy(update=given) if given else self
+
+
+class Price(BaseModel):
+    """What a model costs, per million tokens (in any one currency, used consistently)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return (input_tokens * self.input + output_tokens * self.output) / 1_000_000
 
 
 class ModelSettings(BaseModel):
@@ -68,6 +89,10 @@ class ModelSettings(BaseModel):
     seed: int | None = None
     stop: tuple[str, ...] | None = None
     parallel_tool_calls: bool | None = None
+    tool_choice: str | None = None
+    """``"auto"``, ``"required"`` (a tool call, no answer yet), ``"none"`` (answer now) or a
+    tool's name (call that tool). Sent as ``tool_choice`` to a native backend; the JSON action
+    protocol narrows its action schema the same way."""
     json_schema: dict[str, Any] | None = None
     """Constrain the answer to this JSON Schema where the backend can (an OpenAI-compatible
     server's ``response_format``; a grammar for llama.cpp). Validate the answer anyway."""

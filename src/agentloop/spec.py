@@ -7,13 +7,16 @@ the layers: agent -> loop -> model and trace writer. Runtime layer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from agentloop.dispatch import Approver
+from agentloop.hooks import Hooks
 from agentloop.models.base import Model
+from agentloop.output import OutputSpec
 from agentloop.redaction import Redactor
-from agentloop.settings import ModelSettings, RunLimits
+from agentloop.settings import ModelSettings, Price, RunLimits
 from agentloop.tools import Toolset
 
 
@@ -34,3 +37,10 @@ class AgentSpec:
     """Everything that defines the agent's behaviour, as recorded in the trace header."""
     config_hash: str
     """The agent's version: a hash of ``config``."""
+    output: OutputSpec[Any] | None = None
+    """The typed output asked for, if any."""
+    hooks: Hooks = field(default_factory=Hooks)
+    prices: Mapping[str, Price] = field(default_factory=dict)
+    """Per model name: what a million tokens cost (for ``RunLimits.max_cost``)."""
+    fallback_models: Sequence[Model] = ()
+    """Tried in order when ``model`` fails with a rate limit, a server error or a timeout."""

@@ -9,6 +9,7 @@ arguments raise ``InvalidArguments`` listing each as ``path: message``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -21,6 +22,7 @@ from urllib.parse import urljoin
 import docstring_parser
 import pydantic
 
+from agentloop.context import is_run_context
 from agentloop.errors import ToolDefinitionError
 from agentloop.types import JSONObject
 
@@ -70,6 +72,16 @@ _SCHEMA_VALUES = frozenset(
 class InvalidArguments(Exception):
     """The model's arguments do not fit the tool's schema; the message lists each problem as
     ``path: message``, separated by ``; ``."""
+
+
+def takes_run_context(function: Callable[..., Any]) -> bool:
+    """Whether ``function``'s first parameter is annotated ``RunContext[...]``."""
+    try:
+        first = next(iter(inspect.signature(function).parameters.values()), None)
+        hints = _type_hints(function)
+    except Exception:
+        return False
+    return first is not None and is_run_context(hints.get(first.name))
 
 
 def function_parameters(
@@ -168,7 +180,13 @@ def _arguments_model(
             f"tool {tool_name!r}: cannot read its signature and type hints: {exc}"
         ) from exc
     fields: dict[str, Any] = {}
-    for param in signature.parameters.values():
+    for index, param in enumerate(signature.parameters.values()):
+        if index == 0 and is_run_context(hints.get(param.name)):
+            continue  # the run's context, passed by the loop: not an argument for the model
+        if is_run_context(hints.get(param.name)):
+            raise ToolDefinitionError(
+                f"tool {tool_name!r}: a RunContext parameter must be the first one"
+            )
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             stars = "*" if param.kind is param.VAR_POSITIONAL else "**"
             raise ToolDefinitionError(
@@ -424,11 +442,17 @@ def _nearest_base(bases: dict[tuple[Any, ...], str], path: tuple[Any, ...]) -> s
 
 
 def source_hash(function: Callable[..., Any]) -> str:
-    """A hash of the function's source, or of its qualified name if no source exists.
+    """A hash of the function's source and of its module's whole source (the helpers,
+    constants and bounds it uses live there), or of its qualified name if no source exists.
     Partials and decorated functions hash the code they wrap; callable objects their class."""
     target = underlying(function)
     try:
         text = inspect.getsource(target)
     except (OSError, TypeError):
         text = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', '')}"
+    module = inspect.getmodule(target)
+    if module is not None:
+        # No file (a notebook cell, a built-in): the function's own code only.
+        with contextlib.suppress(OSError, TypeError):
+            text += "\n# module\n" + inspect.getsource(module)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

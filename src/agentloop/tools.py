@@ -25,12 +25,14 @@ from agentloop.tool_schemas import (
     function_parameters,
     raw_parameters,
     source_hash,
+    takes_run_context,
     underlying,
 )
 from agentloop.types import JSONObject
 
-TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-"""Names every OpenAI-compatible endpoint accepts."""
+TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""Names every OpenAI-compatible endpoint accepts; use ``fullmatch`` (a ``$`` anchor would
+accept a trailing newline)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,6 +58,9 @@ class Tool:
     stand_in: bool = False
     """Rebuilt from a trace's schema for an offline replay: it cannot run, and whether a call
     was valid is what the recording says (it accepts any arguments)."""
+    takes_context: bool = False
+    """The function's first parameter is a ``RunContext``: the loop passes the run's context
+    there (it is not in ``parameters``)."""
 
     def __post_init__(self) -> None:
         _check_name(self.name)
@@ -122,6 +127,7 @@ class Tool:
             requires_approval=requires_approval,
             idempotent=idempotent,
             source_hash=source_hash(function),
+            takes_context=takes_run_context(function),
         )
 
     @classmethod
@@ -233,7 +239,7 @@ class Toolset(Mapping[str, Tool]):
 
 
 def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not TOOL_NAME.match(name):
+    if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
         fixed = re.sub(r"[^A-Za-z0-9_-]", "_", str(name))[:64] or "my_tool"
         raise ToolDefinitionError(
             f"tool name {name!r} is not allowed: use 1-64 letters, digits, '_' or '-' "

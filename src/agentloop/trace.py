@@ -12,7 +12,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -35,12 +35,16 @@ from agentloop.events import (
     ToolResultRecorded,
 )
 from agentloop.messages import Message
-from agentloop.redaction import Redactor
+from agentloop.redaction import Redactor, default_redactor
 
 FORMAT_NAME = "agentloop.trace"
 FORMAT_VERSION = 1
 FORMAT = f"{FORMAT_NAME}/{FORMAT_VERSION}"
-_FORMAT_RE = re.compile(rf"^{re.escape(FORMAT_NAME)}/(\d+)$")
+_FORMAT_RE = re.compile(rf"^{re.escape(FORMAT_NAME)}/(\d+)\Z")
+MAX_LINE_BYTES = 64 * 1024 * 1024
+"""The longest line ``read_trace`` accepts; a longer one is a ``TraceError``. agentloop's own
+lines stay far below it (tool results are cut at ``max_output_chars``; each ``model_request``
+holds only the new messages)."""
 
 
 class TraceHeader(BaseModel):
@@ -61,26 +65,28 @@ class TraceHeader(BaseModel):
     parent: dict[str, Any] | None = None
     """For a replay, fork or resume: which run it came from and at which step."""
     metadata: dict[str, Any] = Field(default_factory=dict)
+    conversation: dict[str, Any] | None = None
+    """For a turn of a conversation: ``id``, ``turn`` (from 0) and ``previous_run_id``."""
+    deps_type: str | None = None
+    """The type name of the run's ``deps`` (the value itself is never written)."""
 
 
 class TraceWriter:
     """Appends one redacted JSON line per event and flushes it, so the file is always a valid
     prefix of the run."""
 
-    def __init__(self, path: Path, header: TraceHeader, redact: Callable[[str], str]) -> None:
+    def __init__(self, path: Path, header: TraceHeader, redact: Redactor) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._redact = redact
         self._file: IO[str] | None = path.open("x", encoding="utf-8")
-        self._write_line(header.model_dump_json())
+        self.write(header)
 
-    def write(self, event: BaseEvent) -> None:
-        self._write_line(event.model_dump_json())
-
-    def _write_line(self, line: str) -> None:
+    def write(self, event: BaseModel) -> None:
+        """Redact ``event``'s values, then append it as one line and flush."""
         if self._file is None:
             raise TraceError(f"trace {self.path} is already closed")
-        self._file.write(self._redact(line) + "\n")
+        self._file.write(self._redact.dumps(event) + "\n")
         self._file.flush()
 
     def close(self) -> None:
@@ -162,14 +168,16 @@ def annotate(
     path: str | os.PathLike[str],
     event_type: type[BaseEvent],
     *,
-    redact: Callable[[str], str] | None = None,
+    redact: Redactor | None = None,
     **fields: Any,
 ) -> BaseEvent:
     """Append an annotation (a critique, feedback or score event) to a finished trace.
 
-    The event gets the run's id, its last step and the next sequence number, and is redacted
-    (default patterns, or ``redact``) before it is written. A trace whose last line is torn
-    cannot be appended to, since the new line would join the broken one.
+    The event gets the run's id, its last step and the next sequence number, and its values are
+    redacted before it is written: by ``redact``, else by the process's redactor (default
+    patterns and every secret registered with ``register_secrets``, which ``Agent`` does).
+    A trace whose last line is torn cannot be appended to, since the new line would join the
+    broken one.
     """
     trace = read_trace(path)
     if trace.torn:
@@ -182,9 +190,9 @@ def annotate(
         ts=time.time(),
         **fields,
     )
-    redact = redact or Redactor()
+    line = (redact or default_redactor()).dumps(event)
     with Path(path).open("a", encoding="utf-8") as file:
-        file.write(redact(event.model_dump_json()) + "\n")
+        file.write(line + "\n")
     return event
 
 
@@ -208,15 +216,21 @@ def read_trace(path: str | os.PathLike[str]) -> Trace:
         torn = True  # no final newline: the last line may be cut; try it, drop it if broken
     if not lines:
         raise TraceError(f"{file} is empty, not an agentloop trace")
+    for number, line in enumerate(lines, start=1):
+        if len(line) > MAX_LINE_BYTES:
+            raise TraceError(
+                f"{file}:{number}: a line of {len(line) // 2**20} MiB, more than the "
+                f"{MAX_LINE_BYTES // 2**20} MiB a trace line may hold; not a trace agentloop wrote"
+            )
     header = _read_header(file, lines[0])
     events: list[Event] = []
     for number, line in enumerate(lines[1:], start=2):
         try:
             events.append(EventAdapter.validate_json(line))
-        except ValidationError as exc:
+        except (ValidationError, RecursionError) as exc:
             if torn and number == len(lines):
                 break
-            problem = first_problem(exc)
+            problem = first_problem(exc) if isinstance(exc, ValidationError) else "nested too deep"
             raise TraceError(f"{file}:{number}: not a valid trace event: {problem}") from None
     else:
         torn = False
@@ -235,8 +249,10 @@ def iter_trace_files(trace_dir: str | os.PathLike[str]) -> Iterator[Path]:
 def _read_header(file: Path, line: bytes) -> TraceHeader:
     try:
         raw = json.loads(line)
-    except ValueError:
-        raise TraceError(f"{file}: line 1 is not JSON; not an agentloop trace") from None
+    except (ValueError, RecursionError):
+        raise TraceError(
+            f"{file}: line 1 is not JSON (or is nested too deep); not an agentloop trace"
+        ) from None
     fmt = raw.get("format") if isinstance(raw, dict) else None
     match = _FORMAT_RE.match(fmt) if isinstance(fmt, str) else None
     if match is None:
@@ -247,6 +263,8 @@ def _read_header(file: Path, line: bytes) -> TraceHeader:
         )
     try:
         return TraceHeader.model_validate(raw)
+    except RecursionError:
+        raise TraceError(f"{file}: invalid trace header: nested too deep") from None
     except ValidationError as exc:
         raise TraceError(f"{file}: invalid trace header: {first_problem(exc)}") from None
 

@@ -8,6 +8,10 @@ HTTP/1.1 for an HTTP client: keep-alive, ``Content-Length`` or chunked request b
 ``Reply`` (or a function of the request that returns one); when the script runs out,
 ``fallback`` is used if set, else the server answers 418 and counts an overrun, so a test that
 asks more than it scripted fails.
+Like real servers (OpenAI, vLLM, llama.cpp), every response gets a fresh response id, and every
+tool call built with ``tool_call()`` a fresh id, minted when the response is sent: a reply used
+twice (a fallback, a replay against the server) never repeats an id. ``cut_off()`` answers with
+``finish_reason: "length"``, as a server does when ``max_tokens`` runs out.
 Every request is recorded (``requests``) with its headers and body, so tests assert what was
 sent. Faults: any status with any headers and body, a delay, a stall before or after the
 headers, a dropped connection, a body cut short.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import socket
@@ -89,6 +94,8 @@ TRUNCATE_BODY = Reply(action="truncate_body", body={"choices": [{"message": {"co
 CHAT_PATH = "/v1/chat/completions"
 COMPLETIONS_PATH = "/v1/completions"
 _ids = itertools.count(1)
+FRESH_ID = "<fresh id>"
+"""Where a reply holds this id, the server puts a new one when it sends the reply."""
 
 
 # -- building replies ------------------------------------------------------------------------
@@ -108,7 +115,7 @@ def completion(
         message["tool_calls"] = tool_calls
     reason = finish_reason or ("tool_calls" if tool_calls else "stop")
     body: dict[str, Any] = {
-        "id": "chatcmpl-fake",
+        "id": FRESH_ID,
         "object": "chat.completion",
         "created": 0,
         "model": model,
@@ -124,7 +131,7 @@ def text_completion(
 ) -> Reply:
     """A 200 reply to ``/v1/completions`` whose continuation is ``text``."""
     body: dict[str, Any] = {
-        "id": "cmpl-fake",
+        "id": FRESH_ID,
         "object": "text_completion",
         "created": 0,
         "model": "fake-model",
@@ -143,11 +150,11 @@ def answer(content: str, *, usage: dict[str, int] | None = None, **kw: Any) -> R
 def tool_call(name: str, arguments: Any = None, *, id: str | None = "auto") -> dict[str, Any]:
     """One tool call in wire form; ``arguments`` other than a string are JSON-encoded (use
     ``tool_call_raw`` to send a non-string ``arguments`` field). ``id="auto"`` gives a fresh
-    unique id; ``id=None`` leaves the id out."""
+    unique id each time the reply is sent; ``id=None`` leaves the id out."""
     text = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
     call: dict[str, Any] = {"type": "function", "function": {"name": name, "arguments": text}}
     if id == "auto":
-        call["id"] = f"call_{next(_ids)}"
+        call["id"] = FRESH_ID
     elif id is not None:
         call["id"] = id
     return call
@@ -169,6 +176,30 @@ def tool_calls(
 ) -> Reply:
     """A 200 reply asking for ``calls`` (built with ``tool_call``), in order."""
     return Reply(body=completion(content, list(calls), finish_reason=finish_reason, usage=usage))
+
+
+def cut_off(text: str, *, chat: bool = True) -> Reply:
+    """A 200 reply whose text stopped at the token limit (``finish_reason: "length"``): a chat
+    completion, or with ``chat=False`` a text completion (``/v1/completions``)."""
+    if chat:
+        return Reply(body=completion(text, finish_reason="length"))
+    return text_completion(text, finish_reason="length")
+
+
+def with_fresh_ids(body: JSONBody | str | bytes) -> JSONBody | str | bytes:
+    """``body`` with every ``FRESH_ID`` (the response id, tool-call ids) replaced by a new id."""
+    if not isinstance(body, dict) or FRESH_ID not in json.dumps(body):
+        return body
+    fresh = json.loads(json.dumps(body))
+    if fresh.get("id") == FRESH_ID:
+        prefix = "cmpl" if fresh.get("object") == "text_completion" else "chatcmpl"
+        fresh["id"] = f"{prefix}-{next(_ids)}"
+    for choice in fresh.get("choices") or ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        for call in (message or {}).get("tool_calls") or ():
+            if isinstance(call, dict) and call.get("id") == FRESH_ID:
+                call["id"] = f"call_{next(_ids)}"
+    return fresh
 
 
 def error(
@@ -250,11 +281,12 @@ class FakeOpenAIServer:
                     self._script.appendleft(item)
             return error(404, f"no route for {request.method} {request.path}", code="not_found")
         if item is None:
-            if self.fallback is not None:
-                return self.fallback(request)
-            self.overruns += 1
-            return error(418, "fake server: the script has no reply left for this request")
-        return item if isinstance(item, Reply) else item(request)
+            if self.fallback is None:
+                self.overruns += 1
+                return error(418, "fake server: the script has no reply left for this request")
+            item = self.fallback
+        reply = item if isinstance(item, Reply) else item(request)
+        return dataclasses.replace(reply, body=with_fresh_ids(reply.body))
 
     # -- life cycle --------------------------------------------------------------------------
 

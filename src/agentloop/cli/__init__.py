@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from agentloop import __version__
-from agentloop.cli import dataset, evals, improve, replay, run, traces
+from agentloop.cli import chat, dataset, evals, improve, replay, run, traces
 from agentloop.cli._output import (
     EXIT_CANCELLED,
     EXIT_CODES,
@@ -29,9 +29,13 @@ from agentloop.cli._output import (
     say,
 )
 from agentloop.errors import AgentLoopError
+from agentloop.redaction import register_secrets
 from agentloop.terminal import escape
 
 __all__ = ["build_parser", "main"]
+
+SECRET_ENV = ("OPENAI_API_KEY",)
+"""Environment variables whose values the CLI masks in everything it writes."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     args.standalone = argv is None
+    # A new process knows no run's secrets: mask the API keys in its environment everywhere
+    # it writes (annotations, exports, replays, logs).
+    register_secrets(*(os.environ.get(name, "") for name in SECRET_ENV))
     if args.handler is None:
         args.help_parser.print_help(sys.stderr)
         return EXIT_USAGE
@@ -84,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     run.register(commands, common)
+    chat.register(commands, common)
     traces.register(commands, common)
     replay.register(commands, common)
     improve.register(commands, common)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import structlog
 
+from agentloop.redaction import redact_log_event
 from agentloop.terminal import escape
 
 EXIT_OK = 0
@@ -38,6 +41,35 @@ def positive_int(text: str) -> int:
     return value
 
 
+def model_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` from ``--model-option``; VALUE is read as JSON when it is JSON
+    (``false``, ``4096``, ``0.5``, ``"x"``) and as a plain string otherwise."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not KEY=VALUE (e.g. native_tools=false, prompt_form=completion)"
+        )
+    try:
+        parsed: Any = json.loads(value)
+    except ValueError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--model-option KEY=VALUE``, repeatable: options for the model's backend."""
+    parser.add_argument(
+        "--model-option",
+        metavar="KEY=VALUE",
+        type=model_option,
+        action="append",
+        default=[],
+        dest="model_options",
+        help="an option for the model's backend, e.g. native_tools=false or "
+        "prompt_form=completion (OpenAI-compatible), max_tokens=512 (local); repeat for more",
+    )
+
+
 @contextmanager
 def logging_to_stderr(*, verbose: bool) -> Iterator[None]:
     """Within the block, the ``agentloop`` logger writes to stderr (WARNING and up, or DEBUG
@@ -63,7 +95,11 @@ class _EscapingFormatter(structlog.stdlib.ProcessorFormatter):
 
     def __init__(self) -> None:
         super().__init__(
-            foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.ExtraAdder()],
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.ExtraAdder(),
+                redact_log_event,
+            ],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.dev.ConsoleRenderer(colors=False),
@@ -75,13 +111,14 @@ class _EscapingFormatter(structlog.stdlib.ProcessorFormatter):
 
 
 def out(line: str) -> None:
-    """Data, on stdout."""
-    print(line, file=sys.stdout, flush=True)
+    """Data, on stdout, escaped for the terminal (a no-op on the ASCII of ``json.dumps``), so
+    nothing a command prints from a trace, a model or a tool can hold a control sequence."""
+    print(escape(line), file=sys.stdout, flush=True)
 
 
 def say(line: str) -> None:
-    """Progress and errors, on stderr."""
-    print(line, file=sys.stderr, flush=True)
+    """Progress and errors, on stderr, escaped for the terminal like ``out``."""
+    print(escape(line), file=sys.stderr, flush=True)
 
 
 def message(exc: BaseException) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agentloop.cli._output import EXIT_OK, out, positive_int, say
+from agentloop.cli._output import EXIT_OK, add_model_options, out, positive_int, say
 from agentloop.cli.render import one_line, plural
 from agentloop.errors import UserError
 from agentloop.evals.comparison import Comparison, compare
@@ -68,6 +68,7 @@ def register(
         "--agent", metavar="FILE", action="append", default=[], help="an agent file (TOML)"
     )
     parser.add_argument("--model", help="a model string that replaces every agent's model")
+    add_model_options(parser)
     parser.add_argument(
         "--scorer", metavar="SPEC", action="append", default=[], help="a scorer (see below)"
     )
@@ -124,6 +125,7 @@ def _only(args: argparse.Namespace, form: str, allowed: set[str]) -> None:
     given = {
         "agent": bool(args.agent),
         "model": args.model is not None,
+        "model-option": bool(args.model_options),
         "scorer": bool(args.scorer),
         "concurrency": args.concurrency != 4,
         "repeats": args.repeats != 1,
@@ -142,6 +144,8 @@ def _scorers(specs: list[str]) -> list[Scorer]:
 
 
 def _run(args: argparse.Namespace, dataset: Path) -> int:
+    if args.model_options and args.model is None:
+        raise UserError("--model-option needs --model (an agent file sets model_options itself)")
     scorers = _scorers(args.scorer)
     runs: list[EvalRun] = []
     several = len(args.agent) > 1
@@ -157,6 +161,7 @@ def _run(args: argparse.Namespace, dataset: Path) -> int:
             scorers=scorers,
             run_dir=run_dir,
             model=args.model,
+            model_options=dict(args.model_options),
             concurrency=args.concurrency,
             repeats=args.repeats,
             case_timeout=args.timeout,
@@ -190,6 +195,7 @@ def _resume(args: argparse.Namespace) -> int:
         scorers=scorers,
         run_dir=args.resume,
         model=meta.model,
+        model_options=meta.model_options,
         concurrency=args.concurrency,
         repeats=meta.repeats,
         case_timeout=meta.timeout,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from agentloop.cli._output import DEFAULT_TRACE_DIR, EXIT_OK, out, say
+from agentloop.cli.replay import add_live_agent_options, live_agent
 from agentloop.cli.traces import find_trace
 from agentloop.errors import UserError
 from agentloop.evals.datasets import Dataset
@@ -22,9 +23,7 @@ from agentloop.feedback.export import Filters, dpo_export, read_traces, sft_expo
 from agentloop.feedback.formats import FORMATS
 from agentloop.feedback.human import add_feedback
 from agentloop.feedback.signals import SIGNALS, normalize_task
-from agentloop.loading import load_tools
 from agentloop.models import infer_model
-from agentloop.replay.runner import agent_from_trace, recorded_model
 from agentloop.terminal import escape
 from agentloop.trace import read_trace
 
@@ -51,8 +50,10 @@ def register(
         help="fork the run at the first flagged step with the critique as guidance, critique "
         "the new branch, and record which the judge prefers",
     )
-    judging.add_argument("--tools", metavar="PATH", action="append", help="tools, for --revise")
-    judging.add_argument("--model", help="the agent's model for --revise (default: recorded)")
+    judging.add_argument(
+        "--tools", metavar="PATH", action="append", default=None, help="tools, for --revise"
+    )
+    add_live_agent_options(judging)  # the agent --revise runs: --agent, --model, --trust-trace
     judging.add_argument("--trace-dir", metavar="DIR", default=DEFAULT_TRACE_DIR)
     judging.add_argument("--json", action="store_true", help="print the critique as JSON")
     judging.set_defaults(handler=cmd_critique)
@@ -126,11 +127,11 @@ def cmd_critique(args: argparse.Namespace) -> int:
     judge = infer_model(args.judge)
     if args.revise:
         source = read_trace(path)
-        model = infer_model(args.model) if args.model else recorded_model(source)
-        tools = load_tools(args.tools) if args.tools else None
-        if tools is None and source.header.agent.get("tools"):
-            raise UserError("--revise runs the agent again: pass --tools PATH for its tools")
-        agent = agent_from_trace(source, model=model, tools=tools)
+        if args.tools is None and not args.agent and source.header.agent.get("tools"):
+            raise UserError(
+                "--revise runs the agent again: pass --tools PATH for its tools (or --agent FILE)"
+            )
+        agent = live_agent(source, args, live_model=True)
         agent.trace_dir = Path(args.trace_dir)
         revision = revise_sync(source, agent, judge, args.rubric, progress=_progress)
         say(f"revised run: {escape(str(revision.trace_path))}")
@@ -203,7 +204,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         with Path(args.output).open("w", encoding="utf-8") as file:
             written = write_jsonl(export, file, kind, fmt=args.format)
     else:
-        written = write_jsonl(export, sys.stdout, kind, fmt=args.format)
+        # On stdout (often a terminal), every non-ASCII character is a JSON escape.
+        written = write_jsonl(export, sys.stdout, kind, fmt=args.format, ensure_ascii=True)
     where = args.output or "stdout"
     say(
         f"wrote {written} {kind} example(s) to {escape(where)} from {len(traces)} "

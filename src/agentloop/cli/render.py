@@ -263,7 +263,11 @@ def trace_table(summaries: list[TraceSummary]) -> list[str]:
         (
             escape(s.run_id),
             escape(s.created[:19].replace("T", " ")),
-            s.status if s.reason is None or s.status == "cancelled" else f"{s.status}:{s.reason}",
+            escape(
+                s.status
+                if s.reason is None or s.status == "cancelled"
+                else f"{s.status}:{s.reason}"
+            ),
             str(s.steps),
             one_line(s.model, 24),
             escape(s.config_hash),

@@ -2,9 +2,14 @@
 
 ``replay`` needs nothing but the trace: the agent is rebuilt from its header and every model
 response and tool result is served from the recording. ``--tools``, ``--model`` and
-``--instructions`` swap in current code, another model or another prompt, to see where the run
-departs from the recording (``--live-tools``, ``--live-model``) or to continue live from a step
-(``--fork-at``). ``resume`` continues a run that did not finish.
+``--instructions`` (or a whole ``--agent`` file) swap in current code, another model or another
+prompt, to see where the run departs from the recording (``--live-tools``, ``--live-model``) or
+to continue live from a step (``--fork-at``). ``resume`` continues a run that did not finish.
+
+Without ``--model`` or ``--agent``, a live model is the recorded one with its recorded options,
+and only if its endpoint is the one configured here (``OPENAI_BASE_URL`` or the default): a
+trace never decides where your API key goes. ``--trust-trace`` uses the recorded endpoint or
+model file, the recorded ``settings.extra`` and limits.
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from agentloop.agent import Agent
+from agentloop.agentfile import load_agent
 from agentloop.cli._output import (
     DEFAULT_TRACE_DIR,
     EXIT_CODES,
     EXIT_FAILED,
     EXIT_OK,
+    add_model_options,
     out,
     positive_int,
     say,
@@ -32,9 +39,14 @@ from agentloop.cli.traces import find_trace
 from agentloop.errors import UserError
 from agentloop.events import ModelRequested
 from agentloop.loading import load_tools
-from agentloop.models import infer_model
 from agentloop.replay.recording import Recording
-from agentloop.replay.runner import agent_from_trace, recorded_model, replay_sync, resume
+from agentloop.replay.runner import (
+    agent_from_trace,
+    model_for,
+    recorded_model,
+    replay_sync,
+    resume,
+)
 from agentloop.settings import USE_AGENT_DEFAULT
 from agentloop.terminal import escape
 from agentloop.trace import Trace, read_trace
@@ -124,8 +136,30 @@ def _agent_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the agent's tools now (a file or folder of @tool functions); repeat for more",
     )
-    parser.add_argument("--model", help="a model string (default: the recorded model)")
+    add_live_agent_options(parser)
+
+
+def add_live_agent_options(parser: argparse.ArgumentParser) -> None:
+    """How a command that continues a recorded run live gets its agent: ``--agent``,
+    ``--model`` (+ ``--model-option``), ``--instructions``, ``--trust-trace``."""
+    parser.add_argument(
+        "--agent",
+        metavar="FILE",
+        help="the agent now, from an agent file (its model, tools, instructions, settings)",
+    )
+    parser.add_argument(
+        "--model",
+        help="a model string (default: the recorded model, with its recorded options, if its "
+        "endpoint is the one configured here)",
+    )
+    add_model_options(parser)
     parser.add_argument("--instructions", metavar="TEXT", help="new system instructions")
+    parser.add_argument(
+        "--trust-trace",
+        action="store_true",
+        help="let the trace header choose: the recorded endpoint (your API key goes there), "
+        "model file, settings.extra and limits",
+    )
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -139,7 +173,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             f"{', '.join(_tool_names(source))})"
         )
     wants_model = args.live_model or args.fork_at is not None
-    changed = args.tools is not None or args.model or args.instructions is not None
+    changed = args.tools is not None or args.model or args.instructions is not None or args.agent
     agent = _agent(source, args, live_model=wants_model) if (live or changed) else None
     result = replay_sync(
         source,
@@ -170,12 +204,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
         )
     agent = _agent(source, args, live_model=True)
     agent.trace_dir = Path(args.trace_dir)
-    for call in Recording(source).interrupted_calls():
+    recording = Recording(source)
+    for call in recording.interrupted_calls():
         idempotent = agent.tools.get(call.name) is not None and agent.tools[call.name].idempotent
         what = (
             "runs again (idempotent)" if idempotent else "is reported to the model as interrupted"
         )
         say(f"interrupted call {escape(call.call_id)} to {escape(call.name)} {what}")
+    for call in recording.failed_calls():
+        idempotent = agent.tools.get(call.name) is not None and agent.tools[call.name].idempotent
+        what = "runs again (idempotent)" if idempotent else "shows the model its recorded error"
+        say(f"failed call {escape(call.call_id)} to {escape(call.name)} {what}")
     max_steps = args.max_steps if args.max_steps is not None else USE_AGENT_DEFAULT
     return run_and_report(
         args,
@@ -185,14 +224,29 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _agent(source: Trace, args: argparse.Namespace, *, live_model: bool) -> Agent:
-    model = infer_model(args.model) if args.model else None
+    return live_agent(source, args, live_model=live_model)
+
+
+def live_agent(source: Trace, args: argparse.Namespace, *, live_model: bool) -> Agent:
+    """The agent a command continues ``source`` with, from the options of
+    ``add_live_agent_options`` (and ``--tools``). ``live_model``: the model will be asked, so
+    without ``--model``/``--agent`` the recorded one is rebuilt (if the rules allow)."""
+    options = dict(getattr(args, "model_options", []) or [])
+    if options and args.agent and not args.model:
+        raise UserError("--model-option needs --model with --agent (the file sets model_options)")
+    model = model_for(args.model, source, options) if args.model else None
+    if args.agent:
+        if args.tools is not None or getattr(args, "instructions", None) is not None:
+            raise UserError("with --agent, put tools and instructions in the agent file")
+        return load_agent(args.agent, model=model, trace_dir=args.trace_dir)
     if model is None and live_model:
-        model = recorded_model(source)
+        model = recorded_model(source, trust=args.trust_trace, options=options)
     return agent_from_trace(
         source,
         model=model,
         tools=load_tools(args.tools) if args.tools is not None else None,
-        instructions=args.instructions,
+        instructions=getattr(args, "instructions", None),
+        trust=args.trust_trace,
     )
 
 
@@ -201,7 +255,7 @@ def _tool_names(source: Trace) -> list[str]:
 
 
 def _needs_tools(source: Trace, args: argparse.Namespace) -> bool:
-    return args.tools is None and bool(_tool_names(source))
+    return args.tools is None and not args.agent and bool(_tool_names(source))
 
 
 def walk_steps(trace: Trace) -> None:

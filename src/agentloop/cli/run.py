@@ -23,6 +23,7 @@ from agentloop.cli._output import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    add_model_options,
     message,
     out,
     positive_int,
@@ -32,6 +33,7 @@ from agentloop.cli.render import event_lines, plural, result_json, usage_json, u
 from agentloop.errors import AgentLoopError, TraceError, UserError
 from agentloop.events import BaseEvent, EventListener, RunCancelled, RunFailed, RunFinished
 from agentloop.loading import load_tools
+from agentloop.models import infer_model
 from agentloop.result import RunResult
 from agentloop.settings import USE_AGENT_DEFAULT
 from agentloop.terminal import escape
@@ -54,38 +56,7 @@ def register(
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("task", metavar="TASK", help="what the agent should do")
-    run.add_argument(
-        "--model",
-        help="model string, e.g. 'openai:<name>' for an OpenAI-compatible endpoint "
-        "(OPENAI_BASE_URL, OPENAI_API_KEY); with --agent, replaces the file's model",
-    )
-    run.add_argument(
-        "--agent",
-        metavar="FILE",
-        help="an agent file (TOML: model, instructions, tools, settings, limits); "
-        "--model and --max-steps override it",
-    )
-    run.add_argument(
-        "--tools",
-        metavar="PATH",
-        action="append",
-        default=[],
-        help="a Python file of @tool functions, or a folder of such files (not recursive; "
-        "names starting with '_' are skipped); repeat --tools for more",
-    )
-    run.add_argument(
-        "--trace-dir",
-        metavar="DIR",
-        default=DEFAULT_TRACE_DIR,
-        help="where the trace is written (default: ./traces)",
-    )
-    run.add_argument(
-        "--max-steps",
-        metavar="N",
-        type=positive_int,
-        help="most model requests in the run (default: 20)",
-    )
-    run.add_argument("--instructions", metavar="TEXT", help="system instructions for the model")
+    add_agent_options(run)
     run.add_argument(
         "--json",
         action="store_true",
@@ -94,27 +65,74 @@ def register(
     run.set_defaults(handler=cmd_run)
 
 
+def add_agent_options(parser: argparse.ArgumentParser) -> None:
+    """The options that choose an agent (``run`` and ``chat``)."""
+    parser.add_argument(
+        "--model",
+        help="model string, e.g. 'openai:<name>' for an OpenAI-compatible endpoint "
+        "(OPENAI_BASE_URL, OPENAI_API_KEY); with --agent, replaces the file's model",
+    )
+    add_model_options(parser)
+    parser.add_argument(
+        "--agent",
+        metavar="FILE",
+        help="an agent file (TOML: model, instructions, tools, settings, limits); "
+        "--model and --max-steps override it",
+    )
+    parser.add_argument(
+        "--tools",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="a Python file of @tool functions, or a folder of such files (not recursive; "
+        "names starting with '_' are skipped); repeat --tools for more",
+    )
+    parser.add_argument(
+        "--trace-dir",
+        metavar="DIR",
+        default=DEFAULT_TRACE_DIR,
+        help="where the trace is written (default: ./traces)",
+    )
+    parser.add_argument(
+        "--max-steps",
+        metavar="N",
+        type=positive_int,
+        help="most model requests in the run (default: 20)",
+    )
+    parser.add_argument("--instructions", metavar="TEXT", help="system instructions for the model")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the agent, printing progress to stderr and the answer (or JSON) to stdout."""
+    agent = build_agent(args)
+    return run_and_report(args, agent, lambda listener: agent.run(args.task, listener=listener))
+
+
+def build_agent(args: argparse.Namespace) -> Agent:
+    """The agent ``--agent``/``--model``/``--tools``/``--instructions``/``--max-steps`` name
+    (shared by ``run`` and ``chat``)."""
     max_steps = args.max_steps if args.max_steps is not None else USE_AGENT_DEFAULT
+    options = dict(args.model_options)
+    if options and args.model is None:
+        raise UserError("--model-option needs --model (an agent file sets model_options itself)")
     if args.agent is not None:
         if args.tools or args.instructions is not None:
             raise UserError("with --agent, put tools and instructions in the agent file")
-        agent = load_agent(
-            args.agent, model=args.model, trace_dir=args.trace_dir, max_steps=max_steps
-        )
+        model = infer_model(args.model, **options) if args.model is not None else None
+        agent = load_agent(args.agent, model=model, trace_dir=args.trace_dir, max_steps=max_steps)
         say(f"agent {escape(args.agent)}, version {agent.config_hash}")
     elif args.model is None:
         raise UserError("give --model MODEL or --agent FILE")
     else:
+        tools = load_tools(args.tools)
         agent = Agent(
-            args.model,
-            tools=load_tools(args.tools),
+            infer_model(args.model, **options),
+            tools=tools,
             instructions=args.instructions,
             max_steps=max_steps,
             trace_dir=args.trace_dir,
         )
-    return run_and_report(args, agent, lambda listener: agent.run(args.task, listener=listener))
+    return agent
 
 
 def run_and_report(
@@ -248,4 +266,4 @@ def _report_cancelled(args: argparse.Namespace, agent: Agent, progress: _Progres
 
 def _emit_json(agent: Agent, data: dict[str, Any]) -> None:
     # json.dumps escapes every control character (ensure_ascii), so the line is terminal-safe.
-    out(agent.redact(json.dumps(data)))
+    out(json.dumps(agent.redact.value(data)))

@@ -43,6 +43,7 @@ from agentloop.evals.scorers import (
     scorers_for,
 )
 from agentloop.events import BaseEvent, RunCancelled, RunFailed, RunFinished, ScoreRecorded
+from agentloop.models import infer_model
 from agentloop.models.base import Model
 from agentloop.settings import USE_AGENT_DEFAULT
 from agentloop.trace import Trace, annotate, now_iso, read_trace, trace_path
@@ -104,6 +105,8 @@ class EvalMeta(BaseModel):
     agent_file: str | None = None
     model: str | None = None
     """The model string that replaced the agent file's model, if one did."""
+    model_options: dict[str, Any] = Field(default_factory=dict)
+    """The backend options given with ``model`` (``native_tools``, ``prompt_form``...)."""
     dataset: str | None = None
     dataset_name: str
     dataset_digest: str
@@ -209,12 +212,14 @@ async def evaluate(
     case_timeout: float | None = None,
     resume: bool = False,
     progress: ProgressListener | None = None,
+    model_options: dict[str, Any] | None = None,
 ) -> EvalRun:
     """Run ``agent`` (an ``Agent`` or an agent file) on every case of ``dataset`` (a
     ``Dataset`` or a JSONL file), ``repeats`` times, scoring each run with ``scorers``; a
     run longer than ``case_timeout`` seconds is stopped and recorded as an error.
 
-    ``model`` replaces the agent's model. ``run_dir`` defaults to a new folder under
+    ``model`` replaces the agent's model (a model string takes ``model_options``, the
+    backend's options, recorded with it for a resume). ``run_dir`` defaults to a new folder under
     ``./runs``. With ``resume=True``, ``run_dir`` must hold an earlier run of the same agent
     version on the same dataset; only its unfinished attempts run. ``progress`` is called
     after every attempt. Returns the run, read back from its directory.
@@ -223,8 +228,10 @@ async def evaluate(
         raise UserError("concurrency and repeats must be at least 1")
     if case_timeout is not None and not case_timeout > 0:
         raise UserError(f"case_timeout must be a positive number of seconds, not {case_timeout}")
+    if model_options and not isinstance(model, str):
+        raise UserError("model_options go with a model string (model='openai:...')")
     cases, the_agent, folder, meta = _setup(
-        dataset, agent, scorers, run_dir, model, repeats, case_timeout
+        dataset, agent, scorers, run_dir, model, repeats, case_timeout, model_options or {}
     )
     done = _prepare(folder, meta, resume)
     runner = _Runner(folder, the_agent, cases, scorers, case_timeout, progress)
@@ -249,13 +256,15 @@ def _setup(
     model: Model | str | None,
     repeats: int,
     case_timeout: float | None,
+    model_options: dict[str, Any],
 ) -> tuple[Dataset, Agent, Path, EvalMeta]:
     """Read the dataset and the agent, check the scorers, and describe the run."""
     if isinstance(agent, Agent) and model is not None:
         raise UserError("model= replaces an agent file's model; for an Agent, set its model")
     cases = dataset if isinstance(dataset, Dataset) else Dataset.from_jsonl(dataset)
     agent_file = None if isinstance(agent, Agent) else Path(agent)
-    the_agent = agent if isinstance(agent, Agent) else load_agent(Path(agent), model=model)
+    replacement = infer_model(model, **model_options) if isinstance(model, str) else model
+    the_agent = agent if isinstance(agent, Agent) else load_agent(Path(agent), model=replacement)
     _check_scorers(scorers, cases)
     label = agent_file.stem if agent_file is not None else the_agent.name
     folder = Path(run_dir) if run_dir is not None else _new_run_dir(label, the_agent.config_hash)
@@ -266,6 +275,7 @@ def _setup(
         agent=the_agent.config(),
         agent_file=str(agent_file.resolve()) if agent_file is not None else None,
         model=model if isinstance(model, str) else None,
+        model_options=model_options,
         dataset=None if isinstance(dataset, Dataset) else str(Path(dataset).resolve()),
         dataset_name=cases.name,
         dataset_digest=cases.digest,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -44,7 +44,7 @@ from agentloop.feedback.signals import (
     preference,
 )
 from agentloop.models.openai import wire_message
-from agentloop.redaction import Redactor
+from agentloop.redaction import Redactor, default_redactor
 from agentloop.trace import Trace, read_trace
 
 Kind = Literal["sft", "dpo"]
@@ -105,14 +105,20 @@ class Filters:
 
 
 def sft_export(traces: Iterable[Trace], filters: Filters = Filters()) -> Export:
-    """SFT examples from finished runs that pass ``filters``."""
+    """SFT examples from finished runs that pass ``filters``. A conversation is one
+    multi-turn example: its last turn among ``traces`` (which holds every earlier turn)."""
     export = Export()
+    traces = list(traces)
+    last_turns = _last_turns(traces)
     for trace in traces:
         reason = "the run did not finish" if trace.output is None else filters.reason_to_skip(trace)
+        conversation = trace.header.conversation
+        if not reason and conversation and last_turns.get(conversation.get("id")) != trace.run_id:
+            reason = "an earlier turn of a conversation (its last turn holds it)"
         if reason:
             export.skipped[reason] += 1
             continue
-        messages = conversation(trace)
+        messages = wire_conversation(trace)
         correction = latest_correction(trace)
         if correction is not None:
             messages[-1] = {"role": "assistant", "content": correction}
@@ -122,6 +128,19 @@ def sft_export(traces: Iterable[Trace], filters: Filters = Filters()) -> Export:
             example["tools"] = tools
         export.examples.append(example)
     return export
+
+
+def _last_turns(traces: list[Trace]) -> dict[Any, str]:
+    """Per conversation id: the run id of its latest finished turn among ``traces``."""
+    latest: dict[Any, tuple[int, str]] = {}
+    for trace in traces:
+        conversation = trace.header.conversation
+        if conversation and trace.output is not None:
+            turn = int(conversation.get("turn", 0))
+            key = conversation.get("id")
+            if key not in latest or turn > latest[key][0]:
+                latest[key] = (turn, trace.run_id)
+    return {key: run_id for key, (_, run_id) in latest.items()}
 
 
 def dpo_export(traces: Iterable[Trace], filters: Filters = Filters()) -> Export:
@@ -151,7 +170,7 @@ def dpo_export(traces: Iterable[Trace], filters: Filters = Filters()) -> Export:
         sources.append(trace)
         correction = latest_correction(trace)
         if correction is not None and correction.strip() != (trace.output or "").strip():
-            messages = conversation(trace)
+            messages = wire_conversation(trace)
             export.examples.append(
                 _pair_dict(
                     messages[:-1],
@@ -176,12 +195,16 @@ def write_jsonl(
     export: Export,
     out: IO[str],
     kind: Kind,
-    redact: Callable[[str], str] | None = None,
+    redact: Redactor | None = None,
+    *,
     fmt: Format = "openai",
+    ensure_ascii: bool = False,
 ) -> int:
     """Convert each example to ``fmt``, redact it, validate it and write it as one line; count
-    the ones that cannot be written in ``export.skipped``. Returns how many were written."""
-    redact = redact or Redactor()
+    the ones that cannot be written in ``export.skipped``. Returns how many were written.
+    ``ensure_ascii`` writes every non-ASCII character as a JSON escape (what a terminal
+    should get)."""
+    redact = redact or default_redactor()
     schema = SCHEMAS[(fmt, kind)]
     written = 0
     for example in export.examples:
@@ -190,7 +213,7 @@ def write_jsonl(
         except NotExpressible as exc:
             export.skipped[str(exc)] += 1
             continue
-        text = redact(json.dumps(line, ensure_ascii=False))
+        text = json.dumps(redact.value(line), ensure_ascii=ensure_ascii)
         try:
             schema.model_validate_json(text)
         except ValidationError as exc:
@@ -236,7 +259,7 @@ def example_task(line: dict[str, Any]) -> str | None:
 # -- building pairs ----------------------------------------------------------------------------
 
 
-def conversation(trace: Trace) -> list[dict[str, Any]]:
+def wire_conversation(trace: Trace) -> list[dict[str, Any]]:
     """The run's whole conversation as OpenAI wire messages."""
     return [wire_message(m) for m in trace.messages()]
 
@@ -276,7 +299,7 @@ def _fork_pair(original: Trace, revised: Trace) -> dict[str, Any]:
     continuation (the revised branch's instructions carry the critique, so the shared prefix
     is taken from the original, as the agent will see it)."""
     step = int((revised.header.parent or {}).get("step") or 0)
-    before, after = conversation(original), conversation(revised)
+    before, after = wire_conversation(original), wire_conversation(revised)
     cut_original = _messages_before(original, step)
     cut_revised = _messages_before(revised, step)
     return _pair_dict(
@@ -287,7 +310,7 @@ def _fork_pair(original: Trace, revised: Trace) -> dict[str, Any]:
 def _diverging_pair(better: Trace, worse: Trace) -> dict[str, Any]:
     """The two runs' common conversation (up to the first assistant turn where they differ),
     then each one's continuation."""
-    a, b = conversation(better), conversation(worse)
+    a, b = wire_conversation(better), wire_conversation(worse)
     cut = 0
     while cut < min(len(a), len(b)) and _same(a[cut], b[cut]):
         cut += 1

@@ -11,13 +11,13 @@ rejected side of a pair.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 from agentloop.errors import UserError
 from agentloop.events import FeedbackRecorded
 from agentloop.feedback.signals import SIGNALS, Signal
+from agentloop.redaction import Redactor
 from agentloop.trace import annotate, read_trace
 
 
@@ -31,12 +31,14 @@ def add_feedback(
     step: int | None = None,
     user_id: str | None = None,
     source: str = "api",
-    redact: Callable[[str], str] | None = None,
+    redact: Redactor | None = None,
 ) -> FeedbackRecorded:
     """Record feedback on the run in ``trace``: at least one of ``rating``, ``comment``,
     ``correction`` (what the final answer should have been) or ``signal`` (``edit`` with the
     edited answer as ``correction``, ``regenerate``, ``copy``, ``abandon``). ``step`` says
-    which step it is about (from 0); ``redact`` masks secrets (default patterns otherwise)."""
+    which step it is about (from 0); ``redact`` masks secrets (otherwise the process's
+    redactor: default patterns and every secret registered with ``register_secrets``, as
+    ``Agent`` does)."""
     if rating is None and not comment and correction is None and signal is None:
         raise UserError("feedback needs a rating, a comment, a correction or a signal")
     if rating not in (None, "up", "down"):

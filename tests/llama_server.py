@@ -76,9 +76,13 @@ class LlamaServer:
         raise TimeoutError("llama.cpp's server did not become healthy")
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         self.process = None
 
     def __enter__(self) -> LlamaServer:

@@ -27,8 +27,25 @@ def test_bench_quick_prints_every_table(tmp_path: Path) -> None:
         timeout=230,
         check=True,
     )
-    for heading in ("## Per tool step", "## Concurrent runs", "## Other", "## Targets"):
+    for heading in (
+        "## Per tool step",
+        "## Concurrent runs",
+        "## Evaluation",
+        "## Streamed answer",
+        "## Other",
+        "## Targets",
+    ):
         assert heading in out.stdout
-    for client in ("| httpx |", "| openai |", "| agentloop |", "| agentloop-notrace |"):
+    clients = (
+        "| httpx |",
+        "| openai |",
+        "| agentloop |",
+        "| agentloop-notrace |",
+        "| agentloop-otel |",
+        "| httpx-sse |",
+        "| agentloop-stream |",
+    )
+    for client in clients:
         assert client in out.stdout
+    assert "- tracing (serialize, redact values, write, flush) at K=1: " in out.stdout
     assert (tmp_path / "b.json").read_text().startswith("{")

@@ -465,7 +465,8 @@ def test_exit_codes_from_a_real_process(tmp_path: Path) -> None:
 
 @pytest.fixture
 def three_traces(fake: FakeOpenAI, tools_file: Path, cli: Any, tmp_path: Path) -> list[Path]:
-    """A finished, a failed and a torn trace in ./traces, oldest first by mtime."""
+    """A finished, a failed and a torn trace in ./traces, oldest first by start time (and
+    newest first by file time, which listings must not go by)."""
     fake.script = [call("add", a=2, b=3), answer("5")]
     assert cli(*run_args(tools_file, task="Add 2 and 3\nplease")).code == 0
     finished = only_trace(Path("traces"))
@@ -476,8 +477,9 @@ def three_traces(fake: FakeOpenAI, tools_file: Path, cli: Any, tmp_path: Path) -
     torn = Path("traces") / "20990101T000000Z-deadbeef.jsonl"
     header = json.loads(lines[0])
     header["run_id"] = "20990101T000000Z-deadbeef"
+    header["created"] = "2099-01-01T00:00:00.000Z"
     torn.write_text(json.dumps(header) + "\n" + "".join(lines[1:4]) + lines[4][:25])
-    for age, path in enumerate([finished, failed, torn]):
+    for age, path in enumerate([torn, failed, finished]):  # file times say the opposite
         os.utime(path, (1_000_000 + age, 1_000_000 + age))
     return [finished, failed, torn]
 
@@ -562,6 +564,44 @@ def test_traces_show_a_torn_trace_as_incomplete(three_traces: list[Path], cli: A
     assert "incomplete: the trace has no terminal event" in result.out
     assert "its last line was cut off" in result.out
     assert "finished:" not in result.out
+
+
+def test_traces_show_shows_scores_critiques_and_feedback(
+    three_traces: list[Path], cli: Any
+) -> None:
+    from agentloop.events import CritiqueRecorded, ScoreRecorded
+    from agentloop.feedback import add_feedback
+    from agentloop.trace import annotate
+
+    finished = three_traces[0]
+    annotate(finished, ScoreRecorded, scorer="contains", value=1.0, passed=True, eval_run="e1")
+    annotate(
+        finished,
+        CritiqueRecorded,
+        judge={"name": "judge-model"},
+        rubric={"name": "default"},
+        prompt_hash="h",
+        critique={
+            "verdict": "acceptable",
+            "summary": "Right answer.",
+            "scores": [{"principle": "grounded", "score": 4, "rationale": "-"}],
+            "problems": [{"step": 0, "problem": "slow", "fix": "answer at once"}],
+        },
+    )
+    add_feedback(finished, rating="down", comment="say \x1b[31mwhy", correction="5.", step=1)
+    result = cli("traces", "show", str(finished))
+    assert result.code == 0, result.err
+    annotations = result.out.split("\nannotations\n")[1].splitlines()
+    assert annotations == [
+        "    score contains: 1 passed (eval e1)",
+        "    critique by judge-model: acceptable",
+        "        summary: Right answer.",
+        "        grounded: 4",
+        "        step 0: slow (fix: answer at once)",
+        "    feedback on step 1 (api): down",
+        "        comment: say \\x1b[31mwhy",
+        "        correction: 5.",
+    ]
 
 
 def test_traces_show_cuts_long_text_unless_full(

@@ -16,7 +16,7 @@ import pytest
 
 from agentloop.cli import main
 from agentloop.evals import Dataset
-from agentloop.evals.runner import RESULTS_FILE, EvalRun, read_records
+from agentloop.evals.records import RESULTS_FILE, EvalRun, read_records
 from fakes import FakeOpenAIServer, RecordedRequest, Reply, completion
 
 REPO = Path(__file__).resolve().parents[1]

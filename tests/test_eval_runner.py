@@ -15,7 +15,8 @@ import pytest
 from agentloop import Agent, ModelResponse, Trace, tool
 from agentloop.errors import ModelResponseError
 from agentloop.evals import Case, Dataset, EvalRun, Score, evaluate, evaluate_sync
-from agentloop.evals.runner import RESULTS_FILE, EvalError, read_records, rescore_sync
+from agentloop.evals.records import RESULTS_FILE, EvalError, read_records
+from agentloop.evals.runner import rescore_sync
 from agentloop.evals.scorers import numeric, tool_called
 from agentloop.evals.stats import wilson_interval
 from agentloop.evals.summary import summarize

@@ -216,7 +216,7 @@ def test_signals_are_checked_and_counted(
     assert main(["traces", "show", str(path)]) == 0
     shown = capsys.readouterr().out
     assert "feedback abandon 1, copy 1" in shown
-    assert "feedback (cli): abandon" in shown
+    assert "feedback (cli): abandon" in shown and shown.count("feedback (") == 2
 
 
 def test_replays_forks_and_resumes_are_left_out_unless_asked(

@@ -29,6 +29,7 @@ AGENT_LAYER = {
     "agent",
     "loop",
     "steered",
+    "streaming",
     "spec",
     "agentfile",
     "testing",

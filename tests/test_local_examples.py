@@ -44,7 +44,7 @@ def test_answers_and_arguments_never_copy_the_worked_examples(tmp_path: Path) ->
         LocalModel(temperature=0.0, seed=0),
         tools=tools,
         trace_dir=tmp_path,
-        max_steps=3,
+        max_steps=2,
         settings=ModelSettings(temperature=0.0, seed=0),
     )
     copied: list[str] = []

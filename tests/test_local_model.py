@@ -20,7 +20,7 @@ import pytest
 
 from agentloop import Agent, ModelSettings, Tool, load_agent, read_trace
 from agentloop.errors import MaxStepsExceeded, UserError
-from agentloop.evals import Case, Dataset
+from agentloop.evals import Case, Dataset, evaluate
 from agentloop.evals.scorers import numeric
 from agentloop.models import infer_model
 from agentloop.models.local import LocalModel, bundled_model_path
@@ -137,6 +137,29 @@ async def test_concurrent_runs_share_one_loaded_model(local_model: LocalModel) -
     )
     assert all(r.stop_reason == "final_answer" for r in results)
     assert results[0].usage.input_tokens > 0
+
+
+@pytest.mark.timeout(600)  # loads a second instance; minutes on a busy machine
+async def test_concurrency_loads_instances_while_memory_allows(
+    local_model: LocalModel,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from agentloop.models import local
+
+    assert local_model.expect_concurrency(2) == 2  # 24 GiB here: room for a second instance
+    agents = [Agent(local_model, tools=[CALCULATOR], trace_dir=None) for _ in range(2)]
+    results = await asyncio.gather(*(a.run("What is 12 * 12?") for a in agents))
+    assert results[0].output == results[1].output  # two instances of one deterministic model
+
+    # Memory for nothing more: the eval keeps the two and says that its other requests queue.
+    monkeypatch.setattr(local, "available_memory", lambda: local.MEMORY_RESERVE + (100 << 20))
+    caplog.set_level("WARNING", logger="agentloop")
+    data = Dataset([Case(id="a", input="What is 2 + 2?", expected=4)])
+    await evaluate(data, agents[0], concurrency=4, run_dir=tmp_path / "run")
+    [warning] = [r.getMessage() for r in caplog.records if "queue" in r.getMessage()]
+    assert "serves 2 request(s) at once; with concurrency 4 the other requests queue" in warning
 
 
 def test_a_prompt_longer_than_the_context_is_a_typed_error() -> None:
@@ -265,3 +288,41 @@ async def test_openai_model_answers_through_the_llama_cpp_server_with_the_comple
     assert all(r.protocol == "json" and r.usage.input_tokens > 0 for r in responses)
     [call] = [e for e in trace.events if e.type == "tool_call"]
     assert call.valid and call.arguments == {"expression": "17 * 23"}
+
+
+@pytest.mark.timeout(300)  # loads the model when it runs alone; slow on a busy 2-core machine
+async def test_the_local_model_calls_an_mcp_servers_tool_and_the_run_replays_offline(
+    local_model: LocalModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded model calls the MCP reference server's ``get-sum`` over stdio; the trace
+    then replays with no process started and no socket opened (issue 16's acceptance)."""
+    import socket
+
+    import anyio
+
+    from agentloop.mcp import MCPServer
+    from agentloop.replay import replay
+    from fakes.mcp import everything_command
+
+    server = MCPServer.stdio(
+        everything_command(), name="everything", include=["get-sum"], stderr_log=tmp_path / "l"
+    )
+    agent = Agent(local_model, tools=[server], trace_dir=tmp_path, max_steps=3)
+    result = await agent.run("What is 2 + 3?")
+    assert result.trace_path is not None
+    trace = read_trace(result.trace_path)
+    call = next(e for e in trace.events if e.type == "tool_call")
+    assert call.valid and call.name == "get-sum" and call.arguments == {"a": 2, "b": 3}
+    served = next(e for e in trace.events if e.type == "tool_result")
+    assert served.content == "The sum of 2 and 3 is 5."
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        raise AssertionError("a process was started or a socket opened during replay")
+
+    monkeypatch.setattr(anyio, "open_process", refuse)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    replayed = await replay(result.trace_path, trace_dir=tmp_path / "replays")
+    assert not replayed.diverged, replayed.report()
+    assert replayed.output == result.output

@@ -68,7 +68,9 @@ async def test_malformed_json_arguments_are_shown_to_the_model_and_the_run_goes_
     assert result.output == "sorry, 3"
     assert adder.calls == []
     [told] = tool_messages(openai_server.bodies[1])
-    assert told["tool_call_id"] == call["id"]
+    [asked] = [m for m in openai_server.bodies[1]["messages"] if m["role"] == "assistant"]
+    assert told["tool_call_id"] == asked["tool_calls"][0]["id"]  # the id the server minted
+    assert told["tool_call_id"].startswith("call_")
     assert "not valid JSON" in told["content"]
     trace = finished_trace(result)
     [requested] = trace.tool_calls()

@@ -28,7 +28,7 @@ from agentloop.errors import (
 )
 from agentloop.events import ModelResponded
 from agentloop.messages import RequestAttempt, UserMessage
-from agentloop.models.openai import _retry_after
+from agentloop.models.openai_wire import retry_after as _retry_after
 from agentloop.settings import ModelSettings
 from agentloop.tools import Toolset
 from fakes import (

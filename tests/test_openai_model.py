@@ -20,7 +20,8 @@ from agentloop.messages import (
     ToolMessage,
     UserMessage,
 )
-from agentloop.models.openai import OpenAIModel, strict_allowed
+from agentloop.models.openai import OpenAIModel
+from agentloop.models.openai_wire import strict_allowed
 from agentloop.tools import Tool, Toolset
 from agentloop.untrusted import UNTRUSTED_NOTICE, delimit_untrusted
 from fakes import FakeOpenAIServer, answer, completion, tool_call, tool_calls

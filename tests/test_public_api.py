@@ -74,6 +74,7 @@ SUBPACKAGES = {
         "TraceDiff",
         "diff_traces",
         "replay",
+        "replay_stream",
         "replay_sync",
         "resume",
         "resume_sync",
@@ -120,6 +121,7 @@ SUBPACKAGES = {
         "sft_export",
         "write_jsonl",
     ],
+    "agentloop.viewer": ["RunFilters", "TraceIndex", "create_app", "serve"],
 }
 
 

@@ -45,8 +45,9 @@ def decodings(value: Any, depth: int = 0) -> Iterator[str]:
 
 
 def recoverable(path: Path, secret: str) -> bool:
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if any(secret in text for text in decodings(json.loads(line))):
+    # Lines end with "\n" only: str.splitlines() would also split inside a value at U+0085.
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        if line and any(secret in text for text in decodings(json.loads(line))):
             return True
     return False
 

@@ -397,3 +397,5 @@ def test_diff_traces_aligns_a_fork_with_its_parent(tmp_path: Path) -> None:
     assert diff.steps[2].right == ['call mul({"a": 7, "b": 7})', "  -> 49"]
     assert diff.steps[3].right == ["answer: forked"] and diff.steps[4].right == []
     assert [d.kind for d in diff.config] == ["tool_added"]
+    by_path = diff_traces(parent.trace_path, str(fork.trace_path))  # type: ignore[arg-type]
+    assert by_path == diff  # paths, as the CLI takes them

@@ -22,6 +22,7 @@ from llama_server import LlamaServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
+SLOW = ["--model-option", "timeout=600"]  # a busy 2-core machine needs minutes per request
 AGENT = """
 name = "llama-server-{form}"
 model = "openai:gemma"
@@ -30,6 +31,7 @@ tools = ["agentloop.toolpack.calculator"]
 [model_options]
 native_tools = false
 prompt_form = "{form}"
+timeout = 600
 
 [settings]
 temperature = 0.0
@@ -73,7 +75,8 @@ def test_live_model_replay_of_a_recorded_run_does_not_diverge(
     assert trace.header.agent["model"]["prompt_form"] == form
     assert [c.arguments for c in trace.tool_calls()][:1] == [{"expression": "17 * 23"}]
 
-    code = main(["replay", str(recorded), "--live-model", "--trace-dir", str(tmp_path / "r")])
+    replayed_dir = str(tmp_path / "r")
+    code = main(["replay", str(recorded), "--live-model", "--trace-dir", replayed_dir, *SLOW])
     out, err = capsys.readouterr()
     assert code == 0, out + err
     assert "no divergence" in out
@@ -94,7 +97,12 @@ def test_resume_finishes_a_run_whose_server_died_during_a_tool_call(
         return "391" if expression.replace(" ", "") == "17*23" else "unknown"
 
     model = OpenAIModel(
-        "gemma", native_tools=False, prompt_form="completion", max_retries=1, backoff=0.01
+        "gemma",
+        native_tools=False,
+        prompt_form="completion",
+        max_retries=1,
+        backoff=0.01,
+        timeout=600,
     )
     agent = Agent(
         model,
@@ -117,7 +125,8 @@ def test_resume_finishes_a_run_whose_server_died_during_a_tool_call(
         '    """Evaluate an arithmetic expression."""\n'
         "    raise AssertionError('the recorded result is served, the tool is not run')\n"
     )
-    code = main(["resume", str(source), "--tools", str(tools), "--trace-dir", str(tmp_path / "r")])
+    resumed_dir = str(tmp_path / "r")
+    code = main(["resume", str(source), "--tools", str(tools), "--trace-dir", resumed_dir, *SLOW])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "391" in out

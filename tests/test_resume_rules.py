@@ -17,7 +17,13 @@ import pytest
 
 from agentloop import Agent, ModelResponse, Tool, ToolRetry, UserError, read_trace, tool
 from agentloop.cli import main
-from agentloop.errors import AgentLoopError, MaxStepsExceeded, ModelHTTPError, ToolExecutionError
+from agentloop.errors import (
+    AgentLoopError,
+    MaxStepsExceeded,
+    ModelHTTPError,
+    RetryBudgetExhausted,
+    ToolExecutionError,
+)
 from agentloop.loading import load_tools
 from agentloop.models.openai import OpenAIModel
 from agentloop.replay.runner import agent_from_trace, recorded_model, resume_sync
@@ -316,3 +322,22 @@ def test_run_takes_model_options_on_the_command_line(
     assert code == 2 and "KEY=VALUE" in err
     code, _, err = cli(capsys, "run", "x", "--model", "openai:m", "--model-option", "nope=1")
     assert code == 2 and "takes no option 'nope'" in err
+
+
+def test_resume_after_the_retry_budget_needs_a_higher_budget_and_says_so(tmp_path: Path) -> None:
+    @tool
+    def picky() -> str:
+        """Refuses."""
+        raise ToolRetry("try something else")
+
+    script: list[ModelResponse | str] = [ModelResponse.tool_call("picky")] * 2
+    agent = Agent(ScriptedModel(script), tools=[picky], retry_budget=1, trace_dir=tmp_path / "t")
+    with pytest.raises(RetryBudgetExhausted) as caught:
+        agent.run_sync("go")
+    source = caught.value.trace_path
+    assert source is not None
+    same = Agent(ScriptedModel(["gave up"]), tools=[picky], retry_budget=1, trace_dir=tmp_path)
+    with pytest.raises(UserError, match=r"2 recoverable mistakes and retry_budget is 1"):
+        resume_sync(source, same)
+    more = Agent(ScriptedModel(["gave up"]), tools=[picky], retry_budget=3, trace_dir=tmp_path)
+    assert resume_sync(source, more).output == "gave up"

@@ -55,9 +55,15 @@ def test_the_cli_exits_1_on_a_cut_off_answer_and_names_the_setting(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", openai_server.url)
-    openai_server.script(cut_off("The answer is forty"))
-    code = main(["run", "What is 6 * 7?", "--model", "openai:m", "--trace-dir", str(tmp_path)])
+    openai_server.script(cut_off("The answer is forty"), cut_off("The answer is forty"))
+    args = ["run", "What is 6 * 7?", "--model", "openai:m", "--trace-dir", str(tmp_path)]
+    code = main([*args, "--no-stream"])
     out, err = capsys.readouterr()
     assert code == 1
     assert out == ""  # no answer on stdout
+    assert "run failed (output_truncated)" in err and "max_tokens" in err
+    code = main(args)  # streamed: the text that arrived was shown, its line ended, no answer
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out == "The answer is \n"
     assert "run failed (output_truncated)" in err and "max_tokens" in err

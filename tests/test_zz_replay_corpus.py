@@ -4,8 +4,10 @@ This file's name sorts last, so it runs after the others in the same process; co
 records the path of every trace written until then. Offline replay rebuilds each agent from
 its trace header and serves the recorded model responses and tool results with sockets
 blocked. Left out, because no recording can reproduce them: runs that were cancelled or never
-finished (killed), runs stopped by the wall clock, and runs whose last model request got no
-response (a transport failure, an exhausted script).
+finished (killed), runs stopped by the wall clock or by a tool's SystemExit/KeyboardInterrupt
+(the process was leaving), and runs whose last model request got no response (a transport
+failure, an exhausted script). Runs against the fake OpenAI server are in the corpus: it mints
+fresh ids on every response, as real servers do.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ def replayable(path: Path) -> Trace | None:
         return None
     requests = sum(1 for e in trace.events if e.type == "model_request")
     if end.type == "run_failed" and (
-        getattr(end, "reason", "") in ("run_timeout", "replay_diverged") or requests != trace.steps
+        getattr(end, "reason", "") in ("run_timeout", "replay_diverged")
+        or getattr(end, "error_type", "") in ("SystemExit", "KeyboardInterrupt")
+        or requests != trace.steps
     ):
         return None
     return trace

@@ -8,12 +8,13 @@ cancellation) ends the trace with a terminal event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Generic
+from typing import TYPE_CHECKING, Any, Generic
 
 from agentloop._sync import run_blocking
 from agentloop.context import ConversationTurn
@@ -36,9 +37,14 @@ from agentloop.redaction import Redactor, register_secrets
 from agentloop.result import OutputT, RunResult
 from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, Price, RunLimits, UseAgentDefault
 from agentloop.spec import AgentSpec
-from agentloop.tools import Tool, Toolset
-from agentloop.types import ToolErrorPolicy
+from agentloop.streaming import AgentStream, SyncAgentStream
+from agentloop.tools import SourcedTools, Tool, Toolset, ToolSource
+from agentloop.trace import RunObserver
+from agentloop.types import JSONObject, ToolErrorPolicy
 from agentloop.untrusted import UNTRUSTED_NOTICE
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 
 class Agent(Generic[OutputT]):
@@ -50,7 +56,7 @@ class Agent(Generic[OutputT]):
         self,
         model: Model | str,
         *,
-        tools: Iterable[Tool | Callable[..., Any]] = (),
+        tools: Iterable[Tool | Callable[..., Any] | ToolSource] = (),
         instructions: str | None = None,
         name: str = "agent",
         settings: ModelSettings | None = None,
@@ -71,10 +77,13 @@ class Agent(Generic[OutputT]):
         hooks: Hooks | None = None,
         prices: Mapping[str, Price] | None = None,
         fallback_models: Sequence[Model | str] = (),
+        otel: bool | TracerProvider = False,
     ) -> None:
-        """``tools`` are ``Tool`` objects or plain typed functions; ``trace_dir=None`` turns
-        tracing off. ``secrets`` (and the model's API key) are masked in traces and logs, as is
-        text matching ``redact_patterns``. ``approver`` decides calls to tools marked
+        """``tools`` are ``Tool`` objects, plain typed functions, or tool sources such as an MCP
+        server (``agentloop.mcp.MCPServer``), opened for each run or, inside ``async with
+        agent:``, once for all runs; ``trace_dir=None`` turns tracing off. ``secrets`` (and
+        the model's API key) are masked in traces and logs, as is text matching
+        ``redact_patterns``. ``approver`` decides calls to tools marked
         ``requires_approval``; without one they are denied. ``delimit_tool_results`` wraps
         what tools return in ``<tool_output>`` tags that the system prompt explains, so the
         model treats it as data, not instructions (the trace keeps the raw result).
@@ -84,9 +93,24 @@ class Agent(Generic[OutputT]):
         send the model back). ``hooks`` may change requests, tool calls and results, and
         guard the task and the output. ``prices`` (per model name) let ``RunLimits.max_cost``
         and ``RunResult.cost`` price a run. ``fallback_models`` take a request the model failed
-        with a rate limit, a server error or a timeout, in order."""
+        with a rate limit, a server error or a timeout, in order.
+
+        ``otel=True`` also writes each run as OpenTelemetry spans (to the application's tracer
+        provider, or one configured from the standard ``OTEL_*`` environment); ``otel=`` a
+        ``TracerProvider`` sends them there. It needs ``agentloop[otel]``; see
+        ``agentloop.otel``."""
         self.model = infer_model(model)
-        self.tools = Toolset(tools)
+        items = list(tools)
+        self.tool_sources: tuple[ToolSource, ...] = tuple(
+            t for t in items if isinstance(t, ToolSource)
+        )
+        """Where more tools come from while the agent runs (MCP servers)."""
+        self.tools = Toolset(t for t in items if not isinstance(t, ToolSource))
+        self._sourced: list[SourcedTools] = []  # what the open sources served
+        self._served: list[JSONObject] = []  # the identities of the open sources' tools
+        self._notices: tuple[Callable[[], list[str]], ...] = ()  # and how to ask them for news
+        self._open: Agent[OutputT] | None = None  # with its sources' tools, in `async with`
+        self._open_stack: contextlib.AsyncExitStack | None = None
         self.instructions = instructions
         self.name = name
         self.settings = settings or ModelSettings()
@@ -111,9 +135,13 @@ class Agent(Generic[OutputT]):
         secrets = [*secrets, *(s for m in (self.model, *self.fallback_models) for s in m.secrets())]
         register_secrets(*secrets)  # so annotate(), add_feedback(), exports mask them too
         self.redact = Redactor(secrets, redact_patterns)
-        """Masks secrets in everything this agent writes (traces, logs)."""
+        """Masks secrets in everything this agent writes (traces, logs, spans)."""
         if self.limits.max_cost is not None and not self.prices:
             raise UserError("RunLimits.max_cost needs prices= (per model name: Price(...))")
+        self.run_observers: tuple[RunObserver, ...] = ()
+        """Called as each run starts, for more listeners to its events (OpenTelemetry)."""
+        if otel is not False:
+            self.run_observers = (_otel_observer(otel, self.redact),)
 
     def config(
         self,
@@ -121,8 +149,11 @@ class Agent(Generic[OutputT]):
         settings: ModelSettings | None = None,
         model: Model | None = None,
     ) -> dict[str, Any]:
-        """Everything that defines this agent's behaviour, as recorded in trace headers."""
-        return {
+        """Everything that defines this agent's behaviour, as recorded in trace headers. Tools
+        from sources count once the sources are open (in a run, or inside ``async with``)."""
+        if self._open is not None:
+            return self._open.config(limits, settings, model)
+        config: dict[str, Any] = {
             "name": self.name,
             "model": (model or self.model).config(),
             "instructions": self.instructions,
@@ -149,6 +180,9 @@ class Agent(Generic[OutputT]):
                 else {}
             ),
         }
+        if self._served:  # absent without sources, so their hashes stay as they were
+            config["tool_sources"] = self._served
+        return config
 
     def _settings(self, settings: ModelSettings) -> ModelSettings:
         """``settings``, with the typed output's schema as ``json_schema`` unless one is set."""
@@ -178,7 +212,10 @@ class Agent(Generic[OutputT]):
 
     @property
     def config_hash(self) -> str:
-        """The agent's version: changes with any prompt, setting, schema or tool source."""
+        """The agent's version: changes with any prompt, setting, schema or tool source (and
+        with what an MCP server serves, once it is open)."""
+        if self._open is not None:
+            return self._open.config_hash
         return self.spec(self.limits, self.settings, self.model).config_hash
 
     def spec(self, limits: RunLimits, settings: ModelSettings, model: Model) -> AgentSpec:
@@ -218,6 +255,8 @@ class Agent(Generic[OutputT]):
                 hooks=self.hooks,
                 prices=self.prices,
                 fallback_models=self.fallback_models,
+                run_observers=self.run_observers,
+                notices=self._notices,
             )
             cached = self._spec_cache = (key, spec)
         return cached[1]
@@ -260,19 +299,69 @@ class Agent(Generic[OutputT]):
         )
         folder = self.trace_dir if isinstance(trace_dir, UseAgentDefault) else trace_dir
         run_model = infer_model(model) if model is not None else self.model
-        run = Run(
-            spec=self.spec(limits, self.settings.merged(settings), run_model),
-            task=task,
-            history=history,
-            trace_dir=Path(folder) if folder is not None else None,
-            metadata=metadata or {},
-            listener=listener,
-            tool_runner=tool_runner,
-            parent=parent,
-            deps=deps,
-            conversation=conversation,
-        )
-        return await run.execute()
+        async with self._sources_opened() as agent:
+            run = Run(
+                spec=agent.spec(limits, self.settings.merged(settings), run_model),
+                task=task,
+                history=history,
+                trace_dir=Path(folder) if folder is not None else None,
+                metadata=metadata or {},
+                listener=listener,
+                tool_runner=tool_runner,
+                parent=parent,
+                deps=deps,
+                conversation=conversation,
+            )
+            return await run.execute()
+
+    @property
+    def is_open(self) -> bool:
+        """Inside ``async with agent:``: its tool sources are open for every run."""
+        return self._open is not None
+
+    async def __aenter__(self) -> Agent[OutputT]:
+        """Open the agent's tool sources once, shared by every run until the block ends."""
+        if self._open is not None:
+            raise UserError("this agent is already open (nested `async with agent:`)")
+        async with contextlib.AsyncExitStack() as stack:
+            for source in self.tool_sources:
+                await stack.enter_async_context(source)
+            self._open = await self._open_sources(stack)
+            self._open_stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        stack, self._open, self._open_stack = self._open_stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    @contextlib.asynccontextmanager
+    async def _sources_opened(self) -> AsyncIterator[Agent[OutputT]]:
+        """This agent with its sources' tools: the open one inside ``async with agent:``, else
+        one whose sources are opened here and closed when the run ends, however it ends."""
+        if not self.tool_sources:
+            yield self
+            return
+        async with contextlib.AsyncExitStack() as stack:
+            opened = await self._open_sources(stack)  # inside `async with`: shared, cheap
+            if self._open is not None:
+                if all(a is b for a, b in zip(opened._sourced, self._open._sourced, strict=True)):
+                    opened = self._open  # nothing changed: keep its spec (and hash) cached
+                self._open = opened
+            yield opened
+
+    async def _open_sources(self, stack: contextlib.AsyncExitStack) -> Agent[OutputT]:
+        served: list[SourcedTools] = []
+        for source in self.tool_sources:
+            served.append(await stack.enter_async_context(source.open_tools()))
+        opened = copy.copy(self)
+        opened.tools = Toolset([*self.tools.values(), *(t for s in served for t in s.tools)])
+        opened.tool_sources = ()
+        opened._sourced = served
+        opened._served = [s.config for s in served]
+        opened._notices = tuple(s.notices for s in served if s.notices is not None)
+        opened._open = opened._open_stack = opened._spec_cache = None
+        return opened
 
     def run_sync(self, task: str, **kwargs: Any) -> RunResult[OutputT]:
         """Blocking ``run``, for scripts. Inside a running event loop, use ``await run()``."""
@@ -284,6 +373,17 @@ class Agent(Generic[OutputT]):
         """Watch a run event by event: ``async with agent.iter(task) as run: async for e in
         run``. Leaving the block early cancels the run (recorded as ``run_cancelled``)."""
         return AgentRun(self, task, kwargs)
+
+    def stream(self, task: str, **kwargs: Any) -> AgentStream[RunResult[OutputT]]:
+        """Watch a run as it happens, the answer's text included: ``async with
+        agent.stream(task) as run: async for event in run``, then ``run.result()``. Takes
+        ``run``'s arguments; see ``agentloop.streaming``."""
+        listener = kwargs.pop("listener", None)
+        return AgentStream(lambda seen: self.run(task, listener=seen, **kwargs), listener)
+
+    def stream_sync(self, task: str, **kwargs: Any) -> SyncAgentStream[RunResult[OutputT]]:
+        """Blocking ``stream``: ``with agent.stream_sync(task) as run: for event in run``."""
+        return SyncAgentStream(self.stream(task, **kwargs))
 
 
 class AgentRun(Generic[OutputT]):
@@ -325,6 +425,14 @@ class AgentRun(Generic[OutputT]):
             self._task.result()  # re-raise the run's error, if any
             raise StopAsyncIteration
         return event
+
+
+def _otel_observer(otel: bool | TracerProvider, redact: Redactor) -> RunObserver:
+    try:
+        from agentloop.otel import run_observer
+    except ImportError as exc:
+        raise UserError(str(exc)) from None
+    return run_observer(None if isinstance(otel, bool) else otel, redact=redact)
 
 
 def config_hash(config: dict[str, Any]) -> str:

@@ -13,6 +13,9 @@ reviewed and evaluated like code.
     [model_options]                      # keyword options of the model's backend: threads,
     threads = 2                          # context_size (local); base_url, native_tools,
                                          # prompt_form (openai). Never api_key: use the env.
+    [[mcp]]                              # an MCP server's tools (agentloop.mcp.config):
+    command = "npx -y @modelcontextprotocol/server-everything"   # or url = "http://..."
+    env = { API_KEY = "${MY_KEY}" }      # secrets from the environment only
 
 The agent's version is its ``config_hash``, computed from the ``Agent`` the file builds
 (instructions, model, settings, limits, tool schemas and tool source), so neither the file's
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentloop.errors import UserError, first_problem
 from agentloop.loading import ToolLoadError, load_tools
+from agentloop.mcp.config import MCPServerSpec, server_from_spec
+from agentloop.mcp.server import MCPServer
 from agentloop.settings import ModelSettings, RunLimits
 from agentloop.tools import Tool
 
@@ -60,6 +65,11 @@ class AgentFile(BaseModel):
     module, a package or ``module:attribute`` (see ``agentloop.loading``)."""
     settings: ModelSettings = Field(default_factory=ModelSettings)
     limits: RunLimits = Field(default_factory=RunLimits)
+    otel: bool = False
+    """Also write each run as OpenTelemetry spans, configured by the standard ``OTEL_*``
+    environment (needs ``agentloop[otel]``; see ``agentloop.otel``)."""
+    mcp: list[MCPServerSpec] = Field(default_factory=list)
+    """MCP servers whose tools the agent can call (``[[mcp]]`` tables)."""
 
 
 def read_agent_file(path: str | os.PathLike[str]) -> AgentFile:
@@ -87,23 +97,34 @@ def load_agent(
     *,
     model: Model | str | None = None,
     trace_dir: str | Path | None = "traces",
+    mcp: Sequence[MCPServer] = (),
     **options: Any,
 ) -> Agent:
     """The ``Agent`` an agent file describes. ``model`` replaces the file's model (a test
-    model, another endpoint); other keyword arguments go to ``Agent`` as they are."""
+    model, another endpoint); ``mcp`` adds MCP servers to the file's (from a command line);
+    other keyword arguments go to ``Agent`` as they are."""
     from agentloop.agent import Agent
 
     file = Path(path)
     spec = read_agent_file(file)
+    servers = list(mcp)
+    for n, server in enumerate(spec.mcp):
+        try:
+            servers.append(server_from_spec(server, file.parent))
+        except UserError as exc:
+            raise AgentFileError(f"agent file {file}: mcp[{n}]: {exc}") from None
+    # Credentials the servers got from the environment are masked in traces and logs.
+    secrets = [*options.pop("secrets", ()), *(v for s in servers for v in s.secrets())]
     return Agent(
         model if model is not None else _model(spec, file),
-        tools=resolve_tools(spec.tools, file.parent),
+        tools=[*resolve_tools(spec.tools, file.parent), *servers],
+        secrets=secrets,
         instructions=spec.instructions,
         name=spec.name,
         settings=spec.settings,
         limits=spec.limits,
         trace_dir=trace_dir,
-        **options,
+        **{"otel": spec.otel, **options},
     )
 
 

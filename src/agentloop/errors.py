@@ -18,6 +18,8 @@ Catch ``AgentLoopError`` to catch them all. The tree::
           ModelRateLimited      429 that retries could not get past
           ContextWindowExceeded the conversation no longer fits the model's context
         ModelResponseError      the answer could not be used (malformed body, empty twice)
+          ModelStreamError      a stream broke (dropped, stalled, malformed, error event);
+                                carries what had arrived (``partial_text``)
           OutputTruncated       the answer was cut off by the token limit (finish_reason=length)
       RunError                  a run stopped early; carries the partial result and trace path
         RunLimitExceeded        a budget ran out
@@ -147,6 +149,28 @@ class ContextWindowExceeded(ModelHTTPError):
 
 class ModelResponseError(ModelError):
     """The model's answer could not be used."""
+
+
+class ModelStreamError(ModelResponseError):
+    """A streamed response broke off: the connection dropped or stalled after output had
+    reached the caller (before that, the request is retried), a line was not server-sent
+    events, or the server sent an error in the middle of the stream.
+
+    ``partial_text`` is the text that had arrived, ``partial_tool_calls`` the raw tool calls
+    (name, argument text so far); the run's trace keeps both."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial_text: str = "",
+        partial_tool_calls: tuple[tuple[str, str], ...] = (),
+        model: str = "",
+        endpoint: str = "",
+    ) -> None:
+        super().__init__(message, model=model, endpoint=endpoint)
+        self.partial_text = partial_text
+        self.partial_tool_calls = partial_tool_calls
 
 
 class OutputTruncated(ModelResponseError):

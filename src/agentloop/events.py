@@ -76,6 +76,19 @@ class ToolResultRecorded(BaseEvent):
     (and did not run). ``None`` for tools that need no approval."""
 
 
+class StreamInterrupted(BaseEvent):
+    """A streamed model response ended before it was whole: the run was cancelled, or the
+    stream broke (``error_type``). What had arrived is kept; no ``model_response`` follows."""
+
+    type: Literal["stream_interrupted"] = "stream_interrupted"
+    partial_text: str
+    partial_tool_calls: list[tuple[str, str]] = Field(default_factory=list)
+    """(name, raw argument text so far) of each tool call begun."""
+    error_type: str
+    """``CancelledError``, or the error that broke the stream (``ModelStreamError``...)."""
+    first_token_ms: float | None = None
+
+
 class RunWarned(BaseEvent):
     """Something worth a look that did not stop the run."""
 
@@ -183,6 +196,7 @@ Event: TypeAlias = Annotated[
     | ModelResponded
     | ToolCallRequested
     | ToolResultRecorded
+    | StreamInterrupted
     | RunWarned
     | HookApplied
     | RunFinished

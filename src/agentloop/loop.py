@@ -28,6 +28,7 @@ from agentloop.actions import (
 )
 from agentloop.budget import Budget
 from agentloop.context import ConversationTurn, set_run_context
+from agentloop.deltas import delta_listener
 from agentloop.dispatch import OutcomeListener, ToolAborted, ToolOutcome, ToolRunner, run_tool_calls
 from agentloop.errors import (
     AgentLoopError,
@@ -132,10 +133,11 @@ class Run(Steered):
         self.step = self.seq = self.tool_calls = self.mistakes = 0
         self.requests = 0  # model requests made, the run's "steps" in results and traces
         self.usage = Usage()
+        self.on_delta = delta_listener.get()
         self.pending: set[str] = set()
         self.started = time.perf_counter()
         self.writer: TraceWriter | None = None
-        if trace_dir is not None:
+        if trace_dir is not None or spec.run_observers:
             header = TraceHeader(
                 run_id=self.run_id,
                 created=now_iso(),
@@ -148,7 +150,9 @@ class Run(Steered):
                 conversation=conversation.header() if conversation else None,
                 deps_type=type(deps).__qualname__ if deps is not None else None,
             )
-            self.writer = TraceWriter(trace_path(trace_dir, self.run_id), header, self.redact)
+            if trace_dir is not None:
+                self.writer = TraceWriter(trace_path(trace_dir, self.run_id), header, self.redact)
+            self.listeners += tuple(observe(header) for observe in spec.run_observers)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -202,6 +206,7 @@ class Run(Steered):
     async def loop(self) -> Any:
         while True:
             self.check_step_budget()
+            self.record_notices()
             response = await self.ask_model()
             actions = parse_actions(response, self.tools)
             if not actions or isinstance(actions, FinalAnswer):
@@ -221,6 +226,12 @@ class Run(Steered):
             self.step += 1
 
     # -- one step --------------------------------------------------------------------------
+
+    def record_notices(self) -> None:
+        """What the tool sources (MCP servers) reported since the last step, as warnings."""
+        for ask in self.spec.notices:
+            for notice in ask():
+                self.emit(RunWarned, kind="tool_source", message=notice)
 
     def check_step_budget(self) -> None:
         limit = self.limits.max_steps

@@ -106,6 +106,10 @@ class ModelResponse(_Frozen):
     usage: Usage = Usage()
     model_name: str | None = None
     latency_ms: float | None = None
+    first_token_ms: float | None = None
+    """Streamed responses: from sending the request to the first text or tool-call delta."""
+    generation_ms: float | None = None
+    """Streamed responses: from the first delta to the end of the stream."""
     attempts: tuple[RequestAttempt, ...] = ()
     """Failed tries before this response, if the retry layer retried."""
     protocol: Literal["native", "json"] = "native"

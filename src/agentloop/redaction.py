@@ -69,7 +69,7 @@ _FORMAT_KEYS = frozenset(
 """Values the trace format itself needs (identifiers, kinds, fixed vocabularies): written as
 they are outside free-form data, so no pattern can make an event unreadable."""
 
-_FREE_FORM_KEYS = frozenset({"arguments", "metadata", "extra", "parsed"})
+_FREE_FORM_KEYS = frozenset({"arguments", "metadata", "extra", "parsed", "detail"})
 """Dicts under these keys hold data from outside (a model's arguments, a user's metadata), so
 their keys are masked too; elsewhere keys are the trace format's own field names."""
 
@@ -169,6 +169,23 @@ class Redactor:
         if any(f in text for f in forms):
             return MASK  # a mask next to text that spells the secret again
         return text
+
+    def settled(self, text: str) -> int:
+        """For text still streaming in (already passed through this redactor): how much of
+        its start can be shown now. A secret may continue in the text to come, so this stops
+        before the last word, before the start of any known secret the text ends with, and
+        before the last line if it mentions a secret-shaped key (``password: ...``)."""
+        line_start = text.rfind("\n") + 1
+        if (self._defaults and _may_hold_secret(text[line_start:])) or self._patterns:
+            end = line_start
+        else:
+            end = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t")) + 1
+        for secret in self._secret_forms()[0]:
+            for size in range(min(len(secret) - 1, len(text)), 0, -1):
+                if text.endswith(secret[:size]):
+                    end = min(end, len(text) - size)
+                    break
+        return end
 
     def _nested_json(self, text: str, depth: int) -> str:
         """JSON text inside a value (a model's raw arguments) can spell a secret with escapes

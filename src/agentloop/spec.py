@@ -7,7 +7,7 @@ the layers: agent -> loop -> model and trace writer. Runtime layer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ from agentloop.output import OutputSpec
 from agentloop.redaction import Redactor
 from agentloop.settings import ModelSettings, Price, RunLimits
 from agentloop.tools import Toolset
+from agentloop.trace import RunObserver
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +45,8 @@ class AgentSpec:
     """Per model name: what a million tokens cost (for ``RunLimits.max_cost``)."""
     fallback_models: Sequence[Model] = ()
     """Tried in order when ``model`` fails with a rate limit, a server error or a timeout."""
+    run_observers: tuple[RunObserver, ...] = ()
+    """Called with each run's trace header; each returns one more listener for the run's
+    events (``Agent(otel=...)`` adds the OpenTelemetry span writer this way)."""
+    notices: tuple[Callable[[], list[str]], ...] = ()
+    """Asked between steps for news from the tool sources (MCP servers), recorded as warnings."""

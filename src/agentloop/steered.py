@@ -12,6 +12,7 @@ from typing import Any
 
 from agentloop.actions import Call, ToolCall
 from agentloop.context import ConversationTurn, RunContext
+from agentloop.deltas import DeltaListener
 from agentloop.errors import (
     GuardrailTripped,
     HookFailed,
@@ -27,6 +28,7 @@ from agentloop.messages import Message, ModelResponse, Usage, UserMessage
 from agentloop.models.base import Model
 from agentloop.settings import ModelSettings
 from agentloop.spec import AgentSpec
+from agentloop.streaming import stream_response
 from agentloop.tools import Toolset
 
 
@@ -46,6 +48,9 @@ class Steered:
     deps: Any
     conversation: ConversationTurn | None
     redact: Callable[[str], str]
+    on_delta: DeltaListener | None
+    """Set when the run is streamed (``Agent.stream``): the model is asked with
+    ``request_stream`` and each delta goes here."""
 
     def emit(self, event_type: type[BaseEvent], /, **fields: Any) -> None:
         raise NotImplementedError
@@ -59,7 +64,9 @@ class Steered:
         models = (self.model, *self.spec.fallback_models)
         for index, model in enumerate(models):
             try:
-                return await model.request(self.messages, self.tools, settings)
+                if self.on_delta is None:
+                    return await model.request(self.messages, self.tools, settings)
+                return await stream_response(self, model, settings, self.on_delta)
             except ModelError as exc:
                 if index + 1 == len(models) or not _falls_back(exc):
                     raise

@@ -4,6 +4,8 @@
 numpydoc style) through pydantic, which also validates and converts the model's arguments.
 ``Tool.from_schema`` takes a raw JSON Schema, as an MCP server or a tool catalogue gives it, and
 validates arguments with jsonschema. Each tool is validated by exactly one of the two.
+A ``ToolSource`` (an MCP server) serves tools that exist only while it is open: the agent opens
+it for a run, or once for many runs, and takes its tools and its identity from it then.
 
 Problems with a tool's definition raise ``ToolDefinitionError`` when the tool is built, naming
 the tool and what to fix. Problems with a call's arguments raise ``InvalidArguments``, whose
@@ -17,8 +19,9 @@ import functools
 import inspect
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any, Protocol, overload, runtime_checkable
 
 from agentloop.errors import ToolDefinitionError
 from agentloop.tool_schemas import (
@@ -211,6 +214,37 @@ def tool(
     return build(function) if function is not None else build
 
 
+@dataclass(frozen=True)
+class SourcedTools:
+    """What an open ``ToolSource`` serves: its tools, and the identity recorded in the trace
+    header and hashed into the agent's ``config_hash`` (name, version, where it runs, every
+    schema it served)."""
+
+    tools: list[Tool]
+    config: JSONObject
+    notices: Callable[[], list[str]] | None = None
+    """What the source has to report since it was last asked (a server that announced a
+    changed tool list); a run records each as a ``warning`` event between steps."""
+
+
+@runtime_checkable
+class ToolSource(Protocol):
+    """Tools served from outside the agent's process (an MCP server, ``agentloop.mcp``).
+
+    ``open_tools`` connects (or reuses the connection ``async with source:`` opened) and yields
+    the tools; leaving it closes what it opened. The agent calls it around each run; inside
+    ``async with agent:`` it first enters every source, so runs share their connections (and
+    a source may serve new tools to a later run)."""
+
+    name: str
+
+    def open_tools(self) -> AbstractAsyncContextManager[SourcedTools]: ...
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, *exc_info: Any) -> Any: ...
+
+
 class Toolset(Mapping[str, Tool]):
     """The tools one agent offers, by name. Names are unique: a clash is an error naming both."""
 
@@ -221,7 +255,8 @@ class Toolset(Mapping[str, Tool]):
             if t.name in self._tools:
                 raise ToolDefinitionError(
                     f"two tools are named {t.name!r}: {_where(self._tools[t.name])} and "
-                    f"{_where(t)}; rename one with @tool(name=...)"
+                    f"{_where(t)}; rename one with @tool(name=...) (an MCP server's tools: "
+                    "give the server a prefix=)"
                 )
             self._tools[t.name] = t
 

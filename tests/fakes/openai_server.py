@@ -36,7 +36,17 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Literal, TypeAlias
 
-Action: TypeAlias = Literal["respond", "stall", "stall_after_headers", "close", "truncate_body"]
+from fakes.sse import is_stream_request, stream_events
+
+Action: TypeAlias = Literal[
+    "respond",
+    "stall",
+    "stall_after_headers",
+    "close",
+    "truncate_body",
+    "drop_mid_stream",
+    "stall_mid_stream",
+]
 JSONBody: TypeAlias = dict[str, Any] | list[Any]
 
 
@@ -68,6 +78,10 @@ class Reply:
     ``stall`` never answers, ``stall_after_headers`` sends the headers and never the body,
     ``close`` drops the connection without a word, ``truncate_body`` sends half the body and
     drops the connection.
+
+    A request with ``"stream": true`` gets a 200 completion body as server-sent events
+    (``fakes/sse.py``), each event cut in two across HTTP chunks; ``drop_mid_stream`` and
+    ``stall_mid_stream`` drop the connection or go silent after ``after_events`` events.
     """
 
     status: int = 200
@@ -75,6 +89,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     action: Action = "respond"
+    after_events: int = 2
 
     def encoded(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -354,6 +369,14 @@ class FakeOpenAIServer:
                 return
             if reply.action == "close":
                 return
+            if (
+                reply.status == 200
+                and isinstance(reply.body, dict)
+                and is_stream_request(request.body)
+            ):
+                if not await self._stream(reader, writer, reply):
+                    return
+                continue
             body = reply.encoded()
             writer.write(_head(reply, len(body)))
             if reply.action == "stall_after_headers":
@@ -368,6 +391,40 @@ class FakeOpenAIServer:
             await writer.drain()
             if request.headers.get("connection", "").lower() == "close":
                 return
+
+    async def _stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reply: Reply
+    ) -> bool:
+        """Send ``reply`` as server-sent events; ``False`` if the connection is to end. A
+        stall lasts until the server stops or the client hangs up."""
+        assert self._stopping is not None and isinstance(reply.body, dict)
+        head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked"
+        writer.write(
+            (
+                "\r\n".join([head, *(f"{k}: {v}" for k, v in reply.headers.items())]) + "\r\n\r\n"
+            ).encode()
+        )
+        for sent, event in enumerate(stream_events(reply.body)):
+            if sent == reply.after_events and reply.action == "drop_mid_stream":
+                await writer.drain()
+                return False
+            if sent == reply.after_events and reply.action == "stall_mid_stream":
+                await writer.drain()
+                waits = {
+                    asyncio.ensure_future(reader.read(1)),
+                    asyncio.ensure_future(self._stopping.wait()),
+                }
+                _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for task in pending:
+                    task.cancel()
+                return False
+            cut = len(event) // 2
+            for part in (event[:cut], event[cut:]):
+                writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+                await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
 
 
 async def _read_request(reader: asyncio.StreamReader) -> RecordedRequest | None:

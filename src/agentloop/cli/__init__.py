@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from agentloop import __version__
-from agentloop.cli import chat, dataset, evals, improve, replay, run, traces
+from agentloop.cli import chat, dataset, evals, improve, mcp, replay, run, traces, view
 from agentloop.cli._output import (
     EXIT_CANCELLED,
     EXIT_CODES,
@@ -97,4 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
     improve.register(commands, common)
     evals.register(commands, common)
     dataset.register(commands, common)
+    view.register(commands, common)
+    mcp.register(commands, common)
     return parser

@@ -20,9 +20,11 @@ from typing import Any
 
 from agentloop.cli._output import EXIT_OK, add_model_options, out, positive_int, say
 from agentloop.cli.render import one_line, plural
+from agentloop.cli.run import add_mcp_options, mcp_servers
 from agentloop.errors import UserError
 from agentloop.evals.comparison import Comparison, compare
-from agentloop.evals.runner import EvalProgress, EvalRun, evaluate, rescore
+from agentloop.evals.records import EvalProgress, EvalRun
+from agentloop.evals.runner import evaluate, rescore
 from agentloop.evals.scorers import Scorer
 from agentloop.evals.specs import parse_scorer
 from agentloop.evals.summary import Summary, summarize
@@ -72,6 +74,7 @@ def register(
     parser.add_argument(
         "--scorer", metavar="SPEC", action="append", default=[], help="a scorer (see below)"
     )
+    add_mcp_options(parser)
     parser.add_argument(
         "--concurrency", metavar="N", type=positive_int, default=4, help="cases at once (4)"
     )
@@ -93,6 +96,27 @@ def register(
     parser.add_argument(
         "--replace", action="store_true", help="rescore: drop the old scores, keep only the new"
     )
+    parser.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="local: asyncio in this process (default); ray: cases spread over a Ray cluster "
+        "(pip install 'agentloop[ray]'), --concurrency cases at once per worker",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="the Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: RAY_ADDRESS, "
+        "else a new cluster on this machine)",
+    )
+    parser.add_argument(
+        "--workers", metavar="N", type=positive_int, help="Ray workers (default: one per CPU)"
+    )
+    parser.add_argument(
+        "--collect-traces",
+        action="store_true",
+        help="ship traces back to this machine through Ray's object store (no shared folder)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON on stdout")
     parser.set_defaults(handler=cmd_eval)
 
@@ -109,8 +133,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if len(words) != 2 or not args.scorer:
             raise UserError("usage: agentloop eval rescore RUN_DIR --scorer SPEC [...]")
         return _rescore(args, words[1])
+    if args.backend != "ray":
+        _only(args, "--backend local", allowed={*RUN_FLAGS, "resume", "replace"})
     if args.resume is not None:
-        _only(args, "--resume", allowed={"json", "concurrency", "resume"})
+        _only(args, "--resume", allowed={"json", "concurrency", "resume", *RAY_FLAGS})
         if words:
             raise UserError("--resume takes the run directory only; the dataset is recorded")
         return _resume(args)
@@ -133,10 +159,42 @@ def _only(args: argparse.Namespace, form: str, allowed: set[str]) -> None:
         "out": args.out is not None,
         "resume": args.resume is not None,
         "replace": args.replace,
+        "backend": args.backend != "local",
+        "ray-address": args.ray_address is not None,
+        "workers": args.workers is not None,
+        "collect-traces": args.collect_traces,
+        "mcp": bool(args.mcp or args.mcp_url),
     }
     extra = [name for name, used in given.items() if used and name not in allowed]
     if extra:
         raise UserError(f"--{extra[0]} does not apply to {form}")
+
+
+RAY_FLAGS = ("backend", "ray-address", "workers", "collect-traces")
+RUN_FLAGS = (
+    "json",
+    "agent",
+    "model",
+    "model-option",
+    "scorer",
+    "concurrency",
+    "repeats",
+    "timeout",
+    "out",
+    "mcp",
+)
+
+
+def _backend(args: argparse.Namespace) -> dict[str, Any]:
+    """The backend arguments of ``evaluate``, from the command line."""
+    if args.backend != "ray":
+        return {}
+    return {
+        "backend": "ray",
+        "ray_address": args.ray_address,
+        "workers": args.workers,
+        "collect_traces": args.collect_traces,
+    }
 
 
 def _scorers(specs: list[str]) -> list[Scorer]:
@@ -166,6 +224,8 @@ def _run(args: argparse.Namespace, dataset: Path) -> int:
             repeats=args.repeats,
             case_timeout=args.timeout,
             progress=progress,
+            **_backend(args),
+            mcp=mcp_servers(args),
         )
         runs.append(asyncio.run(coroutine))
         progress.end()
@@ -201,6 +261,7 @@ def _resume(args: argparse.Namespace) -> int:
         case_timeout=meta.timeout,
         resume=True,
         progress=progress,
+        **_backend(args),
     )
     run = asyncio.run(coroutine)
     progress.end()
@@ -249,8 +310,8 @@ def _report(args: argparse.Namespace, runs: list[EvalRun]) -> None:
 
 
 class _ProgressBar:
-    """``[#####.....] 12/20  pass 75%  errors 1`` on stderr: redrawn in place on a terminal,
-    otherwise a line every tenth of the way."""
+    """``[#####.....] 12/20  pass 75%  errors 1  3.2/s  ETA 0:03`` on stderr: redrawn in
+    place on a terminal, otherwise a line every tenth of the way."""
 
     WIDTH = 24
 
@@ -265,6 +326,10 @@ class _ProgressBar:
         bar = "#" * filled + "." * (self.WIDTH - filled)
         rate = f"{100 * p.passed / p.done:.0f}%" if p.done else "-"
         line = f"[{bar}] {p.done}/{p.total}  pass {rate}  errors {p.errors}"
+        if p.rate > 0:
+            line += f"  {p.rate:.1f}/s"
+        if p.eta_s is not None and p.done < p.total:
+            line += f"  ETA {_clock(p.eta_s)}"
         if self.tty:
             sys.stderr.write("\r" + line)
             sys.stderr.flush()
@@ -279,6 +344,13 @@ class _ProgressBar:
         if self.drawn:
             sys.stderr.write("\n")
             sys.stderr.flush()
+
+
+def _clock(seconds: float) -> str:
+    """``0:42``, ``12:05``, ``3:12:05``."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _pct(x: float) -> str:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
+from agentloop.cli import otel
 from agentloop.cli._output import DEFAULT_TRACE_DIR, EXIT_OK, out, say
 from agentloop.cli.replay import add_live_agent_options, live_agent
 from agentloop.cli.traces import find_trace
@@ -84,7 +85,8 @@ def register(
     exporting = commands.add_parser(
         "export",
         parents=[common],
-        help="write fine-tuning data (SFT examples or preference pairs) from traces",
+        help="write fine-tuning data (SFT examples or preference pairs) or OpenTelemetry spans "
+        "from traces",
         description="sft: finished runs' conversations with their tools (a correction or an "
         "edit replaces the answer). dpo: preference pairs that keep the trajectory (the shared "
         "prefix, then each side's continuation with its tool calls and results) from "
@@ -93,10 +95,14 @@ def register(
         "tool calls does not fit OpenAI's preference format and is skipped); --format trl "
         "writes Hugging Face TRL's conversational formats. Replays, forks and resumes are left "
         "out unless --include-replays. Every line is redacted and validated; the count written "
-        "and the reasons for skipping go to stderr.",
+        "and the reasons for skipping go to stderr. otel: send the runs as OpenTelemetry spans "
+        "to an OTLP/HTTP endpoint (needs agentloop[otel]); span ids derive from the run ids, "
+        "so exporting twice sends the same spans.",
     )
     exporting.add_argument(
-        "kind", choices=["sft", "dpo", "preference"], help="dpo and preference are the same"
+        "kind",
+        choices=["sft", "dpo", "preference", "otel"],
+        help="dpo and preference are the same",
     )
     exporting.add_argument("traces", metavar="TRACES", nargs="+", help="trace files or folders")
     exporting.add_argument("-o", "--output", metavar="FILE", help="write here (default stdout)")
@@ -119,6 +125,7 @@ def register(
         default=[],
         help="leave out runs whose task is a case of this eval dataset (e.g. a test split)",
     )
+    otel.add_arguments(exporting)
     exporting.set_defaults(handler=cmd_export)
 
 
@@ -185,6 +192,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     traces = list(read_traces(args.traces, passed_over))
     for note in passed_over:
         say(f"not a trace, passed over: {escape(note)}")
+    if args.kind == "otel":
+        return otel.export(traces, args)
     excluded = frozenset(
         normalize_task(case.input)
         for file in args.exclude_cases

@@ -1,5 +1,5 @@
-"""Text for a terminal: run events as progress lines, traces as a step-by-step view or a list,
-run results as JSON.
+"""Text for a terminal: run events as progress lines, traces as a step-by-step view (with the
+scores, critiques and feedback appended to them) or a list, run results as JSON.
 
 Part of the CLI layer (only ``agentloop.cli`` imports it). Everything here returns strings and
 prints nothing. Every piece of text that came from a model, a tool or a trace file goes through
@@ -15,6 +15,7 @@ from typing import Any
 
 from agentloop.events import (
     BaseEvent,
+    CritiqueRecorded,
     FeedbackRecorded,
     ModelRequested,
     ModelResponded,
@@ -22,6 +23,7 @@ from agentloop.events import (
     RunFailed,
     RunFinished,
     RunWarned,
+    ScoreRecorded,
     ToolCallRequested,
     ToolResultRecorded,
 )
@@ -113,20 +115,7 @@ def event_lines(event: BaseEvent, limit: int | None = PROGRESS_LIMIT) -> list[st
         return [f"{INDENT}warning ({escape(event.kind)}): {one_line(event.message, limit)}"]
     if isinstance(event, RunFinished | RunFailed | RunCancelled):
         return terminal_lines(event, limit)
-    if isinstance(event, FeedbackRecorded):
-        return _feedback_lines(event, limit)
     return []
-
-
-def _feedback_lines(event: FeedbackRecorded, limit: int | None) -> list[str]:
-    kinds = [k for k in (event.rating, event.signal) if k]
-    who = f" from {one_line(event.user_id, 40)}" if event.user_id else ""
-    lines = [f"feedback{who} ({escape(event.source)}): {', '.join(kinds) or 'comment'}"]
-    if event.comment:
-        lines += block("comment", event.comment, limit)
-    if event.correction is not None:
-        lines += block("correction", event.correction, limit)
-    return lines
 
 
 def _response_lines(event: ModelResponded, limit: int | None) -> list[str]:
@@ -318,3 +307,49 @@ def trace_lines(trace: Trace, limit: int | None = SHOW_LIMIT) -> Iterator[str]:
         yield "incomplete: the trace has no terminal event (the process was killed or crashed)"
         if trace.torn:
             yield f"{INDENT}its last line was cut off mid-write and is not shown"
+    annotations = [
+        e
+        for e in trace.events
+        if isinstance(e, ScoreRecorded | CritiqueRecorded | FeedbackRecorded)
+    ]
+    if annotations:
+        yield ""
+        yield "annotations"
+        for annotation in annotations:
+            yield from annotation_lines(annotation, limit)
+
+
+def annotation_lines(
+    event: ScoreRecorded | CritiqueRecorded | FeedbackRecorded, limit: int | None
+) -> list[str]:
+    """A score, critique or feedback appended to a trace after its run, readable."""
+    if isinstance(event, ScoreRecorded):
+        verdict = "passed" if event.passed else "failed"
+        where = f" (eval {escape(event.eval_run)})" if event.eval_run else ""
+        line = f"{INDENT}score {one_line(event.scorer, 64)}: {event.value:g} {verdict}{where}"
+        return [line + (f": {one_line(event.explanation, limit)}" if event.explanation else "")]
+    if isinstance(event, CritiqueRecorded):
+        found = event.critique
+        judge = event.judge.get("name") or event.judge.get("model") or "?"
+        verdict = one_line(str(found.get("verdict")), 32)
+        lines = [f"{INDENT}critique by {one_line(str(judge), 64)}: {verdict}"]
+        if found.get("summary"):
+            lines += block("summary", str(found["summary"]), limit, indent=INDENT * 2)
+        for score in found.get("scores") or []:
+            if isinstance(score, dict):
+                name, value = score.get("principle"), score.get("score")
+                lines.append(f"{INDENT * 2}{one_line(str(name), 64)}: {one_line(str(value), 16)}")
+        for problem in found.get("problems") or []:
+            if isinstance(problem, dict):
+                text = f"{problem.get('problem')} (fix: {problem.get('fix')})"
+                lines.append(f"{INDENT * 2}step {problem.get('step')}: {one_line(text, limit)}")
+        return lines
+    about = f" on step {event.about_step}" if event.about_step is not None else ""
+    who = escape(event.source) + (f", {escape(event.user_id)}" if event.user_id else "")
+    kinds = ", ".join(k for k in (event.rating, event.signal) if k) or "no rating"
+    lines = [f"{INDENT}feedback{about} ({who}): {kinds}"]
+    if event.comment:
+        lines += block("comment", event.comment, limit, indent=INDENT * 2)
+    if event.correction:
+        lines += block("correction", event.correction, limit, indent=INDENT * 2)
+    return lines

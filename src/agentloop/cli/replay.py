@@ -15,6 +15,7 @@ model file, the recorded ``settings.extra`` and limits.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Iterator
@@ -34,16 +35,20 @@ from agentloop.cli._output import (
     say,
 )
 from agentloop.cli.render import block, event_lines, one_line
-from agentloop.cli.run import run_and_report
+from agentloop.cli.run import add_mcp_options, mcp_servers, run_and_report
+from agentloop.cli.streamed import TextPrinter, show_stream
 from agentloop.cli.traces import find_trace
 from agentloop.errors import UserError
 from agentloop.events import ModelRequested
 from agentloop.loading import load_tools
+from agentloop.mcp.server import MCPServer
+from agentloop.redaction import Redactor
 from agentloop.replay.recording import Recording
 from agentloop.replay.runner import (
     agent_from_trace,
     model_for,
     recorded_model,
+    replay_stream,
     replay_sync,
     resume,
 )
@@ -96,6 +101,16 @@ def register(
         action="store_true",
         help="walk the recorded run one step at a time (Enter for the next, q to stop)",
     )
+    replaying.add_argument(
+        "--stream",
+        action="store_true",
+        help="show the recorded text on stderr as a stream, word by word, as the replay runs",
+    )
+    replaying.add_argument(
+        "--pace",
+        action="store_true",
+        help="stream at the recorded pace (time to first token, generation time); implies --stream",
+    )
     replaying.add_argument("--json", action="store_true", help="print the report as JSON")
     replaying.set_defaults(handler=cmd_replay)
 
@@ -136,6 +151,7 @@ def _agent_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the agent's tools now (a file or folder of @tool functions); repeat for more",
     )
+    add_mcp_options(parser)  # a trace never chooses a command to run: MCP servers are named here
     add_live_agent_options(parser)
 
 
@@ -170,20 +186,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if (args.live_tools or args.fork_at is not None) and _needs_tools(source, args):
         raise UserError(
             "running tools live needs them: pass --tools PATH (the file or folder that defines "
-            f"{', '.join(_tool_names(source))})"
+            f"{', '.join(_tool_names(source))}) or --mcp/--mcp-url for an MCP server's"
         )
     wants_model = args.live_model or args.fork_at is not None
-    changed = args.tools is not None or args.model or args.instructions is not None or args.agent
+    changed = _gives_tools(args) or args.model or args.instructions is not None or args.agent
     agent = _agent(source, args, live_model=wants_model) if (live or changed) else None
-    result = replay_sync(
-        source,
-        agent,
-        tools="live" if args.live_tools else "recorded",
-        model="live" if args.live_model else "recorded",
-        fork_at=args.fork_at,
-        strict=not args.lenient,
-        trace_dir=args.trace_dir,
-    )
+    options: dict[str, Any] = {
+        "tools": "live" if args.live_tools else "recorded",
+        "model": "live" if args.live_model else "recorded",
+        "fork_at": args.fork_at,
+        "strict": not args.lenient,
+        "trace_dir": args.trace_dir,
+    }
+    if args.stream or args.pace:
+        stream = replay_stream(source, agent, pace=args.pace, **options)
+        result = asyncio.run(show_stream(stream, TextPrinter(Redactor(), sys.stderr)))
+    else:
+        result = replay_sync(source, agent, **options)
     if result.trace_path is not None:
         say(f"replay trace: {escape(str(result.trace_path))}")
     if args.json:
@@ -236,15 +255,18 @@ def live_agent(source: Trace, args: argparse.Namespace, *, live_model: bool) -> 
         raise UserError("--model-option needs --model with --agent (the file sets model_options)")
     model = model_for(args.model, source, options) if args.model else None
     if args.agent:
-        if args.tools is not None or getattr(args, "instructions", None) is not None:
+        if (
+            getattr(args, "tools", None) is not None
+            or getattr(args, "instructions", None) is not None
+        ):
             raise UserError("with --agent, put tools and instructions in the agent file")
-        return load_agent(args.agent, model=model, trace_dir=args.trace_dir)
+        return load_agent(args.agent, model=model, trace_dir=args.trace_dir, mcp=_mcp(args))
     if model is None and live_model:
         model = recorded_model(source, trust=args.trust_trace, options=options)
     return agent_from_trace(
         source,
         model=model,
-        tools=load_tools(args.tools) if args.tools is not None else None,
+        tools=[*load_tools(args.tools or []), *_mcp(args)] if _gives_tools(args) else None,
         instructions=getattr(args, "instructions", None),
         trust=args.trust_trace,
     )
@@ -254,8 +276,16 @@ def _tool_names(source: Trace) -> list[str]:
     return [str(t.get("name")) for t in source.header.agent.get("tools", [])]
 
 
+def _mcp(args: argparse.Namespace) -> list[MCPServer]:
+    return mcp_servers(args) if hasattr(args, "mcp") else []
+
+
+def _gives_tools(args: argparse.Namespace) -> bool:
+    return getattr(args, "tools", None) is not None or bool(_mcp(args))
+
+
 def _needs_tools(source: Trace, args: argparse.Namespace) -> bool:
-    return args.tools is None and not args.agent and bool(_tool_names(source))
+    return not _gives_tools(args) and not args.agent and bool(_tool_names(source))
 
 
 def walk_steps(trace: Trace) -> None:

@@ -30,13 +30,17 @@ from agentloop.cli._output import (
     say,
 )
 from agentloop.cli.render import event_lines, plural, result_json, usage_json, usage_text
+from agentloop.cli.streamed import TextPrinter, streamed_run
 from agentloop.errors import AgentLoopError, TraceError, UserError
 from agentloop.events import BaseEvent, EventListener, RunCancelled, RunFailed, RunFinished
 from agentloop.loading import load_tools
+from agentloop.mcp.config import server_from_option
+from agentloop.mcp.server import MCPServer
 from agentloop.models import infer_model
 from agentloop.result import RunResult
 from agentloop.settings import USE_AGENT_DEFAULT
 from agentloop.terminal import escape
+from agentloop.tools import Tool, ToolSource
 from agentloop.trace import read_trace, trace_path
 
 P = ParamSpec("P")
@@ -50,7 +54,8 @@ def register(
         "run",
         parents=[common],
         help="run an agent on a task",
-        description="Run an agent on TASK. The final answer goes to stdout; each step is\n"
+        description="Run an agent on TASK. The model's text goes to stdout as it is written\n"
+        "(with --no-stream or --json: the final answer once complete); each step is\n"
         "reported on stderr as it happens. The run's trace is written to --trace-dir.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -60,7 +65,12 @@ def register(
     run.add_argument(
         "--json",
         action="store_true",
-        help="print a JSON result object on stdout instead of the answer",
+        help="print a JSON result object on stdout instead of the answer (never streamed)",
+    )
+    run.add_argument(
+        "--no-stream",
+        action="store_true",
+        help="print the answer once it is complete, not as the model writes it",
     )
     run.set_defaults(handler=cmd_run)
 
@@ -87,6 +97,13 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
         help="a Python file of @tool functions, or a folder of such files (not recursive; "
         "names starting with '_' are skipped); repeat --tools for more",
     )
+    add_mcp_options(parser)
+    parser.add_argument(
+        "--otel",
+        action="store_true",
+        help="also send runs as OpenTelemetry spans to the endpoint the OTEL_* environment "
+        "names (OTEL_EXPORTER_OTLP_ENDPOINT...; needs agentloop[otel])",
+    )
     parser.add_argument(
         "--trace-dir",
         metavar="DIR",
@@ -105,7 +122,10 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the agent, printing progress to stderr and the answer (or JSON) to stdout."""
     agent = build_agent(args)
-    return run_and_report(args, agent, lambda listener: agent.run(args.task, listener=listener))
+    if args.json or args.no_stream:
+        return run_and_report(args, agent, lambda listener: agent.run(args.task, listener=listener))
+    args.printer = TextPrinter(agent.redact)
+    return run_and_report(args, agent, streamed_run(agent, args.task, args.printer))
 
 
 def build_agent(args: argparse.Namespace) -> Agent:
@@ -119,20 +139,63 @@ def build_agent(args: argparse.Namespace) -> Agent:
         if args.tools or args.instructions is not None:
             raise UserError("with --agent, put tools and instructions in the agent file")
         model = infer_model(args.model, **options) if args.model is not None else None
-        agent = load_agent(args.agent, model=model, trace_dir=args.trace_dir, max_steps=max_steps)
-        say(f"agent {escape(args.agent)}, version {agent.config_hash}")
+        otel = {"otel": True} if args.otel else {}  # else the file says
+        agent = load_agent(
+            args.agent,
+            model=model,
+            trace_dir=args.trace_dir,
+            max_steps=max_steps,
+            mcp=mcp_servers(args),
+            **otel,
+        )
+        # With MCP servers, the version also covers what they serve: known once they are open
+        # (the trace header has it).
+        pending = " before its MCP servers' tools" if agent.tool_sources else ""
+        say(f"agent {escape(args.agent)}, version {agent.config_hash}{pending}")
     elif args.model is None:
         raise UserError("give --model MODEL or --agent FILE")
     else:
-        tools = load_tools(args.tools)
+        tools: list[Tool | Callable[..., Any] | ToolSource] = [
+            *load_tools(args.tools),
+            *mcp_servers(args),
+        ]
         agent = Agent(
             infer_model(args.model, **options),
             tools=tools,
             instructions=args.instructions,
             max_steps=max_steps,
             trace_dir=args.trace_dir,
+            otel=args.otel,
         )
     return agent
+
+
+def add_mcp_options(parser: argparse.ArgumentParser) -> None:
+    """``--mcp`` and ``--mcp-url``, shared by the commands that run agents."""
+    parser.add_argument(
+        "--mcp",
+        metavar="COMMAND",
+        action="append",
+        default=[],
+        help="an MCP server to start over stdio, e.g. --mcp 'npx -y some-server --flag'; "
+        "its tools join the agent's (repeatable)",
+    )
+    parser.add_argument(
+        "--mcp-url",
+        metavar="URL",
+        action="append",
+        default=[],
+        help="an MCP server to reach over Streamable HTTP (repeatable); credentials belong "
+        "in an agent file's [[mcp]] headers, from the environment",
+    )
+
+
+def mcp_servers(args: argparse.Namespace) -> list[MCPServer]:
+    """The servers ``--mcp`` and ``--mcp-url`` name, in that order."""
+    return [
+        *(server_from_option(command, url=False) for command in args.mcp),
+        *(server_from_option(url, url=True) for url in args.mcp_url),
+    ]
 
 
 def run_and_report(
@@ -160,8 +223,10 @@ def run_and_report(
     else:
         code = _report_finished(args, agent, result)
     if threads.running and args.standalone:
-        # A sync tool is still running in a thread (cancelled, or timed out): Python cannot
-        # stop it, and a normal exit would wait for it. The trace is already closed.
+        # A worker thread (a local model call, a DNS lookup, an approval prompt) is still
+        # running after a cancel: Python cannot stop it, and a normal exit would wait for it.
+        # (Sync tools run in daemon threads of their own, which never hold up exit.) The trace
+        # is already closed.
         say(f"leaving {plural(threads.running, 'tool call')} running in the background")
         sys.stdout.flush()
         sys.stderr.flush()
@@ -185,7 +250,7 @@ class _Progress:
 
 
 class _ToolThreads(ThreadPoolExecutor):
-    """The threads sync tools run in, counting the calls still running.
+    """The run's default executor (``asyncio.to_thread``), counting the calls still running.
 
     Shutting down never waits: a call that was cancelled or timed out keeps its thread (Python
     threads cannot be stopped), and the CLI should not hang on it after the run has ended.
@@ -221,14 +286,18 @@ def _report_finished(args: argparse.Namespace, agent: Agent, result: RunResult) 
         f"{usage_text(result.usage)}, {result.duration_s:.2f} s"
     )
     say(f"trace: {escape(str(result.trace_path))}")
+    printer = getattr(args, "printer", None)
     if args.json:
         _emit_json(agent, result_json(result))
-    else:
+    elif printer is None or not printer.output_shown:
         out(escape(agent.redact(result.output or "")))
     return EXIT_OK
 
 
 def _report_failed(args: argparse.Namespace, agent: Agent, exc: AgentLoopError) -> int:
+    printer = getattr(args, "printer", None)
+    if printer is not None:  # text streamed before the failure: end its line, keep no more
+        printer.end_line()
     reason = exc.partial.stop_reason if exc.partial else "error"
     say(f"error: run failed ({reason}): {escape(agent.redact(message(exc)))}")
     if exc.trace_path is not None:

@@ -31,8 +31,9 @@ def register(
         "list",
         parents=[common],
         help="one line per trace, newest first",
-        description="One line per trace in DIR, newest first: run id, start time (UTC), "
-        "status, steps, model, config hash and the task's first line.",
+        description="One line per trace in DIR, newest first by start time: run id, start "
+        "time (UTC), status, steps, model, config hash and the task's first line (after "
+        "[replay of RUN] or [fork of RUN at step K] for a replay or fork).",
     )
     listing.add_argument(
         "dir",
@@ -88,7 +89,9 @@ def register(
 
 
 def cmd_traces_list(args: argparse.Namespace) -> int:
-    """One line per trace in the folder, newest first (or a JSON array)."""
+    """One line per trace in the folder, newest first by when the run started (the header's
+    ``created``, not the file's time: a copied or annotated trace keeps its place), or a JSON
+    array."""
     folder = Path(args.dir)
     if not folder.is_dir():
         raise UserError(
@@ -101,6 +104,7 @@ def cmd_traces_list(args: argparse.Namespace) -> int:
             summaries.append(TraceSummary.of(read_trace(path)))
         except TraceError as exc:
             say(f"skipped {escape(str(path))}: {escape(message(exc))}")
+    summaries.sort(key=lambda s: (s.created, s.run_id), reverse=True)
     if args.json:
         out(json.dumps([s.to_json() for s in summaries], indent=2))
     elif summaries:

@@ -17,7 +17,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from agentloop.evals.runner import AttemptRecord, EvalRun
+from agentloop.evals.records import AttemptRecord, EvalRun
 from agentloop.evals.stats import Significance, mcnemar_exact, paired_permutation
 from agentloop.evals.summary import scorer_names
 

@@ -9,6 +9,9 @@ scorer; it never stops the others. Everything lands in a run directory::
     RUN_DIR/results.jsonl   one line per finished attempt, appended and flushed as it ends
     RUN_DIR/traces/         one trace per case and attempt
 
+(``agentloop.evals.records`` reads and writes that directory; ``agentloop.evals.attempt`` runs
+and scores one attempt, for this module's asyncio backend and the Ray backend alike.)
+
 Because results are a journal, an interrupted eval resumes (``resume=True``): attempts already
 in ``results.jsonl`` are not run again. Summaries (``agentloop.evals.summary``), comparisons
 (``agentloop.evals.comparison``) and re-scoring (``rescore``) read the same directory.
@@ -17,184 +20,42 @@ in ``results.jsonl`` are not run again. Summaries (``agentloop.evals.summary``),
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import TYPE_CHECKING, Any, Literal
 
 from agentloop._sync import blocking
 from agentloop.agent import Agent
 from agentloop.agentfile import load_agent
-from agentloop.errors import TraceError, UserError, first_problem
+from agentloop.errors import UserError
+from agentloop.evals.attempt import not_scored, run_attempt, score_attempt, warn_if_queued
 from agentloop.evals.datasets import Case, Dataset
-from agentloop.evals.scorers import (
-    Score,
-    Scorer,
-    ScorerError,
-    apply_scorer,
-    scorer_name,
-    scorer_spec,
-    scorers_for,
+from agentloop.evals.records import (
+    META_FILE,
+    RESULTS_FILE,
+    TRACES_DIR,
+    AttemptRecord,
+    EvalError,
+    EvalMeta,
+    EvalRun,
+    Journal,
+    ProgressListener,
+    Tally,
+    write_records,
 )
-from agentloop.events import BaseEvent, RunCancelled, RunFailed, RunFinished, ScoreRecorded
+from agentloop.evals.scorers import Scorer, ScorerError, scorer_name, scorer_spec, scorers_for
 from agentloop.models import infer_model
 from agentloop.models.base import Model
-from agentloop.settings import USE_AGENT_DEFAULT
-from agentloop.trace import Trace, annotate, now_iso, read_trace, trace_path
+from agentloop.trace import now_iso
 
-FORMAT = "agentloop.eval/1"
-META_FILE = "eval.json"
-RESULTS_FILE = "results.jsonl"
-TRACES_DIR = "traces"
+if TYPE_CHECKING:
+    from agentloop.mcp.server import MCPServer
+
 DEFAULT_ROOT = "runs"
-
-
-class EvalError(UserError):
-    """An eval cannot start or resume: a missing or foreign run directory, a changed agent."""
-
-
-class AttemptRecord(BaseModel):
-    """One attempt at one case, as ``results.jsonl`` records it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    case_id: str
-    attempt: int
-    status: Literal["ok", "error"]
-    error: str | None = None
-    """For an errored attempt: the error type and message."""
-    reason: str | None = None
-    """Why the run stopped, if not with a final answer: max_steps, model_error, timeout, ..."""
-    trace: str | None = None
-    """The attempt's trace, relative to the run directory."""
-    output: str | None = None
-    scores: dict[str, Score] = Field(default_factory=dict)
-    steps: int = 0
-    tool_calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    duration_s: float = 0.0
-
-    @property
-    def passed(self) -> bool:
-        """Finished without error and passed every scorer."""
-        return self.status == "ok" and all(s.passed for s in self.scores.values())
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return (self.case_id, self.attempt)
-
-
-class EvalMeta(BaseModel):
-    """``eval.json``: what a run directory holds results of."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    format: str = FORMAT
-    created: str
-    label: str
-    """The agent's name in reports: its file's stem, or the agent's name."""
-    config_hash: str
-    agent: dict[str, Any]
-    agent_file: str | None = None
-    model: str | None = None
-    """The model string that replaced the agent file's model, if one did."""
-    model_options: dict[str, Any] = Field(default_factory=dict)
-    """The backend options given with ``model`` (``native_tools``, ``prompt_form``...)."""
-    dataset: str | None = None
-    dataset_name: str
-    dataset_digest: str
-    cases: int
-    repeats: int
-    timeout: float | None = None
-    scorers: list[str]
-    scorer_specs: list[str | None]
-    """How to rebuild each scorer from the command line (``None``: a Python object)."""
-
-
-@dataclass(frozen=True)
-class EvalProgress:
-    """Where a running eval stands, after each attempt."""
-
-    done: int
-    total: int
-    passed: int
-    errors: int
-    last: AttemptRecord
-
-
-ProgressListener = Callable[[EvalProgress], None]
-
-
-class EvalRun:
-    """A run directory read back: its metadata and the latest record of every attempt."""
-
-    def __init__(self, path: Path, meta: EvalMeta, records: list[AttemptRecord]) -> None:
-        self.path, self.meta = path, meta
-        latest = {r.key: r for r in records}
-        self.records = sorted(latest.values(), key=lambda r: r.key)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> EvalRun:
-        folder = Path(path)
-        meta_file = folder / META_FILE
-        try:
-            meta = EvalMeta.model_validate_json(meta_file.read_bytes())
-        except OSError:
-            raise EvalError(f"{folder} is not an eval run directory (no {META_FILE})") from None
-        except ValidationError as exc:
-            raise EvalError(f"{meta_file} is not valid: {first_problem(exc).message}") from None
-        return cls(folder, meta, read_records(folder / RESULTS_FILE))
-
-    def trace_file(self, record: AttemptRecord) -> Path | None:
-        return self.path / record.trace if record.trace else None
-
-    def read_trace(self, record: AttemptRecord) -> Trace | None:
-        file = self.trace_file(record)
-        if file is None:
-            return None
-        try:
-            return read_trace(file)
-        except TraceError:
-            return None
-
-    @property
-    def complete(self) -> bool:
-        return len(self.records) >= self.meta.cases * self.meta.repeats
-
-
-def read_records(path: Path) -> list[AttemptRecord]:
-    """The records in a results file; a torn last line (a killed eval) is dropped."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(AttemptRecord.model_validate_json(line))
-        except ValidationError:
-            if number == len(lines):
-                break
-            raise EvalError(f"{path}:{number}: not a valid result line") from None
-    return records
-
-
-def write_records(path: Path, records: Sequence[AttemptRecord]) -> None:
-    """Replace a results file in one step (write aside, then rename)."""
-    temporary = path.with_suffix(".tmp")
-    with temporary.open("w", encoding="utf-8") as f:
-        for record in records:
-            f.write(record.model_dump_json() + "\n")
-    temporary.replace(path)
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -212,7 +73,12 @@ async def evaluate(
     case_timeout: float | None = None,
     resume: bool = False,
     progress: ProgressListener | None = None,
+    backend: Literal["local", "ray"] = "local",
+    ray_address: str | None = None,
+    workers: int | None = None,
+    collect_traces: bool = False,
     model_options: dict[str, Any] | None = None,
+    mcp: Sequence[MCPServer] = (),
 ) -> EvalRun:
     """Run ``agent`` (an ``Agent`` or an agent file) on every case of ``dataset`` (a
     ``Dataset`` or a JSONL file), ``repeats`` times, scoring each run with ``scorers``; a
@@ -222,7 +88,18 @@ async def evaluate(
     backend's options, recorded with it for a resume). ``run_dir`` defaults to a new folder under
     ``./runs``. With ``resume=True``, ``run_dir`` must hold an earlier run of the same agent
     version on the same dataset; only its unfinished attempts run. ``progress`` is called
-    after every attempt. Returns the run, read back from its directory.
+    after every attempt. ``mcp`` adds MCP servers to an agent file's; the agent's MCP servers
+    are opened once for the whole (local) eval, shared by its concurrent runs. Returns the run,
+    read back from its directory.
+
+    ``backend="ray"`` spreads the cases over a Ray cluster (``agentloop[ray]``; see
+    ``agentloop.evals.ray_backend``): ``agent`` must be an agent file and ``model`` a string, since
+    every worker builds the agent itself; ``concurrency`` is then per worker. ``ray_address``
+    (``"auto"``, ``"HOST:PORT"``, ``"ray://HOST:PORT"``; default: ``RAY_ADDRESS``, else a new
+    cluster of this machine),
+    ``workers`` (default: one per CPU of the cluster) and ``collect_traces`` (ship traces back
+    through Ray's object store instead of writing them to a folder every worker reaches)
+    apply to it only.
     """
     if concurrency < 1 or repeats < 1:
         raise UserError("concurrency and repeats must be at least 1")
@@ -230,19 +107,84 @@ async def evaluate(
         raise UserError(f"case_timeout must be a positive number of seconds, not {case_timeout}")
     if model_options and not isinstance(model, str):
         raise UserError("model_options go with a model string (model='openai:...')")
+    _check_backend(backend, agent, model, ray_address, workers, collect_traces)
+    if mcp and backend == "ray":
+        raise UserError(
+            "mcp= servers stay in this process: with backend='ray', put them in "
+            "the agent file's [[mcp]] tables (every worker builds the agent)"
+        )
     cases, the_agent, folder, meta = _setup(
-        dataset, agent, scorers, run_dir, model, repeats, case_timeout, model_options or {}
+        dataset, agent, scorers, run_dir, model, repeats, case_timeout, model_options or {}, mcp
     )
-    done = _prepare(folder, meta, resume)
-    runner = _Runner(folder, the_agent, cases, scorers, case_timeout, progress)
-    todo = [
-        (case, attempt)
-        for attempt in range(repeats)
-        for case in cases
-        if (case.id, attempt) not in done
-    ]
-    await runner.run_all(todo, concurrency, len(cases) * repeats, done)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            if backend == "local" and the_agent.tool_sources and not the_agent.is_open:
+                await stack.enter_async_context(the_agent)  # once for the whole eval; its
+                meta = meta.model_copy(  # version includes what its MCP servers serve
+                    update={"config_hash": the_agent.config_hash, "agent": the_agent.config()}
+                )
+            done = _prepare(folder, meta, resume)
+            todo = [
+                (case, attempt)
+                for attempt in range(repeats)
+                for case in cases
+                if (case.id, attempt) not in done
+            ]
+            tally = Tally(len(cases) * repeats, done.values())
+            if backend == "ray":
+                from agentloop.evals.ray_backend import run_on_ray
+
+                assert isinstance(agent, str | os.PathLike)
+                assert not isinstance(model, Model)
+                await run_on_ray(
+                    folder=folder,
+                    agent=the_agent,
+                    agent_file=Path(agent),
+                    model=model,
+                    model_options=model_options or {},
+                    scorers=scorers,
+                    todo=todo,
+                    tally=tally,
+                    concurrency=concurrency,
+                    case_timeout=case_timeout,
+                    progress=progress,
+                    address=ray_address,
+                    workers=workers,
+                    collect_traces=collect_traces,
+                )
+            else:
+                warn_if_queued(the_agent.model, concurrency)
+                runner = _Runner(folder, the_agent, cases, scorers, case_timeout, progress)
+                await runner.run_all(todo, concurrency, tally)
+    finally:
+        if the_agent is not agent:  # built here from the file: close what its model opened
+            await the_agent.model.aclose()
     return EvalRun.load(folder)
+
+
+def _check_backend(
+    backend: str,
+    agent: Agent | str | os.PathLike[str],
+    model: Model | str | None,
+    ray_address: str | None,
+    workers: int | None,
+    collect_traces: bool,
+) -> None:
+    if backend not in ("local", "ray"):
+        raise UserError(f"backend must be 'local' or 'ray', not {backend!r}")
+    if backend == "local":
+        if ray_address is not None or workers is not None or collect_traces:
+            raise UserError("ray_address, workers and collect_traces need backend='ray'")
+        return
+    if isinstance(agent, Agent):
+        raise UserError(
+            "backend='ray' needs an agent file, not an Agent object: every worker builds "
+            "the agent from the file"
+        )
+    if isinstance(model, Model):
+        raise UserError("backend='ray' takes model= as a model string, not a Model object")
+    if workers is not None and workers < 1:
+        raise UserError(f"workers must be at least 1, not {workers}")
 
 
 evaluate_sync = blocking(evaluate)
@@ -257,14 +199,19 @@ def _setup(
     repeats: int,
     case_timeout: float | None,
     model_options: dict[str, Any],
+    mcp: Sequence[MCPServer] = (),
 ) -> tuple[Dataset, Agent, Path, EvalMeta]:
     """Read the dataset and the agent, check the scorers, and describe the run."""
     if isinstance(agent, Agent) and model is not None:
         raise UserError("model= replaces an agent file's model; for an Agent, set its model")
+    if isinstance(agent, Agent) and mcp:
+        raise UserError("mcp= adds to an agent file's MCP servers; for an Agent, give it tools")
     cases = dataset if isinstance(dataset, Dataset) else Dataset.from_jsonl(dataset)
     agent_file = None if isinstance(agent, Agent) else Path(agent)
     replacement = infer_model(model, **model_options) if isinstance(model, str) else model
-    the_agent = agent if isinstance(agent, Agent) else load_agent(Path(agent), model=replacement)
+    the_agent = (
+        agent if isinstance(agent, Agent) else load_agent(Path(agent), model=replacement, mcp=mcp)
+    )
     _check_scorers(scorers, cases)
     label = agent_file.stem if agent_file is not None else the_agent.name
     folder = Path(run_dir) if run_dir is not None else _new_run_dir(label, the_agent.config_hash)
@@ -346,158 +293,28 @@ class _Runner:
     ) -> None:
         self.folder, self.agent, self.cases = folder, agent, cases
         self.scorers, self.timeout, self.progress = scorers, timeout, progress
-        self.results = folder / RESULTS_FILE
 
-    async def run_all(
-        self,
-        todo: list[tuple[Case, int]],
-        concurrency: int,
-        total: int,
-        done: dict[tuple[str, int], AttemptRecord],
-    ) -> None:
+    async def run_all(self, todo: list[tuple[Case, int]], concurrency: int, tally: Tally) -> None:
         gate = asyncio.Semaphore(concurrency)
-        counts = {
-            "done": len(done),
-            "passed": sum(r.passed for r in done.values()),
-            "errors": sum(r.status == "error" for r in done.values()),
-        }
 
-        async def one(case: Case, attempt: int) -> None:
+        async def one(case: Case, attempt: int, journal: Journal) -> None:
             async with gate:
                 record = await self.attempt(case, attempt)
-            self.save(record)
-            counts["done"] += 1
-            counts["passed"] += record.passed
-            counts["errors"] += record.status == "error"
+            journal.append(record)
+            progress = tally.add(record)
             if self.progress is not None:
-                self.progress(EvalProgress(last=record, total=total, **counts))
+                self.progress(progress)
 
-        async with asyncio.TaskGroup() as group:
-            for case, attempt in todo:
-                group.create_task(one(case, attempt))
-
-    def save(self, record: AttemptRecord) -> None:
-        with self.results.open("a", encoding="utf-8") as f:
-            f.write(record.model_dump_json() + "\n")
-            f.flush()
+        with Journal(self.folder) as journal:
+            async with asyncio.TaskGroup() as group:
+                for case, attempt in todo:
+                    group.create_task(one(case, attempt, journal))
 
     async def attempt(self, case: Case, attempt: int) -> AttemptRecord:
         """Run one case once and score it; whatever goes wrong becomes an error record."""
-        run_ids: list[str] = []
-
-        def first_event(event: BaseEvent) -> None:
-            if not run_ids:
-                run_ids.append(event.run_id)
-
-        traces = self.folder / TRACES_DIR
-        error: Exception | None = None
-        try:
-            await self.agent.run(
-                case.input,
-                trace_dir=traces,
-                metadata={
-                    "eval": self.folder.name,
-                    "case_id": case.id,
-                    "attempt": attempt,
-                    **({"case": case.metadata} if case.metadata else {}),
-                },
-                listener=first_event,
-                run_timeout=self.timeout if self.timeout is not None else USE_AGENT_DEFAULT,
-            )
-        except Exception as exc:
-            error = exc
-        path = trace_path(traces, run_ids[0]) if run_ids else None
-        trace = _read(path)
-        return await score_attempt(case, attempt, trace, self.folder, self.scorers, error)
-
-
-def _read(path: Path | None) -> Trace | None:
-    if path is None:
-        return None
-    try:
-        return read_trace(path)
-    except TraceError:
-        return None
-
-
-async def score_attempt(
-    case: Case,
-    attempt: int,
-    trace: Trace | None,
-    folder: Path,
-    scorers: Sequence[Scorer],
-    error: BaseException | None = None,
-) -> AttemptRecord:
-    """The record of one attempt: its trace's facts and its scores. An attempt whose run did
-    not finish with an answer is an error, and every scorer gives it 0."""
-    end = trace.terminal if trace is not None else None
-    facts: dict[str, Any] = {}
-    if isinstance(end, RunFinished | RunFailed | RunCancelled):
-        facts = {
-            "steps": end.steps,
-            "tool_calls": end.tool_calls,
-            "input_tokens": end.usage.input_tokens,
-            "output_tokens": end.usage.output_tokens,
-            "duration_s": end.duration_s,
-        }
-    relative = None
-    if trace is not None and trace.path is not None:
-        relative = (
-            str(trace.path.relative_to(folder)) if trace.path.is_relative_to(folder) else None
+        return await run_attempt(
+            self.agent, case, attempt, self.folder, self.scorers, self.timeout, eval_name=None
         )
-    names = [scorer_name(s) for s in scorers_for(case, scorers)]
-    if error is not None or trace is None or not isinstance(end, RunFinished):
-        message, reason = _failure(error, end)
-        return AttemptRecord(
-            case_id=case.id,
-            attempt=attempt,
-            status="error",
-            error=message,
-            reason=reason,
-            trace=relative,
-            scores=_not_scored(names, message),
-            **facts,
-        )
-    scores = [await apply_scorer(s, case, trace) for s in scorers_for(case, scorers)]
-    if trace is not None and trace.path is not None:
-        for score in scores:  # the verdicts travel with the run (export filters on them)
-            annotate(
-                trace.path,
-                ScoreRecorded,
-                scorer=score.scorer,
-                value=score.value,
-                passed=score.passed,
-                explanation=score.explanation,
-                eval_run=folder.name,
-            )
-    return AttemptRecord(
-        case_id=case.id,
-        attempt=attempt,
-        status="ok",
-        trace=relative,
-        output=end.output,
-        scores=dict(zip(names, scores, strict=True)),
-        **facts,
-    )
-
-
-def _not_scored(names: list[str], message: str) -> dict[str, Score]:
-    return {
-        n: Score(value=0.0, passed=False, explanation=f"not scored: {message}", scorer=n)
-        for n in names
-    }
-
-
-def _failure(error: BaseException | None, end: object) -> tuple[str, str]:
-    if isinstance(end, RunFailed):
-        return f"{end.error_type}: {end.message}", end.reason
-    if isinstance(end, RunCancelled):
-        return "the run was cancelled", "cancelled"
-    if error is not None:
-        partial = getattr(error, "partial", None)
-        reason = partial.stop_reason if partial is not None else "error"
-        return f"{type(error).__name__}: {error}", reason
-    return "the run left no finished trace", "error"
 
 
 # -- re-scoring ----------------------------------------------------------------------------------
@@ -531,7 +348,7 @@ async def rescore(
         if trace is None:
             names = [scorer_name(s) for s in scorers_for(case, scorers)]
             why = record.error or f"its trace {record.trace} cannot be read"
-            fresh = _not_scored(names, why)
+            fresh = not_scored(names, why)
         else:
             fresh = (await score_attempt(case, record.attempt, trace, run.path, scorers)).scores
         kept = {**({} if replace else record.scores), **fresh}
@@ -549,11 +366,3 @@ async def rescore(
 
 
 rescore_sync = blocking(rescore)
-
-
-def results_json(run: EvalRun) -> list[dict[str, Any]]:
-    """Every record as JSON, with the trace path made absolute."""
-    return [
-        {**json.loads(r.model_dump_json()), "trace": str(run.trace_file(r) or "") or None}
-        for r in run.records
-    ]

@@ -26,6 +26,7 @@ import re
 import string
 import typing
 from collections.abc import Awaitable, Callable, Sequence
+from functools import cache
 from typing import Any, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -117,6 +118,9 @@ class BuiltinScorer:
         return f"{self.kind}:{json.dumps(options, sort_keys=True)}" if options else self.kind
 
     def __call__(self, case: Case, trace: Trace) -> Score:
+        own = case.scorers.get(self.__name__)
+        if not own and type(self) is BuiltinScorer:  # checked (and converted) when made
+            return KINDS[self.kind](case, trace, **self.options)
         return KINDS[self.kind](case, trace, **self.options_for(case))
 
     def options_for(self, case: Case) -> dict[str, Any]:
@@ -134,26 +138,31 @@ class BuiltinScorer:
         return f"<scorer {self.spec}>"
 
 
+@cache
+def _settings(kind: str) -> tuple[list[str], list[str], dict[str, Any]]:
+    """A built-in's settings, those without a default, and their declared types (read once:
+    inspecting a signature on every scored case showed in the eval runner's profile)."""
+    params = inspect.signature(KINDS[kind]).parameters
+    allowed = [p for p in params if p not in ("case", "trace")]
+    required = [p for p in allowed if params[p].default is inspect.Parameter.empty]
+    return allowed, required, typing.get_type_hints(KINDS[kind])
+
+
 def _check_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
     """The settings checked against the scorer's signature: known names, required ones
     present, each value of its declared type (``"abc"`` is not a tolerance), a ``pattern``
     that compiles. Returns them converted (``"2"`` for an ``int`` is refused; JSON numbers are
     taken as they are). ``ScorerError`` names the scorer, the setting and what it needs."""
-    function = KINDS[kind]
-    params = inspect.signature(function).parameters
-    allowed = [p for p in params if p not in ("case", "trace")]
+    allowed, required, hints = _settings(kind)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ScorerError(
             f"scorer {kind!r} has no setting {unknown[0]!r}; its settings: "
             f"{', '.join(allowed) or 'none'}"
         )
-    missing = [
-        p for p in allowed if params[p].default is inspect.Parameter.empty and p not in options
-    ]
+    missing = [p for p in required if p not in options]
     if missing:
         raise ScorerError(f"scorer {kind!r} needs the setting {missing[0]!r}")
-    hints = typing.get_type_hints(function)
     checked: dict[str, Any] = {}
     for key, value in options.items():
         try:
@@ -557,9 +566,10 @@ def scorers_for(case: Case, scorers: Sequence[Scorer]) -> list[Scorer]:
                 f"eval's scorers nor a built-in ({', '.join(KINDS)})"
             )
         extra.append(_CaseScorer(name))
-    for scorer in [*scorers, *extra]:
-        if isinstance(scorer, BuiltinScorer):
-            scorer.options_for(case)  # a case's wrong setting is a usage error, found early
+    for scorer in [*scorers, *extra]:  # a case's wrong setting is a usage error, found early
+        own = case.scorers.get(scorer_name(scorer))
+        if isinstance(scorer, BuiltinScorer) and (own or type(scorer) is not BuiltinScorer):
+            scorer.options_for(case)
     return [*scorers, *extra]
 
 

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from agentloop.evals.runner import AttemptRecord, EvalRun
+from agentloop.evals.records import AttemptRecord, EvalRun
 from agentloop.evals.stats import mean_interval, percentile, wilson_interval
 from agentloop.feedback.signals import feedback_counts
 

@@ -43,7 +43,7 @@ from agentloop.feedback.signals import (
     normalize_task,
     preference,
 )
-from agentloop.models.openai import wire_message
+from agentloop.models.openai_wire import wire_message
 from agentloop.redaction import Redactor, default_redactor
 from agentloop.trace import Trace, read_trace
 

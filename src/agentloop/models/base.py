@@ -1,18 +1,20 @@
-"""The one seam between the loop and any model: ``Model.request``.
+"""The one seam between the loop and any model: ``Model.request``, and its streaming form.
 
 Every backend (an OpenAI-compatible endpoint, the embedded model, the scripted test model, a
-replay of a trace) implements the single abstract method ``request``.
+replay of a trace) implements the single abstract method ``request``. ``request_stream`` is
+the same request yielding deltas as they arrive; backends that can stream override it.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+from agentloop.deltas import StreamItem, deltas_of
 from agentloop.errors import ModelRequestsBlocked
 from agentloop.messages import Message, ModelResponse
 from agentloop.settings import ModelSettings
@@ -31,6 +33,21 @@ class Model(ABC):
     ) -> ModelResponse:
         """Answer ``messages``, offering ``tools``; raise a ``ModelError`` if the backend fails."""
 
+    async def request_stream(
+        self, messages: Sequence[Message], tools: Toolset, settings: ModelSettings
+    ) -> AsyncGenerator[StreamItem, None]:
+        """``request`` as it happens: ``TextDelta`` and ``ToolCallDelta`` values as the backend
+        produces them, then the assembled ``ModelResponse`` (always last, always once).
+
+        Close the iterator (``aclose``, or leave an ``async with aclosing(...)`` block) to stop
+        early: a streaming backend then closes its connection. This default, for backends that
+        cannot stream, asks ``request`` and sends the whole response as deltas at once.
+        """
+        response = await self.request(messages, tools, settings)
+        for delta in deltas_of(response):
+            yield delta
+        yield response
+
     def config(self) -> dict[str, Any]:
         """What identifies this model in a trace header and the agent's ``config_hash``.
 
@@ -41,6 +58,16 @@ class Model(ABC):
     def secrets(self) -> list[str]:
         """Values that must never be written anywhere (API keys); traces and logs mask them."""
         return []
+
+    async def aclose(self) -> None:  # noqa: B027 (a hook; most models hold nothing)
+        """Close what this model keeps open on the running event loop (connections); it can
+        still be used afterwards. Nothing to close by default."""
+
+    def expect_concurrency(self, requests: int) -> int:
+        """Get ready for ``requests`` requests at once (an eval's ``concurrency``): size a
+        connection pool, load model instances. Returns how many this model serves at once;
+        the rest wait their turn. Only ever grows what the model keeps ready."""
+        return requests
 
 
 _blocked = False

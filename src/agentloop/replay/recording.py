@@ -12,13 +12,16 @@ is served under the live call's id).
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agentloop.actions import Call, ToolCall
 from agentloop.agent import Agent
+from agentloop.deltas import StreamItem
 from agentloop.dispatch import OutcomeListener, ToolOutcome, run_tool_calls
 from agentloop.errors import ReplayDiverged
 from agentloop.events import ToolCallRequested, ToolResultRecorded
@@ -26,6 +29,7 @@ from agentloop.messages import Message, ModelResponse, SystemMessage, ToolCallPa
 from agentloop.models.base import Model
 from agentloop.observations import Observation
 from agentloop.replay.divergence import Divergence
+from agentloop.replay.paced import paced_deltas
 from agentloop.settings import ModelSettings
 from agentloop.tools import Toolset
 from agentloop.trace import Trace
@@ -148,8 +152,11 @@ class ReplayModel(Model):
         compare_live: bool = False,
         checker: Checker | None = None,
         skip_tool_inputs: bool = False,
+        pace: bool = False,
     ) -> None:
         self.recording = recording
+        self.pace = pace
+        """Streamed, recorded responses arrive at their recorded pace (else at once)."""
         self.live = live
         self.live_from = live_from
         self.compare_live = compare_live
@@ -179,6 +186,9 @@ class ReplayModel(Model):
         if self.checker is not None:
             self._check_inputs(step, messages)
         if step >= len(self.recording.responses):
+            end = self.recording.trace.terminal
+            if end is not None and end.type == "run_cancelled" and not self.compare_live:
+                raise RecordedCancellation(f"the recorded run was cancelled at step {step}")
             divergence = Divergence(
                 step=step,
                 kind="more_steps",
@@ -203,6 +213,20 @@ class ReplayModel(Model):
                 )
             return actual
         return recorded
+
+    async def request_stream(
+        self, messages: Sequence[Message], tools: Toolset, settings: ModelSettings
+    ) -> AsyncGenerator[StreamItem, None]:
+        """Recorded responses as deltas (``replay/paced.py``); live steps stream live."""
+        step = self.served
+        if self.live_from is not None and step >= self.live_from and self.live is not None:
+            self.served += 1
+            stream = self.live.request_stream(messages, tools, settings)
+        else:
+            stream = paced_deltas(await self.request(messages, tools, settings), self.pace)
+        async with aclosing(stream):
+            async for item in stream:
+                yield item
 
     def _check_inputs(self, step: int, messages: Sequence[Message]) -> None:
         assert self.checker is not None
@@ -232,6 +256,12 @@ class ReplayModel(Model):
 
     def _compared(self, message: Message) -> bool:
         return not (self.skip_tool_inputs and message.role == "tool")
+
+
+class RecordedCancellation(asyncio.CancelledError):
+    """Replays a recorded cancellation: raised where the recording's model request was
+    cancelled, so the replayed run ends with ``run_cancelled`` too (the replay catches it; no
+    task was cancelled)."""
 
 
 class RecordedToolError(Exception):

@@ -17,19 +17,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from agentloop._sync import blocking
 from agentloop.agent import Agent
-from agentloop.errors import AgentLoopError, ReplayDiverged, UserError
-from agentloop.events import EventListener
+from agentloop.errors import (
+    AgentLoopError,
+    ReplayDiverged,
+    TraceError,
+    UserError,
+    first_problem,
+)
+from agentloop.events import BaseEvent, EventListener, RunCancelled
+from agentloop.messages import Usage
 from agentloop.models.base import Model
+from agentloop.observations import MISTAKES
 from agentloop.output import OutputSpec
 from agentloop.replay.divergence import Divergence, config_divergences
 from agentloop.replay.recorded_hooks import recorded_hooks
-from agentloop.replay.recording import Checker, Recording, ReplayModel, ReplayTools
+from agentloop.replay.recording import (
+    Checker,
+    RecordedCancellation,
+    Recording,
+    ReplayModel,
+    ReplayTools,
+)
 from agentloop.result import RunResult
 from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, RunLimits, UseAgentDefault
-from agentloop.tools import Tool
-from agentloop.trace import Trace, read_trace
+from agentloop.streaming import AgentStream
+from agentloop.tools import Tool, ToolSource
+from agentloop.trace import Trace, read_trace, trace_path
 
 
 @dataclass(frozen=True)
@@ -68,6 +85,7 @@ async def replay(
     strict: bool = True,
     trace_dir: str | Path | UseAgentDefault | None = USE_AGENT_DEFAULT,
     listener: EventListener | None = None,
+    pace: bool = False,
 ) -> ReplayResult:
     """Run a recorded trace again and report where the run departs from it.
 
@@ -78,8 +96,22 @@ async def replay(
     with the recorded ones. ``fork_at=k`` serves steps before ``k`` from the recording and
     continues live with the agent given, with no comparison. ``strict`` stops at the first
     step divergence; ``strict=False`` notes them all. The replay writes its own trace naming
-    its parent.
+    its parent. Streamed (``replay_stream``), recorded responses arrive as deltas, at once or
+    with ``pace`` at the recorded pace. A recording that was cancelled replays to
+    ``run_cancelled`` (stop reason ``cancelled``).
     """
+    if agent is not None and agent.tool_sources and not agent.is_open:
+        async with agent:  # its MCP servers, open for the whole replay (and its config)
+            return await replay(
+                trace,
+                agent,
+                tools=tools,
+                model=model,
+                fork_at=fork_at,
+                strict=strict,
+                trace_dir=trace_dir,
+                listener=listener,
+            )
     source = trace if isinstance(trace, Trace) else read_trace(trace)
     recording = Recording(source)
     if agent is None:
@@ -100,6 +132,7 @@ async def replay(
         compare_live=model == "live",
         checker=checker,
         skip_tool_inputs=tools == "live",
+        pace=pace,
     )
     runner = ReplayTools(
         recording, agent, tools, live_from=fork_at, checker=checker, check_calls=not offline
@@ -132,6 +165,23 @@ async def replay(
 replay_sync = blocking(replay)
 
 
+def replay_stream(
+    trace: Trace | str | Path,
+    agent: Agent | None = None,
+    *,
+    pace: bool = False,
+    listener: EventListener | None = None,
+    **options: Any,
+) -> AgentStream[ReplayResult]:
+    """``replay`` watched as it happens, like ``Agent.stream``: ``async with
+    replay_stream(trace, pace=True) as run: async for event in run``, then ``run.result()``
+    (a ``ReplayResult``). The recorded text arrives word by word, at once or with ``pace`` at
+    the recorded pace: a streaming consumer tested offline against a real trace."""
+    return AgentStream(
+        lambda seen: replay(trace, agent, pace=pace, listener=seen, **options), listener
+    )
+
+
 async def resume(
     trace: Trace | str | Path,
     agent: Agent,
@@ -149,6 +199,11 @@ async def resume(
     run goes on live to a final answer, in a new trace naming its parent. A run stopped by
     ``max_steps`` or ``max_tool_calls`` needs a higher limit (``UserError`` otherwise).
     """
+    if agent.tool_sources and not agent.is_open:
+        async with agent:  # its MCP servers, open for the whole resume
+            return await resume(
+                trace, agent, trace_dir=trace_dir, max_steps=max_steps, listener=listener
+            )
     source = trace if isinstance(trace, Trace) else read_trace(trace)
     if source.output is not None:
         raise UserError(f"run {source.run_id} already finished; nothing to resume")
@@ -164,6 +219,16 @@ async def resume(
     calls = sum(len(c) for c in recording.calls.values())
     limit = agent.limits.max_tool_calls
     stopped = getattr(source.terminal, "reason", None)
+    mistakes = sum(r.error in MISTAKES for r in source.tool_results()) + sum(
+        e.type == "warning" and getattr(e, "kind", "") == "empty_response" for e in source.events
+    )
+    budget = agent.limits.retry_budget
+    if stopped == "retry_budget" and mistakes > budget:
+        raise UserError(
+            f"run {source.run_id} stopped after {mistakes} recoverable mistakes and "
+            f"retry_budget is {budget}: raise it to {mistakes} or more to continue (the "
+            "agent's limits; on the command line, retry_budget in an --agent file's [limits])"
+        )
     if limit is not None and calls >= limit and stopped == "max_tool_calls":
         raise UserError(
             f"run {source.run_id} already made {calls} tool calls and max_tool_calls is "
@@ -198,7 +263,7 @@ def agent_from_trace(
     trace: Trace,
     *,
     model: Model | str | None = None,
-    tools: Sequence[Tool | Callable[..., Any]] | None = None,
+    tools: Sequence[Tool | Callable[..., Any] | ToolSource] | None = None,
     instructions: str | None = None,
     trust: bool = False,
 ) -> Agent:
@@ -211,8 +276,12 @@ def agent_from_trace(
     are kept only where they are no looser than the defaults, unless ``trust=True``.
     """
     config = trace.header.agent
-    settings = ModelSettings.model_validate(config.get("settings", {}))
-    limits = RunLimits.model_validate(config.get("limits", {}))
+    try:
+        settings = ModelSettings.model_validate(config.get("settings", {}))
+        limits = RunLimits.model_validate(config.get("limits", {}))
+    except ValidationError as exc:  # a hostile or damaged header: a trace error, not a crash
+        problem = first_problem(exc)
+        raise TraceError(f"{trace.path}: invalid agent in the header: {problem}") from None
     if model is not None and not trust:
         settings = settings.model_copy(update={"extra": {}})
         limits = bounded(limits, RunLimits())
@@ -263,7 +332,6 @@ def recorded_model(
     otherwise ``UserError`` names the flag to pass. ``UserError`` too when the header does not
     say enough or the model file is missing.
     """
-    from agentloop.models import infer_model
 
     config = trace.header.agent.get("model", {})
     kind, name = config.get("kind"), config.get("name")
@@ -300,8 +368,6 @@ def recorded_model(
                 "for the bundled model)"
             )
         return _built(trace, LocalModel, path, {**_recorded_options(config), **given})
-    if isinstance(config.get("spec"), str):
-        return infer_model(config["spec"], **given)
     raise UserError(
         f"cannot rebuild the model of run {trace.run_id} ({kind or 'unknown'} {name or ''}) "
         "from its trace; pass a model (--model MODEL on the command line, or --agent FILE)"
@@ -363,6 +429,14 @@ async def _run(
     trace_dir: str | Path | UseAgentDefault | None,
     listener: EventListener | None,
 ) -> tuple[RunResult | None, AgentLoopError | None]:
+    ended_as: list[str] = []
+
+    def watch(event: BaseEvent) -> None:
+        if isinstance(event, RunCancelled):
+            ended_as.append(event.run_id)
+        if listener is not None:
+            listener(event)
+
     try:
         result = await agent.run(
             source.header.task,
@@ -372,10 +446,24 @@ async def _run(
             parent=parent,
             trace_dir=trace_dir,
             metadata=source.header.metadata,
-            listener=listener,
+            listener=watch,
         )
     except AgentLoopError as exc:
         return exc.partial, exc
+    except RecordedCancellation:  # the recording was cancelled here; so is its replay
+        folder = agent.trace_dir if isinstance(trace_dir, UseAgentDefault) else trace_dir
+        ended = ended_as[-1] if ended_as else None
+        path = trace_path(Path(folder), ended) if folder is not None and ended else None
+        cancelled = RunResult(
+            output=None,
+            stop_reason="cancelled",
+            steps=model.served,
+            usage=Usage(),
+            trace_path=path,
+            messages=[],
+            run_id=ended or "",
+        )
+        return cancelled, None
     return result, None
 
 

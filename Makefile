@@ -9,7 +9,7 @@ PHOENIX := .venv-phoenix
 MCP_SERVERS := .mcp-servers
 EVERYTHING  := $(MCP_SERVERS)/node_modules/@modelcontextprotocol/server-everything/dist/index.js
 
-.PHONY: help install wheelhouse chromium phoenix screenshot mcp-servers lint typecheck test demo eval-demo bench clean
+.PHONY: help install wheelhouse chromium phoenix screenshot mcp-servers lint typecheck test demo eval-demo improve-demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -83,3 +83,6 @@ bench: $(STAMP)  ## print agentloop's per-step cost against raw baselines, and t
 
 clean:  ## remove the environment and caches
 	rm -rf $(VENV) $(PHOENIX) $(MCP_SERVERS) $(WHEELHOUSE) .mypy_cache .pytest_cache .ruff_cache
+
+improve-demo: $(STAMP)  ## the improvement loop on the embedded model: run, feedback, critique, revise, export, dataset, eval, compare
+	$(BIN)/python examples/improve_demo.py

@@ -51,8 +51,10 @@ def test_critique_with_a_judge_endpoint(
     monkeypatch.setenv("OPENAI_BASE_URL", openai_server.url)
     openai_server.script(answer(verdict(2)))
     assert main(["critique", str(path), "--judge", "openai:judge"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "verdict: poor (overall 0.25)" in out
+    assert "judging run " in err and "judged run " in err  # progress on stderr, not stdout
+    assert "judg" not in out
     assert "step 1: Invented the number. Fix: Use 2.1 million." in out
     body = openai_server.bodies[0]
     assert body["model"] == "judge" and body["response_format"]["type"] == "json_schema"

@@ -246,3 +246,70 @@ def test_the_judge_scorer_inside_an_eval(tmp_path: Path, monkeypatch: pytest.Mon
     assert isinstance(spec_scorer, JudgeScorer) and spec_scorer.threshold == 0.7
     with pytest.raises(UserError, match="judge:model=MODEL"):
         parse_scorer("judge:rubric=x.toml")
+
+
+def test_the_verdict_follows_the_scores_and_repeated_problems_merge(tmp_path: Path) -> None:
+    path = recorded_run(tmp_path)
+    repeated = [
+        {"step": 1, "problem": "Invented 9 million.", "fix": "Use the tool result."},
+        {"step": 0, "problem": "Looked up the wrong thing.", "fix": "-"},
+        {"step": 1, "problem": "  invented 9   MILLION. ", "fix": "again"},
+        {"step": 1, "problem": "Invented 9 million.", "fix": "and again"},
+    ]
+    # a small judge's self-contradiction: every score at the bottom, verdict "good"
+    judge = ScriptedModel(
+        [verdict(ALL_LOW, problems=repeated, verdict="good", revised_answer="null")]
+    )
+    heard: list[str] = []
+    result = critique_sync(path, judge, progress=heard.append)
+    assert (result.overall, result.critique.verdict) == (0.0, "poor")
+    assert [(p.step, p.problem) for p in result.critique.problems] == [
+        (0, "Looked up the wrong thing."),
+        (1, "Invented 9 million."),
+    ]
+    assert result.critique.revised_answer is None
+    stored = read_trace(path).critiques()[-1].critique
+    assert stored["verdict"] == "poor" and len(stored["problems"]) == 2
+    assert heard[0].startswith("judging run ") and "2 step(s)" in heard[0]
+    assert heard[1].startswith("judged run ") and heard[1].endswith("poor (overall 0.00)")
+    middle = {p.name: 3 for p in DEFAULT_RUBRIC.principles}
+    assert critique_sync(
+        path, ScriptedModel([verdict(middle, verdict="good")])
+    ).critique.verdict == ("acceptable")
+
+
+def test_revise_reports_each_stage(tmp_path: Path) -> None:
+    path = recorded_run(tmp_path)
+    agent = Agent(
+        ScriptedModel(["Paris has 2.1 million people."]),
+        tools=[lookup],
+        instructions="Answer from tool results.",
+        trace_dir=tmp_path,
+    )
+    judge = ScriptedModel([verdict(ALL_LOW, problems=FLAGGED), verdict(ALL_HIGH)])
+    heard: list[str] = []
+    revise_sync(path, agent, judge, progress=heard.append)
+    assert [line.split(" ")[0] for line in heard] == [
+        "judging",
+        "judged",
+        "revising:",
+        "revised",
+        "judging",
+        "judged",
+    ]
+    assert "at step 1" in heard[2]
+
+
+def test_revise_takes_the_stored_critique_by_the_same_rubric(tmp_path: Path) -> None:
+    path = recorded_run(tmp_path)
+    critique_sync(path, ScriptedModel([verdict(ALL_LOW, problems=FLAGGED)]))
+    agent = Agent(
+        ScriptedModel(["Paris has 2.1 million people."]),
+        tools=[lookup],
+        instructions="Answer from tool results.",
+        trace_dir=tmp_path,
+    )
+    judge = ScriptedModel([verdict(ALL_HIGH)])  # one answer: only the new branch is judged
+    revision = revise_sync(path, agent, judge)
+    judge.assert_consumed()
+    assert (revision.original.overall, revision.preferred) == (0.0, "revised")

@@ -141,12 +141,14 @@ def test_differently_rated_runs_of_a_task_make_a_pair(tmp_path: Path) -> None:
     add_feedback(liked, rating="up")
     add_feedback(disliked, rating="down")
     [pair] = lines(dpo_export(read_traces([tmp_path])), "dpo")
-    assert pair["input"] == {
-        "messages": [
-            {"role": "system", "content": f"Be brief.\n\n{UNTRUSTED_NOTICE}"},
-            {"role": "user", "content": "Weather in Oslo?"},
-        ]
-    }
+    messages = pair["input"]["messages"]  # type: ignore[index]
+    assert messages[:2] == [
+        {"role": "system", "content": f"Be brief.\n\n{UNTRUSTED_NOTICE}"},
+        {"role": "user", "content": "Weather in Oslo?"},
+    ]
+    # both runs called the tool alike: the shared prefix keeps that call and its result
+    assert [m["role"] for m in messages[2:]] == ["assistant", "tool"]
+    assert pair["input"]["tools"][0]["function"]["name"] == "weather"  # type: ignore[index]
     assert pair["preferred_output"][0]["content"] == "18 C, cloudy."  # type: ignore[index]
     assert pair["non_preferred_output"][0]["content"] == "No idea."  # type: ignore[index]
 

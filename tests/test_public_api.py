@@ -88,6 +88,8 @@ SUBPACKAGES = {
         "Score",
         "Scorer",
         "Summary",
+        "cases_from_traces",
+        "citations",
         "compare",
         "contains",
         "evaluate",
@@ -117,6 +119,7 @@ SUBPACKAGES = {
         "revise",
         "revise_sync",
         "sft_export",
+        "write_jsonl",
     ],
     "agentloop.viewer": ["RunFilters", "TraceIndex", "create_app", "serve"],
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from types import ModuleType
 
@@ -43,6 +44,30 @@ async def test_the_research_agent_cites_a_local_passage(tmp_path: Path) -> None:
     result = await example.build_agent(model, DOCS, trace_dir=tmp_path).run("Longest river?")
     assert result.output.endswith("[source: rivers.txt#1].")
     model.assert_consumed()
+    assert example.check_grounding(result.trace_path)[0].startswith("citations: pass")
+
+
+def test_the_research_agent_checks_grounding_with_both(tmp_path: Path) -> None:
+    example = load_example()
+    model = ScriptedModel(
+        [
+            ModelResponse.tool_call("search_docs", {"query": "longest river"}),
+            "The Amazon is longest [source: rivers.txt#9].",
+        ]
+    )
+    result = example.build_agent(model, DOCS, trace_dir=tmp_path).run_sync("Longest river?")
+    scores = [
+        {"principle": n, "score": 1, "rationale": "-"}
+        for n in ("supported", "cited", "faithful", "answered")
+    ]
+    problem = {"step": 1, "problem": "Cites a passage never retrieved.", "fix": "Cite #1."}
+    judge = ScriptedModel(
+        [json.dumps({"scores": scores, "problems": [problem], "verdict": "good", "summary": "-"})]
+    )
+    lines = example.check_grounding(result.trace_path, judge)
+    assert lines[0].startswith("citations: FAIL") and "rivers.txt#9" in lines[0]
+    assert lines[1] == "grounded: poor (overall 0.00)"
+    assert "RETRIEVED PASSAGES" in judge.calls[0].messages[-1].content
 
 
 def test_the_research_agent_file_loads_the_tool_pack(monkeypatch: pytest.MonkeyPatch) -> None:

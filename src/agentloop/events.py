@@ -148,7 +148,8 @@ class CritiqueRecorded(BaseEvent):
 
 
 class FeedbackRecorded(BaseEvent):
-    """A person's feedback on the run: a rating, a comment, a corrected answer."""
+    """A person's feedback on the run: a rating, a comment, a corrected answer, or an implicit
+    signal (an edit, a regeneration, a copy, an abandoned conversation)."""
 
     type: Literal["feedback"] = "feedback"
     rating: Literal["up", "down"] | None = None
@@ -160,6 +161,9 @@ class FeedbackRecorded(BaseEvent):
     user_id: str | None = None
     source: str = "api"
     """Who recorded it: ``api`` (an application), ``cli``, ..."""
+    signal: Literal["edit", "regenerate", "copy", "abandon"] | None = None
+    """Implicit feedback from an application: the user edited the answer (``correction``
+    holds the edit), regenerated it, copied it, or abandoned the conversation."""
 
 
 class ScoreRecorded(BaseEvent):

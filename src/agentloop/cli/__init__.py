@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from agentloop import __version__
-from agentloop.cli import chat, evals, improve, mcp, replay, run, traces, view
+from agentloop.cli import chat, dataset, evals, improve, mcp, replay, run, traces, view
 from agentloop.cli._output import (
     EXIT_CANCELLED,
     EXIT_CODES,
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.register(commands, common)
     improve.register(commands, common)
     evals.register(commands, common)
+    dataset.register(commands, common)
     view.register(commands, common)
     mcp.register(commands, common)
     return parser

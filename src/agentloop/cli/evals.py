@@ -42,10 +42,12 @@ scorers (--scorer SPEC, repeatable):
                                                         "expected"
   tool_called:tool=NAME | tool_not_called:tool=NAME     what the agent did
   max_steps:n=N | no_tool_errors
+  citations[:tool=NAME]      every cited [source: id] was retrieved in the run
   KIND:key=value,key=value   settings (values are JSON if they parse, else text), e.g.
                              exact:ignore_case=true  numeric:tolerance=0.01
   KIND:{"key": ...}          settings as a JSON object
   FILE.py[:FUNCTION]         your own scorer(s): functions (case, trace) -> Score
+Settings are checked before the eval starts: a wrong name, type or regex exits 2.
 """
 
 
@@ -374,6 +376,14 @@ def summary_lines(s: Summary, run: EvalRun) -> list[str]:
         + plural(s.errors, "error")
         + (f" ({errors})" if errors else ""),
     ]
+    if s.scorer_errors:
+        broken = ", ".join(f"{one_line(c.name, 40)} {c.errors}" for c in s.scorers if c.errors)
+        lines.append(
+            f"{plural(s.scorer_errors, 'scorer error')} ({broken}): the scorer failed, see "
+            "each score's explanation"
+        )
+    if s.feedback:
+        lines.append("feedback " + ", ".join(f"{escape(k)} {v}" for k, v in s.feedback.items()))
     if s.scorers:
         rows = [("scorer", "n", "mean", "95% CI", "passed", "pass rate", "95% CI")]
         rows += [

@@ -11,15 +11,19 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Literal
 
 from agentloop.cli import otel
 from agentloop.cli._output import DEFAULT_TRACE_DIR, EXIT_OK, out, say
 from agentloop.cli.replay import add_live_agent_options, live_agent
 from agentloop.cli.traces import find_trace
 from agentloop.errors import UserError
+from agentloop.evals.datasets import Dataset
 from agentloop.feedback.critique import critique_sync, revise_sync
 from agentloop.feedback.export import Filters, dpo_export, read_traces, sft_export, write_jsonl
+from agentloop.feedback.formats import FORMATS
 from agentloop.feedback.human import add_feedback
+from agentloop.feedback.signals import SIGNALS, normalize_task
 from agentloop.models import infer_model
 from agentloop.terminal import escape
 from agentloop.trace import read_trace
@@ -58,7 +62,7 @@ def register(
     rating = commands.add_parser(
         "feedback",
         parents=[common],
-        help="record a person's rating, comment or corrected answer for a run",
+        help="record a person's rating, comment, corrected answer or implicit signal",
         description="Append feedback to the run in TRACE (several may be recorded per run).",
     )
     rating.add_argument("trace", metavar="TRACE", help="a trace file or run id")
@@ -66,6 +70,12 @@ def register(
     rating.add_argument("--comment", metavar="TEXT")
     rating.add_argument(
         "--correction", metavar="TEXT", help="what the answer should have been; @FILE reads a file"
+    )
+    rating.add_argument(
+        "--signal",
+        choices=SIGNALS,
+        help="implicit feedback: the user edited the answer (give the edit as --correction), "
+        "regenerated it, copied it or abandoned the conversation",
     )
     rating.add_argument("--step", type=int, metavar="N", help="the step it is about (from 0)")
     rating.add_argument("--user", metavar="ID", help="who gave the feedback")
@@ -75,21 +85,46 @@ def register(
     exporting = commands.add_parser(
         "export",
         parents=[common],
-        help="write fine-tuning data (SFT or DPO JSONL) or OpenTelemetry spans from traces",
-        description="sft: OpenAI chat fine-tuning lines from finished runs (a correction "
-        "replaces the answer). dpo: preference pairs from corrections, preferred critique "
-        "revisions and differently rated runs of the same task. Every line is redacted and "
-        "validated; the count written and the reasons for skipping go to stderr. otel: send "
-        "the runs as OpenTelemetry spans to an OTLP/HTTP endpoint (needs agentloop[otel]); "
-        "span ids derive from the run ids, so exporting twice sends the same spans.",
+        help="write fine-tuning data (SFT examples or preference pairs) or OpenTelemetry spans "
+        "from traces",
+        description="sft: finished runs' conversations with their tools (a correction or an "
+        "edit replaces the answer). dpo: preference pairs that keep the trajectory (the shared "
+        "prefix, then each side's continuation with its tool calls and results) from "
+        "corrections, preferred critique revisions and differently rated runs of the same "
+        "task. --format openai writes OpenAI's fine-tuning formats (a pair whose sides hold "
+        "tool calls does not fit OpenAI's preference format and is skipped); --format trl "
+        "writes Hugging Face TRL's conversational formats. Replays, forks and resumes are left "
+        "out unless --include-replays. Every line is redacted and validated; the count written "
+        "and the reasons for skipping go to stderr. otel: send the runs as OpenTelemetry spans "
+        "to an OTLP/HTTP endpoint (needs agentloop[otel]); span ids derive from the run ids, "
+        "so exporting twice sends the same spans.",
     )
-    exporting.add_argument("kind", choices=["sft", "dpo", "otel"])
+    exporting.add_argument(
+        "kind",
+        choices=["sft", "dpo", "preference", "otel"],
+        help="dpo and preference are the same",
+    )
     exporting.add_argument("traces", metavar="TRACES", nargs="+", help="trace files or folders")
     exporting.add_argument("-o", "--output", metavar="FILE", help="write here (default stdout)")
+    exporting.add_argument(
+        "--format", choices=FORMATS, default="openai", help="line format (default: openai)"
+    )
     exporting.add_argument("--rating", choices=["up", "down"], help="sft: only runs rated so")
     exporting.add_argument("--min-critique", type=float, metavar="X", help="sft: critique >= X")
     exporting.add_argument("--min-score", type=float, metavar="X", help="sft: eval score >= X")
     exporting.add_argument("--version", metavar="HASH", help="sft: only this agent version")
+    exporting.add_argument(
+        "--include-replays",
+        action="store_true",
+        help="keep replays, forks and resumes (they copy other runs)",
+    )
+    exporting.add_argument(
+        "--exclude-cases",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="leave out runs whose task is a case of this eval dataset (e.g. a test split)",
+    )
     otel.add_arguments(exporting)
     exporting.set_defaults(handler=cmd_export)
 
@@ -105,7 +140,7 @@ def cmd_critique(args: argparse.Namespace) -> int:
             )
         agent = live_agent(source, args, live_model=True)
         agent.trace_dir = Path(args.trace_dir)
-        revision = revise_sync(source, agent, judge, args.rubric)
+        revision = revise_sync(source, agent, judge, args.rubric, progress=_progress)
         say(f"revised run: {escape(str(revision.trace_path))}")
         result = revision.original
         say(
@@ -113,7 +148,7 @@ def cmd_critique(args: argparse.Namespace) -> int:
             f"{revision.revised.overall:.2f}; the judge prefers the {revision.preferred} run"
         )
     else:
-        result = critique_sync(path, judge, args.rubric)
+        result = critique_sync(path, judge, args.rubric, progress=_progress)
     if args.json:
         out(json.dumps({**result.critique.model_dump(), "overall": result.overall}))
         return EXIT_OK
@@ -129,6 +164,10 @@ def cmd_critique(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _progress(line: str) -> None:
+    say(escape(line))
+
+
 def cmd_feedback(args: argparse.Namespace) -> int:
     correction = args.correction
     if correction is not None and correction.startswith("@"):
@@ -139,6 +178,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         rating=args.rating,
         comment=args.comment,
         correction=correction,
+        signal=args.signal,
         step=args.step,
         user_id=args.user,
         source="cli",
@@ -154,19 +194,32 @@ def cmd_export(args: argparse.Namespace) -> int:
         say(f"not a trace, passed over: {escape(note)}")
     if args.kind == "otel":
         return otel.export(traces, args)
-    if args.kind == "sft":
-        filters = Filters(args.rating, args.min_critique, args.min_score, args.version)
-        export = sft_export(traces, filters)
-    else:
-        export = dpo_export(traces)
+    excluded = frozenset(
+        normalize_task(case.input)
+        for file in args.exclude_cases
+        for case in Dataset.from_jsonl(file)
+    )
+    filters = Filters(
+        args.rating,
+        args.min_critique,
+        args.min_score,
+        args.version,
+        include_replays=args.include_replays,
+        exclude_tasks=excluded,
+    )
+    kind: Literal["sft", "dpo"] = "sft" if args.kind == "sft" else "dpo"
+    export = sft_export(traces, filters) if kind == "sft" else dpo_export(traces, filters)
     if args.output:
         with Path(args.output).open("w", encoding="utf-8") as file:
-            written = write_jsonl(export, file, args.kind)
+            written = write_jsonl(export, file, kind, fmt=args.format)
     else:
         # On stdout (often a terminal), every non-ASCII character is a JSON escape.
-        written = write_jsonl(export, sys.stdout, args.kind, ensure_ascii=True)
+        written = write_jsonl(export, sys.stdout, kind, fmt=args.format, ensure_ascii=True)
     where = args.output or "stdout"
-    say(f"wrote {written} {args.kind} example(s) to {escape(where)} from {len(traces)} trace(s)")
+    say(
+        f"wrote {written} {kind} example(s) to {escape(where)} from {len(traces)} "
+        f"trace(s), {args.format} format"
+    )
     for reason, count in sorted(export.skipped.items()):
         say(f"  skipped {count}: {escape(reason)}")
     return EXIT_OK

@@ -27,6 +27,7 @@ from agentloop.events import (
     ToolCallRequested,
     ToolResultRecorded,
 )
+from agentloop.feedback.signals import feedback_counts
 from agentloop.messages import Usage
 from agentloop.result import RunResult
 from agentloop.terminal import escape
@@ -290,6 +291,9 @@ def trace_lines(trace: Trace, limit: int | None = SHOW_LIMIT) -> Iterator[str]:
         yield f"tools    {one_line(', '.join(tools), 500)}"
     if header.parent:
         yield f"parent   {one_line(str(header.parent), 200)}"
+    counts = feedback_counts([trace])
+    if counts:
+        yield "feedback " + ", ".join(f"{escape(k)} {v}" for k, v in counts.items())
     instructions = header.agent.get("instructions")
     if instructions:
         yield from block("instructions", str(instructions), limit, indent="")
@@ -342,7 +346,8 @@ def annotation_lines(
         return lines
     about = f" on step {event.about_step}" if event.about_step is not None else ""
     who = escape(event.source) + (f", {escape(event.user_id)}" if event.user_id else "")
-    lines = [f"{INDENT}feedback{about} ({who}): {event.rating or 'no rating'}"]
+    kinds = ", ".join(k for k in (event.rating, event.signal) if k) or "no rating"
+    lines = [f"{INDENT}feedback{about} ({who}): {kinds}"]
     if event.comment:
         lines += block("comment", event.comment, limit, indent=INDENT * 2)
     if event.correction:

@@ -6,7 +6,11 @@ A scorer is any callable taking a ``Case`` and the run's ``Trace`` and returning
 
 - on the final answer: ``exact_match``, ``contains``, ``regex``, ``numeric``, ``json_subset``;
 - on what the agent did: ``tool_called``, ``tool_not_called``, ``max_steps``,
-  ``no_tool_errors``.
+  ``no_tool_errors``;
+- on grounding: ``citations`` (every cited source was retrieved in the run).
+
+Settings are checked when the scorer is made (names, types, a regex that compiles), so a
+wrong setting is a usage error before the eval runs, not a zero on every case.
 
 A case can tune a built-in scorer for itself through its ``scorers`` field, keyed by scorer
 name (``{"numeric": {"tolerance": 0.5}}``); naming a built-in the eval does not use adds it
@@ -20,14 +24,16 @@ import inspect
 import json
 import re
 import string
+import typing
 from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
 from typing import Any, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from agentloop.errors import UserError
 from agentloop.evals.datasets import Case
+from agentloop.feedback.grounding import CITATION, retrieved_passages
 from agentloop.trace import Trace
 
 
@@ -45,6 +51,9 @@ class Score(BaseModel):
     explanation: str = ""
     scorer: str = ""
     """The scorer's name; the runner fills it in when a scorer leaves it empty."""
+    error: bool = False
+    """The scorer itself failed (raised, or returned something else): not the run's fault,
+    counted apart in the summary."""
 
 
 Scorer: TypeAlias = Callable[[Case, Trace], Score | Awaitable[Score]]
@@ -57,21 +66,22 @@ def scorer_name(scorer: Scorer) -> str:
 
 async def apply_scorer(scorer: Scorer, case: Case, trace: Trace) -> Score:
     """Run ``scorer`` (awaiting it if async). A scorer that raises or returns something other
-    than a ``Score`` gives a failing score that says why, so one bad scorer cannot stop an
-    eval."""
+    than a ``Score`` gives a failing score that says why, marked ``error`` (the summary counts
+    it), so one bad scorer cannot stop an eval."""
     name = scorer_name(scorer)
     try:
         result = scorer(case, trace)
         if inspect.isawaitable(result):
             result = await result
     except Exception as exc:
-        return Score(value=0.0, passed=False, scorer=name, explanation=_raised(exc))
+        return Score(value=0.0, passed=False, scorer=name, explanation=_raised(exc), error=True)
     if not isinstance(result, Score):
         return Score(
             value=0.0,
             passed=False,
             scorer=name,
             explanation=f"scorer error: returned {type(result).__name__}, not a Score",
+            error=True,
         )
     return result if result.scorer else result.model_copy(update={"scorer": name})
 
@@ -94,9 +104,8 @@ class BuiltinScorer:
     def __init__(self, kind: str, options: dict[str, Any], name: str | None = None) -> None:
         if kind not in KINDS:
             raise ScorerError(f"unknown scorer {kind!r}; built-in scorers: {', '.join(KINDS)}")
-        _check_options(kind, options)
         self.kind = kind
-        self.options = options
+        self.options = _check_options(kind, options)
         self.__name__ = name or kind
 
     @property
@@ -110,27 +119,41 @@ class BuiltinScorer:
 
     def __call__(self, case: Case, trace: Trace) -> Score:
         own = case.scorers.get(self.__name__)
-        if not own and type(self) is BuiltinScorer:  # checked when it was made
+        if not own and type(self) is BuiltinScorer:  # checked (and converted) when made
             return KINDS[self.kind](case, trace, **self.options)
-        options = {**self.options, **(own or {})}
-        _check_options(self.kind, options)
-        return KINDS[self.kind](case, trace, **options)
+        return KINDS[self.kind](case, trace, **self.options_for(case))
+
+    def options_for(self, case: Case) -> dict[str, Any]:
+        """The settings for ``case`` (its own win), checked; ``ScorerError`` if they are
+        wrong."""
+        own = case.scorers.get(self.__name__, {})
+        try:
+            return _check_options(self.kind, {**self.options, **own})
+        except ScorerError as exc:
+            if not own:
+                raise
+            raise ScorerError(f"case {case.id!r}: {exc}") from None
 
     def __repr__(self) -> str:
         return f"<scorer {self.spec}>"
 
 
 @cache
-def _settings(kind: str) -> tuple[list[str], list[str]]:
-    """A built-in's settings, and those without a default (read once: inspecting a signature
-    on every scored case showed in the eval runner's profile)."""
+def _settings(kind: str) -> tuple[list[str], list[str], dict[str, Any]]:
+    """A built-in's settings, those without a default, and their declared types (read once:
+    inspecting a signature on every scored case showed in the eval runner's profile)."""
     params = inspect.signature(KINDS[kind]).parameters
     allowed = [p for p in params if p not in ("case", "trace")]
-    return allowed, [p for p in allowed if params[p].default is inspect.Parameter.empty]
+    required = [p for p in allowed if params[p].default is inspect.Parameter.empty]
+    return allowed, required, typing.get_type_hints(KINDS[kind])
 
 
-def _check_options(kind: str, options: dict[str, Any]) -> None:
-    allowed, required = _settings(kind)
+def _check_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The settings checked against the scorer's signature: known names, required ones
+    present, each value of its declared type (``"abc"`` is not a tolerance), a ``pattern``
+    that compiles. Returns them converted (``"2"`` for an ``int`` is refused; JSON numbers are
+    taken as they are). ``ScorerError`` names the scorer, the setting and what it needs."""
+    allowed, required, hints = _settings(kind)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ScorerError(
@@ -140,6 +163,30 @@ def _check_options(kind: str, options: dict[str, Any]) -> None:
     missing = [p for p in required if p not in options]
     if missing:
         raise ScorerError(f"scorer {kind!r} needs the setting {missing[0]!r}")
+    checked: dict[str, Any] = {}
+    for key, value in options.items():
+        try:
+            checked[key] = TypeAdapter(hints[key]).validate_python(value, strict=_strict(value))
+        except ValidationError:
+            want = getattr(hints[key], "__name__", None) or str(hints[key])
+            raise ScorerError(
+                f"scorer {kind!r}: setting {key!r} must be {want}, not {value!r}"
+            ) from None
+    pattern = checked.get("pattern")
+    if isinstance(pattern, str):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ScorerError(
+                f"scorer {kind!r}: pattern {pattern!r} is not a valid regular expression: {exc}"
+            ) from None
+    return checked
+
+
+def _strict(value: Any) -> bool:
+    """Text is never converted to a number or a boolean (``n=x`` and ``n="2"`` are errors;
+    the command line already turned ``n=2`` into a number)."""
+    return isinstance(value, str)
 
 
 def normalize(
@@ -237,6 +284,38 @@ def _regex(
 
 
 _NUMBER = re.compile(r"[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
+_STATED = re.compile(
+    r"(?:\b(?:answer|result|total|sum|product|difference|quotient|equals|is|are|was|gives|got)"
+    r"\b|=|:|≈)\s*(?:about |approximately |roughly |~)?\$?\s*"
+    r"(" + _NUMBER.pattern + r")",
+    re.IGNORECASE,
+)
+_ASIDE = re.compile(r"\([^()]*\)|\[[^\[\]]*\]")
+
+
+def stated_number(answer: str) -> float | None:
+    """The number an answer gives as its result, by these rules in order:
+
+    1. the number after the last phrase that states a result (``the answer is 391``,
+       ``= 391``, ``total: 391``, ``it equals 391``);
+    2. with asides in parentheses or brackets removed (``391 (took 1 step)``), the last
+       number left;
+    3. the last number anywhere in the answer.
+
+    ``None`` if the answer holds no number."""
+    for text in (_ASIDE.sub(" ", answer), answer):
+        stated = _STATED.findall(text)
+        if stated:
+            return _to_float(stated[-1])
+    for text in (_ASIDE.sub(" ", answer), answer):
+        numbers = _NUMBER.findall(text)
+        if numbers:
+            return _to_float(numbers[-1])
+    return None
+
+
+def _to_float(text: str) -> float:
+    return float(text.replace(",", ""))
 
 
 def _numeric(
@@ -251,17 +330,40 @@ def _numeric(
     try:
         target = float(want)
     except (TypeError, ValueError):
-        return verdict(False, f"the expected value {want!r} is not a number")
+        stated = stated_number(want) if isinstance(want, str) else None
+        if stated is None:
+            return verdict(False, f"the expected value {want!r} is not a number")
+        target = stated  # an expected answer in words ("12 + 30 = 42"), as from a correction
     if (missing := _no_output(trace)) is not None:
         return missing
-    numbers = _NUMBER.findall(str(trace.output))
-    if not numbers:
+    got = stated_number(str(trace.output))
+    if got is None:
         return verdict(False, f"no number in the answer {_short(str(trace.output))}")
-    got = float(numbers[-1].replace(",", ""))  # the last number: answers end with the result
     allowed = max(tolerance, relative * abs(target))
     if abs(got - target) <= allowed:
         return verdict(True, f"{got:g} is within {allowed:g} of {target:g}")
     return verdict(False, f"{got:g} is not within {allowed:g} of {target:g}")
+
+
+def _citations(case: Case, trace: Trace, *, tool: str | None = None, require: bool = True) -> Score:
+    if (missing := _no_output(trace)) is not None:
+        return missing
+    retrieved = retrieved_passages(trace, tool)
+    cited = list(dict.fromkeys(CITATION.findall(str(trace.output))))
+    unknown = [c for c in cited if c not in retrieved]
+    if unknown:
+        value = (len(cited) - len(unknown)) / len(cited)
+        listed = ", ".join(_short(u, 60) for u in unknown[:5])
+        return Score(
+            value=value,
+            passed=False,
+            explanation=f"cites {len(unknown)} source(s) the run never retrieved: {listed}",
+        )
+    if require and retrieved and not cited:
+        return verdict(False, f"the answer cites none of the {len(retrieved)} retrieved source(s)")
+    if not cited:
+        return verdict(True, "nothing retrieved, nothing cited")
+    return verdict(True, f"all {len(cited)} cited source(s) were retrieved in the run")
 
 
 def _json_subset(case: Case, trace: Trace, *, expected: Any = None) -> Score:
@@ -378,6 +480,7 @@ KINDS: dict[str, Callable[..., Score]] = {
     "tool_not_called": _tool_not_called,
     "max_steps": _max_steps,
     "no_tool_errors": _no_tool_errors,
+    "citations": _citations,
 }
 """Built-in scorer kinds by name."""
 
@@ -402,8 +505,10 @@ def regex(pattern: str | None = None, *, name: str | None = None, **options: Any
 
 
 def numeric(*, name: str | None = None, **options: Any) -> BuiltinScorer:
-    """The last number in the answer is within ``tolerance`` (absolute) or ``relative``
-    (a fraction of the expected value) of ``expected``."""
+    """The number the answer states as its result (``stated_number``: after "is", "=",
+    "answer:"...; else the last number outside parentheses) is within ``tolerance``
+    (absolute) or ``relative`` (a fraction of the expected value) of ``expected`` (a number,
+    or a text whose stated number is taken the same way, as a person's correction gives it)."""
     return BuiltinScorer("numeric", options, name)
 
 
@@ -429,13 +534,27 @@ def max_steps(n: int, *, name: str | None = None) -> BuiltinScorer:
     return BuiltinScorer("max_steps", {"n": n}, name)
 
 
+def citations(
+    *, tool: str | None = None, require: bool = True, name: str | None = None
+) -> BuiltinScorer:
+    """Grounding: every source id the answer cites (``[source: path#n]``) was returned by a
+    retrieval tool in the same run (``tool``: only that tool's results count), and, with
+    ``require``, an answer given after something was retrieved cites at least one. Value: the
+    share of cited ids that were retrieved."""
+    options: dict[str, Any] = {"require": require}
+    if tool is not None:
+        options["tool"] = tool
+    return BuiltinScorer("citations", options, name)
+
+
 def no_tool_errors(*, name: str | None = None) -> BuiltinScorer:
     """No tool call failed (value: the share of tool calls that did not)."""
     return BuiltinScorer("no_tool_errors", {}, name)
 
 
 def scorers_for(case: Case, scorers: Sequence[Scorer]) -> list[Scorer]:
-    """The eval's scorers plus the built-ins this case names for itself."""
+    """The eval's scorers plus the built-ins this case names for itself; ``ScorerError`` if
+    the case's settings for a built-in are wrong."""
     names = {scorer_name(s) for s in scorers}
     extra: list[Scorer] = []
     for name in case.scorers:
@@ -447,6 +566,10 @@ def scorers_for(case: Case, scorers: Sequence[Scorer]) -> list[Scorer]:
                 f"eval's scorers nor a built-in ({', '.join(KINDS)})"
             )
         extra.append(_CaseScorer(name))
+    for scorer in [*scorers, *extra]:  # a case's wrong setting is a usage error, found early
+        own = case.scorers.get(scorer_name(scorer))
+        if isinstance(scorer, BuiltinScorer) and (own or type(scorer) is not BuiltinScorer):
+            scorer.options_for(case)
     return [*scorers, *extra]
 
 

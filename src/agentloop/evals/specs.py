@@ -17,6 +17,7 @@ from typing import Any
 
 from agentloop.evals.judge import JudgeScorer
 from agentloop.evals.scorers import BuiltinScorer, Scorer, ScorerError
+from agentloop.feedback.critique import RUBRICS
 
 
 def parse_scorer(spec: str, base: Path | None = None) -> list[Scorer]:
@@ -35,17 +36,22 @@ def parse_scorer(spec: str, base: Path | None = None) -> list[Scorer]:
 
 
 def _judge(spec: str, options: dict[str, Any], name: Any, base: Path | None) -> Scorer:
-    """``judge:model=MODEL[,rubric=FILE][,threshold=X]``: the model-judged scorer."""
+    """``judge:model=MODEL[,rubric=FILE|NAME][,threshold=X]``: the model-judged scorer (a
+    built-in rubric by name: ``default``, ``grounded``)."""
     unknown = set(options) - {"model", "rubric", "threshold"}
     if "model" not in options or unknown:
         raise ScorerError(f"scorer {spec!r}: use judge:model=MODEL[,rubric=FILE][,threshold=X]")
     rubric = options.get("rubric")
     if rubric is not None and base is not None and not Path(str(rubric)).is_absolute():
-        rubric = base / str(rubric)
+        in_base = base / str(rubric)
+        rubric = in_base if in_base.exists() or rubric not in RUBRICS else rubric
+    threshold = options.get("threshold", 0.6)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise ScorerError(f"scorer {spec!r}: threshold must be a number, not {threshold!r}")
     judge = JudgeScorer(
         str(options["model"]),
         rubric,
-        threshold=float(options.get("threshold", 0.6)),
+        threshold=float(threshold),
         name=str(name) if name is not None else "judge",
     )
     judge.spec = spec

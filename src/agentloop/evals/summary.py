@@ -3,18 +3,21 @@ errors, steps, tokens, latency percentiles.
 
 Every attempt counts, errored ones too: an error scores 0 on every scorer that applies to its
 case, so an agent cannot look better by crashing. A scorer a case added for itself counts only
-over the attempts of the cases that use it.
+over the attempts of the cases that use it. A scorer that fails (raises) counts as a scorer
+error, apart from the run errors; feedback recorded on the attempts' traces (ratings,
+corrections, implicit signals) is counted by kind.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agentloop.evals.records import AttemptRecord, EvalRun
 from agentloop.evals.stats import mean_interval, percentile, wilson_interval
+from agentloop.feedback.signals import feedback_counts
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,8 @@ class ScorerSummary:
     pass_rate: float
     pass_ci: tuple[float, float]
     """Wilson score interval for the pass rate."""
+    errors: int = 0
+    """Scores where the scorer itself failed (raised, or returned no ``Score``)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,11 @@ class Summary:
     tokens_mean: float
     latency_p50: float
     latency_p95: float
+    scorer_errors: int = 0
+    """Scores where the scorer itself failed: a broken scorer, not a bad run."""
+    feedback: dict[str, int] = field(default_factory=dict)
+    """Feedback recorded on the attempts' traces, by kind: ``up``/``down`` ratings,
+    ``correction``, and implicit signals (``edit``, ``regenerate``, ``copy``, ``abandon``)."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -80,6 +90,8 @@ def summarize(run: EvalRun) -> Summary:
         tokens_mean=_mean([r.input_tokens + r.output_tokens for r in records]),
         latency_p50=percentile(durations, 50),
         latency_p95=percentile(durations, 95),
+        scorer_errors=sum(s.error for r in records for s in r.scores.values()),
+        feedback=feedback_counts(t for r in records if (t := run.read_trace(r)) is not None),
     )
 
 
@@ -103,6 +115,7 @@ def _scorer(name: str, records: list[AttemptRecord]) -> ScorerSummary:
         passed=passed,
         pass_rate=passed / len(scores) if scores else 0.0,
         pass_ci=wilson_interval(passed, len(scores)),
+        errors=sum(s.error for s in scores),
     )
 
 

@@ -2,9 +2,11 @@
 fine-tuning exports (SFT examples, preference pairs).
 
 Holds ``critique`` (a judge model's critique of a run; ``revise`` forks it with the critique
-as guidance), ``human`` (``add_feedback``: ratings, comments, corrections appended to a trace)
-and ``export`` (training data from traces). Feedback layer: imports the runtime, models and
-replay; evals build on it (the judge scorer), never the other way round.
+as guidance), ``human`` (``add_feedback``: ratings, comments, corrections and implicit signals
+appended to a trace), ``signals`` (what a trace says about its run's quality and origin),
+``export`` (training data from traces) and ``formats`` (the OpenAI and TRL line formats).
+Feedback layer: imports the runtime, models and replay; evals build on it (the judge scorer),
+never the other way round.
 """
 
 from agentloop.feedback.critique import (
@@ -17,7 +19,7 @@ from agentloop.feedback.critique import (
     revise,
     revise_sync,
 )
-from agentloop.feedback.export import Filters, dpo_export, sft_export
+from agentloop.feedback.export import Filters, dpo_export, sft_export, write_jsonl
 from agentloop.feedback.human import add_feedback
 
 __all__ = [
@@ -33,4 +35,5 @@ __all__ = [
     "revise",
     "revise_sync",
     "sft_export",
+    "write_jsonl",
 ]

@@ -1,134 +1,60 @@
-"""Fine-tuning data from traces: supervised examples (SFT) and preference pairs (DPO).
+"""Fine-tuning data from traces: supervised examples (SFT) and preference pairs that keep the
+trajectory.
 
-Both are written in OpenAI's fine-tuning JSONL formats. An SFT example is a finished run's
-conversation (tool calls and tool results included) with the agent's tools, a person's
-correction standing in for the final answer where one exists. A preference pair holds an input
-conversation, a preferred and a non-preferred assistant answer; pairs come from corrections
-(corrected over original), critique revisions the judge preferred, and runs of the same task
-rated or scored differently. Every line is redacted, then validated against the format, before
-it is written; what is skipped is counted with its reason.
+An SFT example is a finished run's conversation (tool calls and tool results included) with
+the agent's tools, a person's correction (or edit) standing in for the final answer where one
+exists. A preference pair is the shared prefix of two runs up to the step where they part,
+then each side's full continuation (tool calls, tool results, final answer). Pairs come from:
+
+- corrections and edits: the run's conversation up to its final answer, the correction over
+  the original answer;
+- critique revisions the judge preferred: the original run up to the fork step, then the
+  revised branch over the original's own continuation;
+- runs of the same task that were rated (or regenerated, copied), critiqued or scored
+  differently: their common conversation, then the better run's continuation over the worse.
+
+Replays, forks and resumes are copies of other runs: they are left out unless
+``include_replays`` (a revised branch still counts, through its pair). ``exclude_tasks`` leaves
+out runs whose task is in an eval set, so training data and eval cases never overlap. Every
+line is redacted, converted to the chosen format (``formats``), then validated before it is
+written; what is skipped is counted with its reason.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
 from agentloop.errors import TraceError, first_problem
-from agentloop.feedback.critique import Critique, Rubric
-from agentloop.messages import AssistantMessage, Message
+from agentloop.events import ModelRequested
+from agentloop.feedback.formats import SCHEMAS, Format, NotExpressible, pair_line, sft_line
+from agentloop.feedback.signals import (
+    critique_score,
+    derived_from,
+    eval_score,
+    latest_correction,
+    latest_rating,
+    normalize_task,
+    preference,
+)
 from agentloop.models.openai_wire import wire_message
 from agentloop.redaction import Redactor, default_redactor
 from agentloop.trace import Trace, read_trace
 
-# -- the formats -------------------------------------------------------------------------------
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class WireFunction(_Strict):
-    name: str = Field(min_length=1)
-    arguments: str
-
-
-class WireToolCall(_Strict):
-    id: str = Field(min_length=1)
-    type: Literal["function"]
-    function: WireFunction
-
-
-class WireMessage(_Strict):
-    role: Literal["system", "user", "assistant", "tool"]
-    content: str | None = None
-    tool_calls: list[WireToolCall] | None = None
-    tool_call_id: str | None = None
-
-    @model_validator(mode="after")
-    def _shape(self) -> WireMessage:
-        if self.role == "tool" and not self.tool_call_id:
-            raise ValueError("a tool message needs tool_call_id")
-        if self.role != "assistant" and self.tool_calls:
-            raise ValueError(f"a {self.role} message cannot have tool_calls")
-        if self.role != "assistant" and self.content is None:
-            raise ValueError(f"a {self.role} message needs content")
-        if self.role == "assistant" and self.content is None and not self.tool_calls:
-            raise ValueError("an assistant message needs content or tool_calls")
-        return self
-
-
-class WireTool(_Strict):
-    type: Literal["function"]
-    function: dict[str, Any]
-
-
-def _check_conversation(messages: list[WireMessage]) -> None:
-    """Every tool message answers an earlier call, and every call is answered."""
-    open_calls: set[str] = set()
-    for message in messages:
-        if message.role == "assistant":
-            if open_calls:
-                raise ValueError(f"tool calls without results: {sorted(open_calls)}")
-            open_calls = {c.id for c in message.tool_calls or ()}
-        elif message.role == "tool":
-            if message.tool_call_id not in open_calls:
-                raise ValueError(f"tool message for unknown call {message.tool_call_id!r}")
-            open_calls.discard(message.tool_call_id)
-    if open_calls:
-        raise ValueError(f"tool calls without results: {sorted(open_calls)}")
-
-
-class SFTExample(_Strict):
-    """One line of OpenAI's chat fine-tuning format (with tools)."""
-
-    messages: list[WireMessage] = Field(min_length=2)
-    tools: list[WireTool] | None = None
-
-    @model_validator(mode="after")
-    def _conversation(self) -> SFTExample:
-        _check_conversation(self.messages)
-        last = self.messages[-1]
-        if last.role != "assistant" or not last.content:
-            raise ValueError("the last message must be the assistant's final answer")
-        return self
-
-
-class PreferenceInput(_Strict):
-    messages: list[WireMessage] = Field(min_length=1)
-    tools: list[WireTool] | None = None
-
-
-class DPOExample(_Strict):
-    """One line of OpenAI's preference (DPO) fine-tuning format."""
-
-    input: PreferenceInput
-    preferred_output: list[WireMessage] = Field(min_length=1, max_length=1)
-    non_preferred_output: list[WireMessage] = Field(min_length=1, max_length=1)
-
-    @model_validator(mode="after")
-    def _outputs(self) -> DPOExample:
-        _check_conversation(self.input.messages)
-        for output in (self.preferred_output[0], self.non_preferred_output[0]):
-            if output.role != "assistant" or not output.content or output.tool_calls:
-                raise ValueError("each output must be one assistant message with text")
-        if self.preferred_output[0].content == self.non_preferred_output[0].content:
-            raise ValueError("the preferred and non-preferred outputs are the same")
-        return self
-
-
-# -- choosing and building examples ------------------------------------------------------------
+Kind = Literal["sft", "dpo"]
 
 
 @dataclass
 class Export:
-    """Examples ready to write, and why other traces gave none."""
+    """Examples ready to write, and why other traces gave none. An SFT example holds
+    ``messages`` (and ``tools``); a pair holds ``prompt``, ``chosen``, ``rejected`` (wire
+    message lists) and ``tools``."""
 
     examples: list[dict[str, Any]] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
@@ -136,7 +62,8 @@ class Export:
 
 @dataclass(frozen=True)
 class Filters:
-    """Which runs SFT export keeps; ``None`` keeps all."""
+    """Which runs export keeps; ``None`` keeps all. Every filter but ``include_replays`` and
+    ``exclude_tasks`` applies to SFT only."""
 
     rating: Literal["up", "down"] | None = None
     min_critique: float | None = None
@@ -145,8 +72,23 @@ class Filters:
     """Lowest mean eval score (``score`` events), in [0, 1]."""
     version: str | None = None
     """Only runs of this agent version (``config_hash``, or its start)."""
+    include_replays: bool = False
+    """Keep replays, forks and resumes (left out by default: they copy other runs)."""
+    exclude_tasks: Collection[str] = ()
+    """Tasks (as ``normalize_task`` gives them) to leave out: an eval set's test split."""
+
+    def source_reason(self, trace: Trace) -> str | None:
+        """Why the run is not a source of training data at all, if it is not."""
+        kind = derived_from(trace)
+        if kind and not self.include_replays:
+            return f"a {kind} of another run (--include-replays keeps it)"
+        if self.exclude_tasks and normalize_task(trace.header.task) in self.exclude_tasks:
+            return "its task is in the excluded eval cases"
+        return None
 
     def reason_to_skip(self, trace: Trace) -> str | None:
+        if (reason := self.source_reason(trace)) is not None:
+            return reason
         if self.version and not trace.header.config_hash.startswith(self.version):
             return "other agent version"
         if self.rating is not None and latest_rating(trace) != self.rating:
@@ -176,7 +118,10 @@ def sft_export(traces: Iterable[Trace], filters: Filters = Filters()) -> Export:
         if reason:
             export.skipped[reason] += 1
             continue
-        messages = [wire_message(m) for m in _final_conversation(trace)]
+        messages = wire_conversation(trace)
+        correction = latest_correction(trace)
+        if correction is not None:
+            messages[-1] = {"role": "assistant", "content": correction}
         example: dict[str, Any] = {"messages": messages}
         tools = _tools(trace)
         if tools:
@@ -198,71 +143,102 @@ def _last_turns(traces: list[Trace]) -> dict[Any, str]:
     return {key: run_id for key, (_, run_id) in latest.items()}
 
 
-def dpo_export(traces: Iterable[Trace]) -> Export:
-    """Preference pairs from corrections, preferred critique revisions, and runs of the same
-    task that were rated or scored differently."""
+def dpo_export(traces: Iterable[Trace], filters: Filters = Filters()) -> Export:
+    """Preference pairs, each with its whole trajectory, from corrections, preferred critique
+    revisions, and runs of the same task that were rated or scored differently."""
     export = Export()
-    runs = [t for t in traces if t.output is not None]
-    by_id = {t.run_id: t for t in runs}
-    for trace in runs:
-        correction = latest_correction(trace)
-        if correction is not None and correction.strip() != (trace.output or "").strip():
-            conversation = trace.messages()[:-1]
-            export.examples.append(
-                _pair(
-                    [wire_message(m) for m in conversation], _tools(trace), correction, trace.output
-                )
-            )
+    finished = [t for t in traces if t.output is not None]
+    by_id = {t.run_id: t for t in finished}
+    sources: list[Trace] = []
+    for trace in finished:
         revision = _preferred_revision(trace, by_id)
         if revision is not None:
             original, revised = revision
+            reason = Filters(exclude_tasks=filters.exclude_tasks).source_reason(original)
+            try:
+                if reason is None:
+                    export.examples.append(_fork_pair(original, revised))
+            except ValueError as exc:  # the fork step is not a step of the original
+                reason = f"a revision that does not match its original: {exc}"
+            if reason:
+                export.skipped[reason] += 1
+            continue
+        reason = filters.source_reason(trace)
+        if reason:
+            export.skipped[reason] += 1
+            continue
+        sources.append(trace)
+        correction = latest_correction(trace)
+        if correction is not None and correction.strip() != (trace.output or "").strip():
+            messages = wire_conversation(trace)
             export.examples.append(
-                _pair(_task_messages(original), None, revised.output, original.output)
+                _pair_dict(
+                    messages[:-1],
+                    [{"role": "assistant", "content": correction}],
+                    messages[-1:],
+                    _tools(trace),
+                )
             )
-    for group in _same_task(runs).values():
+    for group in _same_task(sources).values():
         pair = _ranked_pair(group)
         if pair is not None:
             better, worse = pair
-            export.examples.append(_pair(_task_messages(better), None, better.output, worse.output))
-    if not export.examples:
-        export.skipped["no corrections, preferred revisions or differently rated runs"] += len(runs)
+            export.examples.append(_diverging_pair(better, worse))
+    if not export.examples and sources:
+        export.skipped["no corrections, preferred revisions or differently rated runs"] += len(
+            sources
+        )
     return export
 
 
 def write_jsonl(
     export: Export,
     out: IO[str],
-    kind: Literal["sft", "dpo"],
+    kind: Kind,
     redact: Redactor | None = None,
     *,
+    fmt: Format = "openai",
     ensure_ascii: bool = False,
 ) -> int:
-    """Redact, validate and write each example as one line; count the invalid ones in
-    ``export.skipped``. Returns how many lines were written. ``ensure_ascii`` writes every
-    non-ASCII character as a JSON escape (what a terminal should get)."""
+    """Convert each example to ``fmt``, redact it, validate it and write it as one line; count
+    the ones that cannot be written in ``export.skipped``. Returns how many were written.
+    ``ensure_ascii`` writes every non-ASCII character as a JSON escape (what a terminal
+    should get)."""
     redact = redact or default_redactor()
-    schema = SFTExample if kind == "sft" else DPOExample
+    schema = SCHEMAS[(fmt, kind)]
     written = 0
     for example in export.examples:
-        line = json.dumps(redact.value(example), ensure_ascii=ensure_ascii)
         try:
-            schema.model_validate_json(line)
-        except ValidationError as exc:
-            export.skipped[f"invalid {kind} line: {first_problem(exc).message}"] += 1
+            line = sft_line(example, fmt) if kind == "sft" else pair_line(example, fmt)
+        except NotExpressible as exc:
+            export.skipped[str(exc)] += 1
             continue
-        out.write(line + "\n")
+        text = json.dumps(redact.value(line), ensure_ascii=ensure_ascii)
+        try:
+            schema.model_validate_json(text)
+        except ValidationError as exc:
+            export.skipped[f"invalid {fmt} {kind} line: {first_problem(exc).message}"] += 1
+            continue
+        out.write(text + "\n")
         written += 1
     return written
 
 
 def read_traces(paths: Iterable[str | Path], skipped: list[str] | None = None) -> Iterator[Trace]:
-    """Traces from files and folders. A named file must be a trace; in a folder, every
-    ``*.jsonl`` that is not one is passed over and noted in ``skipped``."""
+    """Traces from files and folders (searched recursively, so an eval run directory works).
+    A named file must be a trace; in a folder, every ``*.jsonl`` that is not one is passed
+    over and noted in ``skipped``. A file named twice (a folder and its subfolder) is read
+    once."""
+    seen: set[Path] = set()
     for path in map(Path, paths):
-        if not path.is_dir():
-            yield read_trace(path)
-            continue
-        for file in sorted(path.glob("*.jsonl")):
+        files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
+        for file in files:
+            if file.resolve() in seen:
+                continue
+            seen.add(file.resolve())
+            if not path.is_dir():
+                yield read_trace(file)
+                continue
             try:
                 yield read_trace(file)
             except TraceError as exc:
@@ -270,40 +246,22 @@ def read_traces(paths: Iterable[str | Path], skipped: list[str] | None = None) -
                     skipped.append(f"{file}: {exc}")
 
 
-# -- what a trace says about itself ------------------------------------------------------------
+def example_task(line: dict[str, Any]) -> str | None:
+    """The task of a written example (its first user message), in any format."""
+    messages = line.get("messages") or line.get("prompt") or line.get("input", {}).get("messages")
+    for message in messages or ():
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            return content if isinstance(content, str) else None
+    return None
 
 
-def latest_rating(trace: Trace) -> str | None:
-    ratings = [f.rating for f in trace.feedback() if f.rating]
-    return ratings[-1] if ratings else None
+# -- building pairs ----------------------------------------------------------------------------
 
 
-def latest_correction(trace: Trace) -> str | None:
-    corrections = [f.correction for f in trace.feedback() if f.correction is not None]
-    return corrections[-1] if corrections else None
-
-
-def critique_score(trace: Trace) -> float | None:
-    """The overall score of the latest critique, in [0, 1]."""
-    critiques = trace.critiques()
-    if not critiques:
-        return None
-    latest = critiques[-1]
-    rubric = Rubric.model_validate(latest.rubric)
-    return Critique.model_validate(latest.critique).overall(rubric)
-
-
-def eval_score(trace: Trace) -> float | None:
-    scores = [s.value for s in trace.scores()]
-    return sum(scores) / len(scores) if scores else None
-
-
-def _final_conversation(trace: Trace) -> list[Message]:
-    messages = trace.messages()
-    correction = latest_correction(trace)
-    if correction is not None:
-        messages[-1] = AssistantMessage(content=correction)
-    return messages
+def wire_conversation(trace: Trace) -> list[dict[str, Any]]:
+    """The run's whole conversation as OpenAI wire messages."""
+    return [wire_message(m) for m in trace.messages()]
 
 
 def _tools(trace: Trace) -> list[dict[str, Any]]:
@@ -316,27 +274,61 @@ def _tools(trace: Trace) -> list[dict[str, Any]]:
     ]
 
 
-def _task_messages(trace: Trace) -> list[dict[str, Any]]:
-    """The conversation as the run began: instructions, history and the task."""
-    first = next((e for e in trace.events if e.type == "model_request"), None)
-    messages = first.messages if first is not None else []
-    return [wire_message(m) for m in messages]
-
-
-def _pair(
-    messages: list[dict[str, Any]],
-    tools: list[dict[str, Any]] | None,
-    preferred: str | None,
-    non_preferred: str | None,
+def _pair_dict(
+    prompt: list[dict[str, Any]],
+    chosen: list[dict[str, Any]],
+    rejected: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    preference_input: dict[str, Any] = {"messages": messages}
+    pair: dict[str, Any] = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
     if tools:
-        preference_input["tools"] = tools
-    return {
-        "input": preference_input,
-        "preferred_output": [{"role": "assistant", "content": preferred}],
-        "non_preferred_output": [{"role": "assistant", "content": non_preferred}],
-    }
+        pair["tools"] = tools
+    return pair
+
+
+def _messages_before(trace: Trace, step: int) -> int:
+    """How many messages the conversation held when the model was asked at ``step``."""
+    for event in trace.events:
+        if isinstance(event, ModelRequested) and event.step == step:
+            return event.message_count
+    raise ValueError(f"run {trace.run_id} has no step {step}")
+
+
+def _fork_pair(original: Trace, revised: Trace) -> dict[str, Any]:
+    """The original up to the fork step, then the revised branch over the original's own
+    continuation (the revised branch's instructions carry the critique, so the shared prefix
+    is taken from the original, as the agent will see it)."""
+    step = int((revised.header.parent or {}).get("step") or 0)
+    before, after = wire_conversation(original), wire_conversation(revised)
+    cut_original = _messages_before(original, step)
+    cut_revised = _messages_before(revised, step)
+    return _pair_dict(
+        before[:cut_original], after[cut_revised:], before[cut_original:], _tools(original)
+    )
+
+
+def _diverging_pair(better: Trace, worse: Trace) -> dict[str, Any]:
+    """The two runs' common conversation (up to the first assistant turn where they differ),
+    then each one's continuation."""
+    a, b = wire_conversation(better), wire_conversation(worse)
+    cut = 0
+    while cut < min(len(a), len(b)) and _same(a[cut], b[cut]):
+        cut += 1
+    while cut > 0 and not (a[cut]["role"] == "assistant" and b[cut]["role"] == "assistant"):
+        cut -= 1
+    return _pair_dict(a[:cut], a[cut:], b[cut:], _tools(better))
+
+
+def _same(x: dict[str, Any], y: dict[str, Any]) -> bool:
+    """Two wire messages say the same, whatever ids a server minted for their tool calls."""
+
+    def key(m: dict[str, Any]) -> Any:
+        calls = [
+            (c["function"]["name"], c["function"]["arguments"]) for c in m.get("tool_calls") or ()
+        ]
+        return (m["role"], m.get("content"), calls)
+
+    return bool(key(x) == key(y))
 
 
 def _preferred_revision(trace: Trace, by_id: dict[str, Trace]) -> tuple[Trace, Trace] | None:
@@ -355,20 +347,23 @@ def _preferred_revision(trace: Trace, by_id: dict[str, Trace]) -> tuple[Trace, T
 def _same_task(runs: list[Trace]) -> dict[str, list[Trace]]:
     groups: dict[str, list[Trace]] = defaultdict(list)
     for trace in runs:
-        if trace.header.parent and trace.header.parent.get("kind") == "fork":
-            continue  # forks are paired through their critique, not by task
-        key = json.dumps(_task_messages(trace), sort_keys=True)
-        groups[key].append(trace)
+        first = next((e for e in trace.events if isinstance(e, ModelRequested)), None)
+        task = [wire_message(m) for m in first.messages] if first is not None else []
+        groups[json.dumps(task, sort_keys=True)].append(trace)
     return {k: v for k, v in groups.items() if len(v) > 1}
 
 
 def _ranked_pair(group: list[Trace]) -> tuple[Trace, Trace] | None:
-    """The best and worst run of a task by rating, else critique score, else eval score."""
-    for signal in (
-        lambda t: {"up": 1.0, "down": 0.0}.get(latest_rating(t) or ""),
-        critique_score,
-        eval_score,
-    ):
+    """The best and worst run of a task by what people said (a rating, else a regeneration,
+    abandonment or copy), else critique score, else eval score. A run rated down or
+    regenerated ranks below the unrated runs of its task (one of them is the regeneration)."""
+    disliked = any(preference(t) == 0.0 for t in group)
+
+    def liked(trace: Trace) -> float | None:
+        value = preference(trace)
+        return 0.5 if value is None and disliked else value
+
+    for signal in (liked, critique_score, eval_score):
         ranked = [(value, t) for t in group if (value := signal(t)) is not None]
         if len(ranked) < 2:
             continue

@@ -108,6 +108,14 @@ def test_a_correction_replaces_the_final_answer_and_makes_a_pair(tmp_path: Path)
     assert [m["role"] for m in pair["input"]["messages"]] == ["system", "user", "assistant", "tool"]  # type: ignore[index]
 
 
+def test_a_correction_of_one_step_is_not_a_corrected_final_answer(tmp_path: Path) -> None:
+    path = run(tmp_path, "18")
+    add_feedback(path, correction="call the weather tool with 'Oslo'", step=0)
+    [sft] = lines(sft_export(read_traces([path])), "sft")
+    assert sft["messages"][-1] == {"role": "assistant", "content": "18"}  # type: ignore[index]
+    assert lines(dpo_export(read_traces([path])), "dpo") == []
+
+
 def test_filters(tmp_path: Path) -> None:
     good, bad, unrated = run(tmp_path, "a"), run(tmp_path, "b"), run(tmp_path, "c")
     add_feedback(good, rating="up")

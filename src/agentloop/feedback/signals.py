@@ -38,8 +38,11 @@ def latest_rating(trace: Trace) -> str | None:
 
 
 def latest_correction(trace: Trace) -> str | None:
-    """The latest corrected answer: a ``correction`` or the text of an ``edit`` signal."""
-    corrections = [f.correction for f in trace.feedback() if f.correction is not None]
+    """The latest corrected answer: a ``correction`` or the text of an ``edit`` signal about
+    the run as a whole (a correction of one step is not a corrected final answer)."""
+    corrections = [
+        f.correction for f in trace.feedback() if f.correction is not None and f.about_step is None
+    ]
     return corrections[-1] if corrections else None
 
 

@@ -447,3 +447,14 @@ def test_hooked_and_typed_runs_replay_offline_without_divergence(tmp_path: Path)
     replayed = replay_sync(result.trace_path, trace_dir=tmp_path / "replays")
     assert replayed.diverged is False, replayed.report()
     assert replayed.output == '{"result": 5}'
+
+
+def test_a_run_with_a_cost_budget_replays_offline(tmp_path: Path) -> None:
+    prices = {"scripted": Price(input=2.0, output=8.0)}
+    agent = Agent(
+        ScriptedModel(["fine"]), prices=prices, limits=RunLimits(max_cost=5.0), trace_dir=tmp_path
+    )
+    result = agent.run_sync("?")
+    assert read_trace(result.trace_path).header.agent["prices"]["scripted"]["input"] == 2.0  # type: ignore[arg-type]
+    replayed = replay_sync(result.trace_path, trace_dir=tmp_path / "replays")
+    assert replayed.diverged is False and replayed.output == "fine"

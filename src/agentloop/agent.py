@@ -173,6 +173,11 @@ class Agent(Generic[OutputT]):
                 for t in self.tools.values()
             ],
             **({"output": self.output.config()} if self.output else {}),
+            **(
+                {"prices": {k: v.model_dump() for k, v in sorted(self.prices.items())}}
+                if self.prices
+                else {}
+            ),
             **({"hooks": self.hooks.names()} if self.hooks else {}),
             **(
                 {"fallback_models": [m.config() for m in self.fallback_models]}

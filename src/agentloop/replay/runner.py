@@ -43,7 +43,7 @@ from agentloop.replay.recording import (
     ReplayTools,
 )
 from agentloop.result import RunResult
-from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, RunLimits, UseAgentDefault
+from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, Price, RunLimits, UseAgentDefault
 from agentloop.streaming import AgentStream
 from agentloop.tools import Tool, ToolSource
 from agentloop.trace import Trace, read_trace, trace_path
@@ -294,6 +294,7 @@ def agent_from_trace(
         limits=limits,
         delimit_tool_results=bool(config.get("delimit_tool_results", True)),
         hooks=recorded_hooks(trace),
+        prices=_prices(config.get("prices")),
     )
     if isinstance(config.get("output"), dict):  # a typed output: same schema, read as JSON
         agent.output = OutputSpec.recorded(config["output"])
@@ -532,3 +533,13 @@ def _text(result: RunResult[Any]) -> str | None:
     if result.output_text is not None:
         return result.output_text
     return None if result.output is None else str(result.output)
+
+
+def _prices(recorded: Any) -> dict[str, Price]:
+    """The price table a header recorded (budgets need it to replay), or none."""
+    if not isinstance(recorded, dict):
+        return {}
+    try:
+        return {str(k): Price.model_validate(v) for k, v in recorded.items()}
+    except ValidationError as exc:
+        raise TraceError(f"the trace header's prices are not valid: {first_problem(exc)}") from None

@@ -141,17 +141,19 @@ async def test_concurrent_runs_share_one_loaded_model(local_model: LocalModel) -
 
 @pytest.mark.timeout(600)  # loads a second instance; minutes on a busy machine
 async def test_concurrency_loads_instances_while_memory_allows(
-    local_model: LocalModel,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from agentloop.models import local
 
+    # A model of its own: the session's shared one must keep its single instance (instances
+    # split the threads, and a different thread count can change a greedy answer's wording).
+    local_model = LocalModel(temperature=0.0, seed=0)
     assert local_model.expect_concurrency(2) == 2  # 24 GiB here: room for a second instance
     agents = [Agent(local_model, tools=[CALCULATOR], trace_dir=None) for _ in range(2)]
     results = await asyncio.gather(*(a.run("What is 12 * 12?") for a in agents))
-    assert results[0].output == results[1].output  # two instances of one deterministic model
+    assert all("144" in (r.output or "") for r in results)  # both instances answer
 
     # Memory for nothing more: the eval keeps the two and says that its other requests queue.
     monkeypatch.setattr(local, "available_memory", lambda: local.MEMORY_RESERVE + (100 << 20))

@@ -343,7 +343,10 @@ def test_leaving_stream_sync_early_cancels_the_run(
                 break
     trace = read_trace(next(tmp_path.glob("*.jsonl")))
     assert trace.terminal is not None and trace.terminal.type == "run_cancelled"
-    assert [e.partial_text for e in trace.events if isinstance(e, StreamInterrupted)] == ["abcdef"]
+    [partial] = [e.partial_text for e in trace.events if isinstance(e, StreamInterrupted)]
+    # What had arrived when the consumer left: at least the first piece, at most what was sent
+    # before the stall (how many pieces the client read first depends on the scheduler).
+    assert partial and "abcdef".startswith(partial)
 
 
 async def test_a_model_that_cannot_stream_streams_whole_and_typed_output_is_typed(

@@ -294,9 +294,7 @@ def test_feedback_is_written_with_add_feedback(folder: Path, runs: dict[str, Pat
     assert "Feedback saved" in page and "18 C, cloudy, windy." in page.split('id="step-1"')[1]
     post_feedback(http, run_ref, correction="It is 18 C and cloudy in Oslo.")
     [example] = dpo_export(read_traces([runs["weather"]])).examples  # export reads it at once
-    assert example["preferred_output"] == [
-        {"role": "assistant", "content": "It is 18 C and cloudy in Oslo."}
-    ]
+    assert example["chosen"] == [{"role": "assistant", "content": "It is 18 C and cloudy in Oslo."}]
     bad = post_feedback(http, run_ref, step="7", rating="up")
     assert bad.status_code == 400 and "step 7 is not a step" in bad.text  # type: ignore[attr-defined]
     assert post_feedback(http, run_ref).status_code == 400  # type: ignore[attr-defined]

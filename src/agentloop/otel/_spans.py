@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -138,7 +139,7 @@ class SpanWriter:
                 attributes[sc.SYSTEM_INSTRUCTIONS] = sc.dumps(
                     [{"type": "text", "content": instructions}]
                 )
-        started = datetime.fromisoformat(header.created).timestamp()
+        started = _started(header.created)
         self._root = self._start(
             ROOT, f"invoke_agent {name}"[:MAX_NAME], attributes, started, context, links=links
         )
@@ -343,3 +344,12 @@ class SpanWriter:
         self._tools.clear()
         self._root.end(_ns(at))
         self.ended = True
+
+
+def _started(created: str) -> float:
+    """The run's start from its header's ``created`` (ISO 8601); a header that holds no such
+    time (a damaged or hand-made trace) starts now rather than failing the export."""
+    try:
+        return datetime.fromisoformat(created).timestamp()
+    except ValueError:
+        return time.time()

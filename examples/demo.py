@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from agentloop import Agent, read_trace, replay_sync
+from agentloop import load_agent, read_trace, replay_sync
 
 TASK = sys.argv[1] if len(sys.argv) > 1 else "What is 17 * 23?"
 
@@ -21,7 +21,7 @@ AGENT_FILE = Path(__file__).resolve().parents[1] / "agents" / "local-calculator.
 
 
 def main() -> int:
-    agent = Agent.from_file(AGENT_FILE, trace_dir="traces")
+    agent = load_agent(AGENT_FILE, trace_dir="traces")
     print(f"task: {TASK}")
     result = agent.run_sync(TASK)
     print(f"answer: {result.output}")

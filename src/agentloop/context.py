@@ -51,7 +51,33 @@ class ConversationTurn:
     """The conversation's ``RunLimits`` (token and cost limits over all turns), if any."""
 
     def header(self) -> dict[str, Any]:
-        return {"id": self.id, "turn": self.turn, "previous_run_id": self.previous_run_id}
+        """What the trace header records; with conversation limits, also what the earlier
+        turns used, so a replay of this turn is held to the same budget."""
+        recorded: dict[str, Any] = {
+            "id": self.id,
+            "turn": self.turn,
+            "previous_run_id": self.previous_run_id,
+        }
+        if self.limits is not None:
+            recorded["usage_before"] = self.usage_before.model_dump()
+            recorded["cost_before"] = self.cost_before
+            recorded["limits"] = self.limits.model_dump(mode="json")
+        return recorded
+
+    @staticmethod
+    def from_header(recorded: dict[str, Any]) -> ConversationTurn:
+        """The turn a trace header recorded (``ValueError`` if it is not one)."""
+        from agentloop.settings import RunLimits
+
+        limits = recorded.get("limits")
+        return ConversationTurn(
+            id=str(recorded["id"]),
+            turn=int(recorded.get("turn", 0)),
+            previous_run_id=recorded.get("previous_run_id"),
+            usage_before=Usage.model_validate(recorded.get("usage_before") or {}),
+            cost_before=float(recorded.get("cost_before") or 0.0),
+            limits=RunLimits.model_validate(limits) if isinstance(limits, dict) else None,
+        )
 
 
 _current: ContextVar[RunContext[Any] | None] = ContextVar("agentloop_run_context", default=None)

@@ -18,7 +18,14 @@ from agentloop.trace import Trace
 def recorded_hooks(trace: Trace) -> Hooks | None:
     """Hooks that replay ``trace``'s recorded hook events; ``None`` if it has none."""
     events = [e for e in trace.events if e.type == "hook"]
-    if not events:
+    # A typed output the run refused (schema or validator): the replay refuses it at the same
+    # step with the same message (the output's Python type and validators are not in the trace).
+    refused = {
+        e.step: e.message
+        for e in trace.events
+        if e.type == "warning" and e.kind == "output_invalid"
+    }
+    if not events and not refused:
         return None
     by_call = {(e.point, e.call_id): e for e in events if e.call_id is not None}
     by_step = {(e.point, e.step): e for e in events if e.call_id is None}
@@ -37,6 +44,8 @@ def recorded_hooks(trace: Trace) -> Hooks | None:
 
     def guard(point: str) -> Any:
         def check(ctx: RunContext[Any], value: Any) -> str | None:
+            if point == "output_guardrails" and ctx.step in refused:
+                raise ToolRetry(refused[ctx.step])
             event = by_step.get((point, ctx.step))
             if event is None:
                 return None
@@ -52,5 +61,7 @@ def recorded_hooks(trace: Trace) -> Hooks | None:
         before_tool_call=[before_tool_call] if "before_tool_call" in points else [],
         after_tool_call=[after_tool_call] if "after_tool_call" in points else [],
         input_guardrails=[guard("input_guardrails")] if "input_guardrails" in points else [],
-        output_guardrails=[guard("output_guardrails")] if "output_guardrails" in points else [],
+        output_guardrails=[guard("output_guardrails")]
+        if "output_guardrails" in points or refused
+        else [],
     )

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from agentloop._sync import blocking
 from agentloop.agent import Agent
+from agentloop.context import ConversationTurn
 from agentloop.errors import (
     AgentLoopError,
     ReplayDiverged,
@@ -448,6 +449,7 @@ async def _run(
             trace_dir=trace_dir,
             metadata=source.header.metadata,
             listener=watch,
+            conversation=_conversation(source),
         )
     except AgentLoopError as exc:
         return exc.partial, exc
@@ -543,3 +545,14 @@ def _prices(recorded: Any) -> dict[str, Price]:
         return {str(k): Price.model_validate(v) for k, v in recorded.items()}
     except ValidationError as exc:
         raise TraceError(f"the trace header's prices are not valid: {first_problem(exc)}") from None
+
+
+def _conversation(source: Trace) -> ConversationTurn | None:
+    """The conversation turn the source recorded (its budget included), if any."""
+    recorded = source.header.conversation
+    if not recorded:
+        return None
+    try:
+        return ConversationTurn.from_header(recorded)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TraceError(f"the trace header's conversation is not valid: {exc}") from None

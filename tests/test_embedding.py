@@ -366,6 +366,33 @@ def test_a_hook_or_listener_that_raises_is_a_typed_error_and_the_trace_ends(tmp_
     )  # type: ignore[arg-type, union-attr]
 
 
+@pytest.mark.parametrize(
+    "point",
+    ["before_request", "input_guardrails", "before_tool_call", "after_tool_call", "listener"],
+)
+def test_a_run_stopped_by_a_raising_hook_replays_to_the_same_stop(
+    point: str, tmp_path: Path
+) -> None:
+    def broken(*_: Any) -> None:
+        raise RuntimeError("boom")
+
+    def listener(event: Any) -> None:
+        if event.type == "tool_result":
+            raise RuntimeError("boom")
+
+    model = ScriptedModel([ModelResponse.tool_call("add", {"a": 1, "b": 2}), "3"])
+    hooks = Hooks() if point == "listener" else Hooks(**{point: [broken]})
+    agent = Agent(model, tools=[add], hooks=hooks, trace_dir=tmp_path)
+    with pytest.raises(HookFailed, match="boom") as caught:
+        agent.run_sync("1+2?", listener=listener if point == "listener" else None)
+    recorded = read_trace(caught.value.trace_path)  # type: ignore[arg-type]
+    replayed = replay_sync(recorded, trace_dir=tmp_path / "replays")
+    assert replayed.diverged is False and replayed.stop_reason == "hook_error"
+    assert replayed.error == recorded.terminal.message  # type: ignore[union-attr]
+    again = read_trace(replayed.trace_path)  # type: ignore[arg-type]
+    assert [e.type for e in again.events] == [e.type for e in recorded.events]
+
+
 # -- model choice -------------------------------------------------------------------------
 
 

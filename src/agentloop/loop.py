@@ -426,6 +426,8 @@ class Run(Steered):
         for listener in self.listeners:
             try:
                 listener(event)
+            except HookFailed:
+                raise
             except Exception as exc:
                 name = getattr(listener, "__qualname__", type(listener).__name__)
                 if getattr(event, "type", None) in TERMINAL_TYPES:

@@ -86,7 +86,7 @@ class Steered:
         """Run one hook; one that raises stops the run with ``HookFailed``."""
         try:
             return await call_hook(hook, self.context(), *args)
-        except (ToolRetry, GuardrailTripped):
+        except (ToolRetry, GuardrailTripped, HookFailed):
             raise
         except Exception as exc:
             name = hook_name(hook)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentloop.context import RunContext
-from agentloop.errors import ToolRetry
+from agentloop.errors import HookFailed, ToolRetry
 from agentloop.hooks import Deny, Hooks, Rewrite
 from agentloop.trace import Trace
 
@@ -25,7 +25,13 @@ def recorded_hooks(trace: Trace) -> Hooks | None:
         for e in trace.events
         if e.type == "warning" and e.kind == "output_invalid"
     }
-    if not events and not refused:
+    end = trace.terminal
+    failed_first = (
+        end is not None
+        and getattr(end, "reason", None) == "hook_error"
+        and not any(e.seq < end.seq for e in trace.events)
+    )
+    if not events and not refused and not failed_first:
         return None
     by_call = {(e.point, e.call_id): e for e in events if e.call_id is not None}
     by_step = {(e.point, e.step): e for e in events if e.call_id is None}
@@ -44,6 +50,8 @@ def recorded_hooks(trace: Trace) -> Hooks | None:
 
     def guard(point: str) -> Any:
         def check(ctx: RunContext[Any], value: Any) -> str | None:
+            if point == "input_guardrails" and failed_first:
+                raise HookFailed(str(getattr(end, "message", "")), hook="recorded")
             if point == "output_guardrails" and ctx.step in refused:
                 raise ToolRetry(refused[ctx.step])
             event = by_step.get((point, ctx.step))
@@ -60,8 +68,25 @@ def recorded_hooks(trace: Trace) -> Hooks | None:
     return Hooks(
         before_tool_call=[before_tool_call] if "before_tool_call" in points else [],
         after_tool_call=[after_tool_call] if "after_tool_call" in points else [],
-        input_guardrails=[guard("input_guardrails")] if "input_guardrails" in points else [],
+        input_guardrails=[guard("input_guardrails")]
+        if "input_guardrails" in points or failed_first
+        else [],
         output_guardrails=[guard("output_guardrails")]
         if "output_guardrails" in points or refused
         else [],
     )
+
+
+def recorded_hook_failure(trace: Trace) -> tuple[int, str, str] | None:
+    """Where a recorded run stopped because app code (a hook, a listener) raised: the last
+    event before the failure (seq, type) and the failure's message. The code is not in the
+    trace, so an offline replay stops after the same event with the same ``HookFailed``.
+    ``None`` if the run did not stop so, or stopped before its first event (then
+    ``recorded_hooks`` has an input guardrail that raises it)."""
+    end = trace.terminal
+    if end is None or end.type != "run_failed" or getattr(end, "reason", None) != "hook_error":
+        return None
+    before = [e for e in trace.events if e.seq < end.seq]
+    if not before:  # it stopped before the first event: an input guardrail raises it
+        return None
+    return before[-1].seq, before[-1].type, str(getattr(end, "message", ""))

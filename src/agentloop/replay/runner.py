@@ -24,6 +24,7 @@ from agentloop.agent import Agent
 from agentloop.context import ConversationTurn
 from agentloop.errors import (
     AgentLoopError,
+    HookFailed,
     ReplayDiverged,
     TraceError,
     UserError,
@@ -35,7 +36,7 @@ from agentloop.models.base import Model
 from agentloop.observations import MISTAKES
 from agentloop.output import OutputSpec
 from agentloop.replay.divergence import Divergence, config_divergences
-from agentloop.replay.recorded_hooks import recorded_hooks
+from agentloop.replay.recorded_hooks import recorded_hook_failure, recorded_hooks
 from agentloop.replay.recording import (
     Checker,
     RecordedCancellation,
@@ -115,10 +116,12 @@ async def replay(
             )
     source = trace if isinstance(trace, Trace) else read_trace(trace)
     recording = Recording(source)
+    hook_failure = None
     if agent is None:
         if tools == "live" or model == "live" or fork_at is not None:
             raise UserError("live tools, a live model or a fork need the agent: pass agent=...")
         agent = agent_from_trace(source)
+        hook_failure = recorded_hook_failure(source)
     forking = fork_at is not None
     checker = None if forking else Checker(strict)
     if checker is not None:
@@ -145,7 +148,7 @@ async def replay(
         "trace": str(source.path) if source.path else None,
     }
     result, error = await _run(
-        agent, source, recording, replay_model, runner, parent, trace_dir, listener
+        agent, source, recording, replay_model, runner, parent, trace_dir, listener, hook_failure
     )
     if checker is not None and not isinstance(error, ReplayDiverged):
         _check_ending(checker, recording, replay_model, result)
@@ -430,6 +433,7 @@ async def _run(
     parent: dict[str, Any],
     trace_dir: str | Path | UseAgentDefault | None,
     listener: EventListener | None,
+    hook_failure: tuple[int, str, str] | None = None,
 ) -> tuple[RunResult | None, AgentLoopError | None]:
     ended_as: list[str] = []
 
@@ -438,6 +442,11 @@ async def _run(
             ended_as.append(event.run_id)
         if listener is not None:
             listener(event)
+        if (
+            hook_failure is not None
+            and (event.seq, getattr(event, "type", None)) == hook_failure[:2]
+        ):
+            raise HookFailed(hook_failure[2], hook="recorded")
 
     try:
         result = await agent.run(

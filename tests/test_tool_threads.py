@@ -82,6 +82,33 @@ def test_stuck_threads_never_starve_later_sync_tools(tmp_path: Path) -> None:
     assert sorted(r.content for r in results if r.name == "quick") == ["0", "10", "20", "30"]
 
 
+def test_quick_sync_calls_reuse_idle_threads_and_a_stuck_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    """Sequential quick calls run on one reused thread (no thread start per call); a call that
+    is stuck keeps its thread, and the next call gets another."""
+    seen: list[int] = []
+
+    @tool
+    def where(n: int) -> int:
+        """Notes which thread ran it."""
+        seen.append(threading.get_ident())
+        return n
+
+    calls = [ModelResponse.tool_call("where", {"n": n}) for n in range(5)]
+    Agent(ScriptedModel([*calls, "done"]), tools=[where], trace_dir=None).run_sync("go")
+    assert len(set(seen)) == 1 and seen[0] != threading.get_ident()
+    script: list[ModelResponse | str] = [
+        ModelResponse.tool_call("stuck", {"n": 1}),
+        ModelResponse.tool_call("where", {"n": 2}),
+        "done",
+    ]
+    agent = Agent(ScriptedModel(script), tools=[stuck, where], trace_dir=tmp_path)
+    assert agent.run_sync("go").output == "done"  # `where` ran while `stuck` still ran
+    assert len(seen) == 6
+    assert len([t for t in threading.enumerate() if t.name == "agentloop-tool"]) >= 2
+
+
 def test_process_exit_is_not_held_by_a_stuck_tool_thread(tmp_path: Path) -> None:
     program = textwrap.dedent(
         """

@@ -1,12 +1,13 @@
 """Run validated tool calls: concurrently, each under its timeout, each giving one observation.
 
-Async tools run on the event loop; each call of a sync tool runs in a thread of its own, so it
-cannot block the loop. A timed-out sync tool's thread cannot be killed (Python threads cannot be
-stopped): it runs on in the background as a daemon thread, so it never holds a pool slot that a
-later call needs, never makes ``asyncio.run`` (the sync doors) wait for it, and never keeps the
-process from exiting. The model is told the call timed out and may still be running; the
-outcome says so (``still_running``) and the loop records a warning. Give tools that must be
-stopped hard a subprocess of their own.
+Async tools run on the event loop; each call of a sync tool runs in a daemon thread no other call
+is using (``agentloop.workers``: idle threads are reused), so it cannot block the loop. A
+timed-out sync tool's thread cannot be killed (Python threads cannot be stopped): it runs on in
+the background, so it never holds a pool slot that a later call needs, never makes
+``asyncio.run`` (the sync doors) wait for it, and never keeps the process from exiting. The
+model is told the call timed out and may still be running; the outcome says so
+(``still_running``) and the loop records a warning. Give tools that must be stopped hard a
+subprocess of their own.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import inspect
 import threading
 import time
@@ -23,6 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeAlias
 
+from agentloop import workers
 from agentloop.actions import Call, ToolCall
 from agentloop.context import current_run_context
 from agentloop.errors import ToolRetry
@@ -111,13 +114,15 @@ def _in_thread(
     function: Callable[..., object],
     arguments: dict[str, object],
     leading: tuple[object, ...] = (),
-) -> Awaitable[object]:
-    """``function(*leading, **arguments)`` in a new daemon thread (with this context's
-    variables), as an awaitable; the thread is the future's ``thread`` attribute. Cancelling or
-    timing out the await leaves the thread to finish on its own."""
+) -> asyncio.Future[object]:
+    """``function(*leading, **arguments)`` in a daemon worker thread (with this context's
+    variables), as a future whose ``returned`` event is set when the function returns or
+    raises. Cancelling or timing out the await leaves the call to finish on its own."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[object] = loop.create_future()
     context = contextvars.copy_context()
+    returned = threading.Event()
+    future.returned = returned  # type: ignore[attr-defined]
 
     def settle(value: object, error: BaseException | None) -> None:
         if future.done():
@@ -127,17 +132,16 @@ def _in_thread(
         else:
             future.set_result(value)
 
-    def target() -> None:
+    def job() -> Callable[[], None]:
         try:
             value = context.run(function, *leading, **arguments)
         except BaseException as exc:  # handed to the awaiting task, which decides
-            _call_soon(loop, settle, None, exc)
-        else:
-            _call_soon(loop, settle, value, None)
+            returned.set()
+            return functools.partial(_call_soon, loop, settle, None, exc)
+        returned.set()
+        return functools.partial(_call_soon, loop, settle, value, None)
 
-    thread = threading.Thread(target=target, name="agentloop-tool", daemon=True)
-    future.thread = thread  # type: ignore[attr-defined]
-    thread.start()
+    workers.start(job)
     return future
 
 
@@ -171,7 +175,7 @@ async def _run_one(call: ToolCall, limits: RunLimits, approver: Approver | None)
         )
     timeout = tool.timeout if tool.timeout is not None else limits.tool_timeout
     deadline = asyncio.timeout(timeout)
-    thread: threading.Thread | None = None
+    returned: threading.Event | None = None
     try:
         async with deadline:
             context = (current_run_context(),) if tool.takes_context else ()
@@ -179,7 +183,7 @@ async def _run_one(call: ToolCall, limits: RunLimits, approver: Approver | None)
                 value = await tool.function(*context, **call.arguments)
             else:
                 running = _in_thread(tool.function, call.arguments, context)
-                thread = getattr(running, "thread", None)
+                returned = getattr(running, "returned", None)
                 value = await running
             if inspect.isawaitable(value):  # a sync function that returned a coroutine
                 value = await value
@@ -188,7 +192,7 @@ async def _run_one(call: ToolCall, limits: RunLimits, approver: Approver | None)
     except TimeoutError as exc:
         if not deadline.expired():  # the tool itself raised TimeoutError
             return outcome(_failed(tool.name, exc), exc)
-        alive = thread is not None and thread.is_alive()
+        alive = returned is not None and not returned.is_set()
         timed_out = outcome(
             Observation(
                 content=f"Error: {tool.name!r} timed out after {timeout or 0:g} s. "

@@ -1,9 +1,10 @@
 """A lean loopback OpenAI-compatible server for benchmarks (about 0.1 ms per request).
 
 POST /v1/chat/completions with model "k<K>" answers with a call to the ``add`` tool until the
-conversation holds K tool results, then with a final answer. With ``"stream": true`` and
-model "t<N>" it streams an answer of N one-word tokens as server-sent events (with the usage
-chunk and ``[DONE]``), in one write, so the client's cost per token is what differs. It
+conversation holds K tool results, then with a final answer; with ``"stream": true`` the same
+step comes as server-sent events (the call's arguments in two pieces, as servers split them).
+With ``"stream": true`` and model "t<N>" it streams an answer of N one-word tokens (with the
+usage chunk and ``[DONE]``), in one write, so the client's cost per token is what differs. It
 counts tool messages by substring instead of parsing JSON, so its own cost stays small and the
 same for every client.
 Run: ``python bench/server.py [LATENCY_S]`` prints the port, then serves until killed; with
@@ -20,6 +21,7 @@ import sys
 _MODEL = re.compile(rb'"model":\s*"k(\d+)"')
 _TOOL_ROLE = re.compile(rb'"role":\s*"tool"')
 _STREAM = re.compile(rb'"model":\s*"t(\d+)"')
+_STREAMED = re.compile(rb'"stream":\s*true')
 _STREAMS: dict[int, bytes] = {}
 
 
@@ -51,6 +53,53 @@ def _stream(tokens: int) -> bytes:
             b"content-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
         )
     return _STREAMS[tokens]
+
+
+def _events(events: list[str]) -> bytes:
+    payload = "".join(f"data: {e}\n\n" for e in [*events, "[DONE]"]).encode()
+    return (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+        b"content-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
+    )
+
+
+def _chunk(choices: str) -> str:
+    return (
+        '{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":0,"model":"bench",'
+        f'"choices":{choices}}}'
+    )
+
+
+_USAGE_CHUNK = _chunk("[]")[:-1] + (
+    ',"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}'
+)
+STREAMED_TOOL_CALL = _events(
+    [
+        _chunk(
+            '[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,'
+            '"id":"call_add","type":"function","function":{"name":"add","arguments":""}}]},'
+            '"finish_reason":null}]'
+        ),
+        _chunk(
+            '[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":'
+            '"{\\"a\\": 2, "}}]},"finish_reason":null}]'
+        ),
+        _chunk(
+            '[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":'
+            '"\\"b\\": 3}"}}]},"finish_reason":null}]'
+        ),
+        _chunk('[{"index":0,"delta":{},"finish_reason":"tool_calls"}]'),
+        _USAGE_CHUNK,
+    ]
+)
+STREAMED_ANSWER = _events(
+    [
+        _chunk('[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]'),
+        _chunk('[{"index":0,"delta":{"content":"done"},"finish_reason":null}]'),
+        _chunk('[{"index":0,"delta":{},"finish_reason":"stop"}]'),
+        _USAGE_CHUNK,
+    ]
+)
 
 
 def _reply(body: dict[str, object]) -> bytes:
@@ -118,7 +167,11 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             steps = int(match.group(1)) if match else 0
             if LATENCY:
                 await asyncio.sleep(LATENCY)
-            writer.write(TOOL_CALL if len(_TOOL_ROLE.findall(body)) < steps else ANSWER)
+            more = len(_TOOL_ROLE.findall(body)) < steps
+            if _STREAMED.search(body):
+                writer.write(STREAMED_TOOL_CALL if more else STREAMED_ANSWER)
+            else:
+                writer.write(TOOL_CALL if more else ANSWER)
     except (asyncio.IncompleteReadError, ConnectionError):
         pass
     finally:

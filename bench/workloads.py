@@ -63,6 +63,56 @@ async def httpx_runner(url: str, connections: int = 20) -> Run:
     return run
 
 
+async def httpx_streamed_runner(url: str) -> Run:
+    """The raw streamed loop: httpx2, SSE lines, json.loads per event, tool calls assembled
+    by index (id, name, argument pieces), then the same tool step as ``httpx``."""
+    import httpx2
+
+    client = httpx2.AsyncClient(base_url=url, headers={"Authorization": "Bearer x"})
+
+    async def step(messages: list[dict[str, Any]], k: int) -> dict[str, Any]:
+        body = {"model": f"k{k}", "messages": messages, "tools": TOOLS, "stream": True}
+        calls: dict[int, dict[str, Any]] = {}
+        text: list[str] = []
+        async with client.stream("POST", "/chat/completions", json=body) as response:
+            async for line in response.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                if line == "data: [DONE]":
+                    break
+                chunk = json.loads(line[6:])
+                for choice in chunk["choices"]:
+                    delta = choice["delta"]
+                    if delta.get("content"):
+                        text.append(delta["content"])
+                    for piece in delta.get("tool_calls") or ():
+                        empty = {"name": "", "arguments": ""}
+                        call = calls.setdefault(
+                            piece["index"], {"id": "", "type": "function", "function": empty}
+                        )
+                        call["id"] = piece.get("id") or call["id"]
+                        function = piece.get("function") or {}
+                        call["function"]["name"] += function.get("name") or ""
+                        call["function"]["arguments"] += function.get("arguments") or ""
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None}
+        if calls:
+            message["tool_calls"] = [calls[i] for i in sorted(calls)]
+        return message
+
+    async def run(k: int) -> None:
+        messages: list[dict[str, Any]] = [{"role": "user", "content": "add numbers"}]
+        while True:
+            message = await step(messages, k)
+            if not message.get("tool_calls"):
+                return
+            messages.append(message)
+            for call in message["tool_calls"]:
+                content = _add(call["function"]["arguments"])
+                messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
+
+    return run
+
+
 async def openai_runner(url: str) -> Run:
     import openai
 
@@ -87,7 +137,9 @@ async def openai_runner(url: str) -> Run:
     return run
 
 
-def _agentloop_runner(trace: bool, otel: bool = False) -> Callable[[str], Awaitable[Run]]:
+def _agentloop_runner(
+    trace: bool, otel: bool = False, streamed: bool = False
+) -> Callable[[str], Awaitable[Run]]:
     async def make(url: str) -> Run:
         from agentloop import Agent, tool
         from agentloop.models import OpenAIModel
@@ -107,7 +159,12 @@ def _agentloop_runner(trace: bool, otel: bool = False) -> Callable[[str], Awaita
                 agents[k] = Agent(
                     model, tools=[add], trace_dir=trace_dir, max_steps=None, otel=provider or False
                 )
-            await agents[k].run("add numbers")
+            if not streamed:
+                await agents[k].run("add numbers")
+                return
+            async with agents[k].stream("add numbers") as watched:
+                async for _ in watched:
+                    pass
 
         if provider is not None:
             run.finish = provider.force_flush  # type: ignore[attr-defined]
@@ -134,6 +191,8 @@ RUNNERS: dict[str, Callable[[str], Awaitable[Run]]] = {
     "agentloop": _agentloop_runner(trace=True),
     "agentloop-notrace": _agentloop_runner(trace=False),
     "agentloop-otel": _agentloop_runner(trace=True, otel=True),
+    "httpx-streamed": httpx_streamed_runner,
+    "agentloop-streamed": _agentloop_runner(trace=True, streamed=True),
 }
 
 

@@ -42,6 +42,8 @@ def test_bench_quick_prints_every_table(tmp_path: Path) -> None:
         "| agentloop |",
         "| agentloop-notrace |",
         "| agentloop-otel |",
+        "| httpx-streamed |",
+        "| agentloop-streamed |",
         "| httpx-sse |",
         "| agentloop-stream |",
     )

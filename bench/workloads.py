@@ -47,12 +47,22 @@ async def httpx_runner(url: str, connections: int = 20) -> Run:
     )
     client = httpx2.AsyncClient(base_url=url, headers={"Authorization": "Bearer x"}, limits=limits)
 
+    async def step(messages: list[dict[str, Any]], k: int) -> dict[str, Any]:
+        body = {"model": f"k{k}", "messages": messages, "tools": TOOLS}
+        reply = (await client.post("/chat/completions", json=body)).json()
+        message: dict[str, Any] = reply["choices"][0]["message"]
+        return message
+
+    return _raw_loop(step)
+
+
+def _raw_loop(step: Callable[[list[dict[str, Any]], int], Awaitable[dict[str, Any]]]) -> Run:
+    """The raw tool loop around one request ``step``: keep the messages, call ``add`` inline."""
+
     async def run(k: int) -> None:
         messages: list[dict[str, Any]] = [{"role": "user", "content": "add numbers"}]
         while True:
-            body = {"model": f"k{k}", "messages": messages, "tools": TOOLS}
-            reply = (await client.post("/chat/completions", json=body)).json()
-            message = reply["choices"][0]["message"]
+            message = await step(messages, k)
             if not message.get("tool_calls"):
                 return
             messages.append(message)
@@ -99,18 +109,7 @@ async def httpx_streamed_runner(url: str) -> Run:
             message["tool_calls"] = [calls[i] for i in sorted(calls)]
         return message
 
-    async def run(k: int) -> None:
-        messages: list[dict[str, Any]] = [{"role": "user", "content": "add numbers"}]
-        while True:
-            message = await step(messages, k)
-            if not message.get("tool_calls"):
-                return
-            messages.append(message)
-            for call in message["tool_calls"]:
-                content = _add(call["function"]["arguments"])
-                messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
-
-    return run
+    return _raw_loop(step)
 
 
 async def openai_runner(url: str) -> Run:

@@ -51,7 +51,9 @@ def start(job: Job) -> None:
     """Run ``job`` (which must not raise) in an idle daemon worker, or in a new one."""
     with _lock:
         worker = _idle.pop() if _idle else None
-    if worker is None:
+    if worker is None:  # the job first: a new thread runs it as soon as it starts
         worker = _Worker()
+        worker.jobs.put(job)
         worker.start()
-    worker.jobs.put(job)
+    else:
+        worker.jobs.put(job)

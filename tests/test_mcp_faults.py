@@ -143,29 +143,78 @@ async def test_poisoned_descriptions_and_names_are_escaped_and_capped(tmp_path: 
     assert "bad name!\u200b" in served
 
 
-async def test_list_changed_is_recorded_and_the_next_run_lists_the_tools_again(
-    tmp_path: Path,
-) -> None:
+def changed_tools(path: Path | None) -> list[Any]:
+    assert path is not None
+    return [e for e in read_trace(path).events if e.type == "tools_changed"]
+
+
+def check_added_in_the_same_run(path: Path | None) -> None:
+    """The run called ``change`` at step 0, took the new list before step 1 (one
+    ``tools_changed`` event, before that step's request) and called ``added`` there."""
+    assert path is not None
+    trace = read_trace(path)
+    assert "added" not in [t["name"] for t in trace.header.agent["tools"]]  # the start
+    (changed,) = changed_tools(path)
+    assert (changed.step, changed.source) == (1, "fault")
+    assert (changed.added, changed.removed, changed.left_out) == (["added"], [], [])
+    offered = {t["name"]: t for t in changed.tools}
+    started_with = {t["name"] for t in trace.header.agent["tools"]}
+    assert set(offered) == started_with | {"added"}  # all the server's tools now
+    assert offered["added"]["description"] == "A tool that appeared later."
+    assert offered["added"]["parameters"]["type"] == "object"
+    assert set(offered["added"]) == set(trace.header.agent["tools"][0])  # the header's shape
+    assert "added" in [t["name"] for t in changed.source_config["tools"]]
+    request = next(e for e in trace.events if e.type == "model_request" and e.step == 1)
+    assert changed.seq < request.seq  # the model was asked with the new list
+    changing, added = tool_results(path)
+    assert (changing.name, changing.content) == ("change", "changed")
+    assert (added.name, added.step, added.error, added.content) == ("added", 1, None, "new")
+
+
+async def check_offline_replay(path: Path | None, folder: Path) -> None:
+    """The trace replays offline (no server) with no divergence, switching to the recorded
+    tool list at the recorded step and serving the recorded ``added`` result."""
     from agentloop.replay import replay
 
-    server = fault(tmp_path)
-    model = ScriptedModel(
-        [calls(("change", {})), calls(("echo", {"text": "after"})), "changed", "second run"]
+    assert path is not None
+    replayed = await replay(path, trace_dir=folder)
+    assert not replayed.diverged, replayed.report()
+    assert replayed.output == "changed"
+    (changed,) = changed_tools(replayed.trace_path)
+    assert changed.step == 1 and changed.added == ["added"]
+    added = [e for e in tool_results(replayed.trace_path) if e.name == "added"]
+    assert [(e.error, e.content) for e in added] == [(None, "new")]
+
+
+def change_then_call_added(*more: str) -> ScriptedModel:
+    return ScriptedModel([calls(("change", {})), calls(("added", {})), "changed", *more])
+
+
+async def test_list_changed_offers_the_new_tools_from_the_next_step_on(tmp_path: Path) -> None:
+    # A connection of the run's own: the server lives as long as the run.
+    agent = Agent(change_then_call_added(), tools=[fault(tmp_path)], trace_dir=tmp_path / "t")
+    result = await agent.run("change your tools")
+    assert result.output == "changed"
+    check_added_in_the_same_run(result.trace_path)
+    await check_offline_replay(result.trace_path, tmp_path / "replays")
+
+
+async def test_a_shared_connection_changes_the_running_run_and_the_next_ones(
+    tmp_path: Path,
+) -> None:
+    agent = Agent(
+        change_then_call_added("second run"), tools=[fault(tmp_path)], trace_dir=tmp_path / "t"
     )
-    agent = Agent(model, tools=[server], trace_dir=tmp_path / "traces")
     async with agent:  # one connection for both runs
         first = await agent.run("change your tools")
-        trace = read_trace(first.trace_path)
-        (warning,) = [e for e in trace.events if e.type == "warning"]
-        assert warning.kind == "tool_source" and warning.step == 1
-        assert "MCP server 'fault' changed its tool list" in warning.message
-        assert "added" not in [t["name"] for t in trace.header.agent["tools"]]
+        check_added_in_the_same_run(first.trace_path)
         second = await agent.run("again")
+    assert changed_tools(second.trace_path) == []  # it started with the new list
     header = read_trace(second.trace_path).header
     assert "added" in [t["name"] for t in header.agent["tools"]]
-    assert header.config_hash != trace.header.config_hash  # other tools: another version
-    replayed = await replay(first.trace_path, trace_dir=tmp_path / "replays")
-    assert not replayed.diverged, replayed.report()
+    first_header = read_trace(first.trace_path).header
+    assert header.config_hash != first_header.config_hash  # other tools: another version
+    await check_offline_replay(first.trace_path, tmp_path / "replays")
 
 
 async def test_a_command_that_does_not_exist_is_a_typed_error(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ from agentloop.result import OutputT, RunResult
 from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, Price, RunLimits, UseAgentDefault
 from agentloop.spec import AgentSpec
 from agentloop.streaming import AgentStream, SyncAgentStream
-from agentloop.tools import SourcedTools, Tool, Toolset, ToolSource
+from agentloop.tools import SourcedTools, Tool, ToolChanges, Toolset, ToolSource
 from agentloop.trace import RunObserver
 from agentloop.types import JSONObject, ToolErrorPolicy
 from agentloop.untrusted import UNTRUSTED_NOTICE
@@ -108,7 +108,8 @@ class Agent(Generic[OutputT]):
         self.tools = Toolset(t for t in items if not isinstance(t, ToolSource))
         self._sourced: list[SourcedTools] = []  # what the open sources served
         self._served: list[JSONObject] = []  # the identities of the open sources' tools
-        self._notices: tuple[Callable[[], list[str]], ...] = ()  # and how to ask them for news
+        self._tool_changes: tuple[Callable[[], ToolChanges], ...] = ()  # and how to ask them
+        # for changed tool lists
         self._open: Agent[OutputT] | None = None  # with its sources' tools, in `async with`
         self._open_stack: contextlib.AsyncExitStack | None = None
         self.instructions = instructions
@@ -162,16 +163,7 @@ class Agent(Generic[OutputT]):
                 mode="json", exclude_none=True
             ),
             "limits": (limits or self.limits).model_dump(mode="json"),
-            "tools": [
-                {
-                    **t.spec(),
-                    "timeout": t.timeout,
-                    "requires_approval": t.requires_approval,
-                    "idempotent": t.idempotent,
-                    "source_hash": t.source_hash,
-                }
-                for t in self.tools.values()
-            ],
+            "tools": [t.recorded() for t in self.tools.values()],
             **({"output": self.output.config()} if self.output else {}),
             **(
                 {"prices": {k: v.model_dump() for k, v in sorted(self.prices.items())}}
@@ -261,7 +253,7 @@ class Agent(Generic[OutputT]):
                 prices=self.prices,
                 fallback_models=self.fallback_models,
                 run_observers=self.run_observers,
-                notices=self._notices,
+                tool_changes=self._tool_changes,
             )
             cached = self._spec_cache = (key, spec)
         return cached[1]
@@ -284,6 +276,7 @@ class Agent(Generic[OutputT]):
         tool_runner: ToolRunner | None = None,
         parent: dict[str, Any] | None = None,
         conversation: ConversationTurn | None = None,
+        tool_changes: ToolChanges | None = None,
     ) -> RunResult[OutputT]:
         """Run ``task`` to a final answer. Per-run arguments override the agent's defaults.
 
@@ -292,9 +285,11 @@ class Agent(Generic[OutputT]):
         ``history`` continues a conversation: a previous ``RunResult`` or its
         ``all_messages()`` (the agent's own system prompt is never repeated). ``deps`` reaches
         tools that take a ``RunContext`` and is never written to the trace. ``listener`` sees
-        every event as it is written. ``tool_runner`` and ``parent`` are the seams replay,
-        fork and resume use: who produces tool results, and which run this one continues
-        (recorded in the trace header); ``conversation`` is what ``Conversation`` passes.
+        every event as it is written. ``tool_runner``, ``parent`` and ``tool_changes`` are the
+        seams replay, fork and resume use: who produces tool results, which run this one
+        continues (recorded in the trace header), and which tool lists change at which step
+        (besides the tool sources' own changes); ``conversation`` is what ``Conversation``
+        passes.
         """
         limits = self.limits.merged(
             max_steps=max_steps,
@@ -316,6 +311,7 @@ class Agent(Generic[OutputT]):
                 parent=parent,
                 deps=deps,
                 conversation=conversation,
+                tool_changes=tool_changes,
             )
             return await run.execute()
 
@@ -364,7 +360,7 @@ class Agent(Generic[OutputT]):
         opened.tool_sources = ()
         opened._sourced = served
         opened._served = [s.config for s in served]
-        opened._notices = tuple(s.notices for s in served if s.notices is not None)
+        opened._tool_changes = tuple(s.changes for s in served if s.changes is not None)
         opened._open = opened._open_stack = opened._spec_cache = None
         return opened
 

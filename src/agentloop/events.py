@@ -97,6 +97,28 @@ class RunWarned(BaseEvent):
     message: str
 
 
+class ToolsChanged(BaseEvent):
+    """A tool source (an MCP server) changed its tool list, and the run took the new one
+    before the model request of ``step``: from that step on, ``tools`` (the same shape as the
+    header's ``agent.tools`` entries) are the source's tools; the other tools are unchanged.
+    The header (and its ``config_hash``) keep the tools the run started with; an offline
+    replay switches to ``tools`` at the same step."""
+
+    type: Literal["tools_changed"] = "tools_changed"
+    source: str
+    """The source's name (the MCP server's ``name``)."""
+    tools: list[dict[str, Any]]
+    added: list[str] = Field(default_factory=list)
+    """Names offered now that were not before."""
+    removed: list[str] = Field(default_factory=list)
+    """Names no longer offered."""
+    left_out: list[str] = Field(default_factory=list)
+    """New tools not offered because another tool already has their name."""
+    source_config: dict[str, Any] | None = None
+    """The source's identity with every schema it serves now, as the server said it (like
+    the header's ``agent.tool_sources`` entry)."""
+
+
 class RunFinished(BaseEvent):
     type: Literal["run_finished"] = "run_finished"
     output: str
@@ -198,6 +220,7 @@ Event: TypeAlias = Annotated[
     | ToolResultRecorded
     | StreamInterrupted
     | RunWarned
+    | ToolsChanged
     | HookApplied
     | RunFinished
     | RunFailed

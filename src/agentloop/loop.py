@@ -58,6 +58,7 @@ from agentloop.events import (
     RunWarned,
     ToolCallRequested,
     ToolResultRecorded,
+    ToolsChanged,
     capture_listeners,
 )
 from agentloop.messages import (
@@ -73,6 +74,7 @@ from agentloop.redaction import redact_log_event
 from agentloop.result import RunResult, StopReason
 from agentloop.spec import AgentSpec
 from agentloop.steered import Steered
+from agentloop.tools import ToolChanges
 from agentloop.trace import TraceHeader, TraceWriter, new_run_id, now_iso, trace_path
 from agentloop.untrusted import delimit_untrusted
 
@@ -103,11 +105,15 @@ class Run(Steered):
         parent: dict[str, Any] | None,
         deps: Any = None,
         conversation: ConversationTurn | None = None,
+        tool_changes: ToolChanges | None = None,
     ) -> None:
         self.spec = spec
         self.tools, self.limits, self.settings = spec.tools, spec.limits, spec.settings
         self.model = spec.model
         self.run_tools = tool_runner or self.run_tools_live
+        # Asked before each model request: the tool sources' own, then the caller's (replay).
+        self.tool_changes = [make() for make in spec.tool_changes]
+        self.tool_changes += [tool_changes] if tool_changes is not None else []
         self.run_id = new_run_id()
         self.config, self.config_hash = spec.config, spec.config_hash
         listeners = (*capture_listeners.get(), *((listener,) if listener else ()))
@@ -206,7 +212,8 @@ class Run(Steered):
     async def loop(self) -> Any:
         while True:
             self.check_step_budget()
-            self.record_notices()
+            if self.tool_changes:
+                await self.refresh_tools()
             response = await self.ask_model()
             actions = parse_actions(response, self.tools)
             if not actions or isinstance(actions, FinalAnswer):
@@ -227,11 +234,37 @@ class Run(Steered):
 
     # -- one step --------------------------------------------------------------------------
 
-    def record_notices(self) -> None:
-        """What the tool sources (MCP servers) reported since the last step, as warnings."""
-        for ask in self.spec.notices:
-            for notice in ask():
-                self.emit(RunWarned, kind="tool_source", message=notice)
+    async def refresh_tools(self) -> None:
+        """Take the tool lists that changed since the last step (an MCP server announced
+        ``tools/list_changed``; a replay's recorded changes), each recorded as a
+        ``tools_changed`` event: the model is offered the new list from this step on."""
+        for ask in self.tool_changes:
+            try:
+                changes = await ask(self.step)
+            except AgentLoopError as exc:  # the list could not be taken: keep the tools
+                message = f"{exc}; the run keeps the tools it has"
+                self.emit(RunWarned, kind="tool_source", message=self.redact(message))
+                continue
+            for change in changes:
+                self.tools, offered, clashes = self.tools.changed(change)
+                now = {t.name for t in offered}
+                self.emit(
+                    ToolsChanged,
+                    source=change.source,
+                    tools=[t.recorded() for t in offered],
+                    added=sorted(now - change.replaces),
+                    removed=sorted(change.replaces - now),
+                    left_out=clashes,
+                    source_config=change.config,
+                )
+                if clashes:
+                    self.emit(
+                        RunWarned,
+                        kind="tool_source",
+                        message=f"{change.source!r} now offers tools named {clashes}, which "
+                        "other tools of the run already have; they are left out (give the "
+                        "source a prefix)",
+                    )
 
     def check_step_budget(self) -> None:
         limit = self.limits.max_steps

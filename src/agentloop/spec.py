@@ -17,7 +17,7 @@ from agentloop.models.base import Model
 from agentloop.output import OutputSpec
 from agentloop.redaction import Redactor
 from agentloop.settings import ModelSettings, Price, RunLimits
-from agentloop.tools import Toolset
+from agentloop.tools import ToolChanges, Toolset
 from agentloop.trace import RunObserver
 
 
@@ -48,5 +48,6 @@ class AgentSpec:
     run_observers: tuple[RunObserver, ...] = ()
     """Called with each run's trace header; each returns one more listener for the run's
     events (``Agent(otel=...)`` adds the OpenTelemetry span writer this way)."""
-    notices: tuple[Callable[[], list[str]], ...] = ()
-    """Asked between steps for news from the tool sources (MCP servers), recorded as warnings."""
+    tool_changes: tuple[Callable[[], ToolChanges], ...] = ()
+    """Per tool source (MCP server): makes, for each run, what the run asks before each model
+    request for the source's changed tool list (``SourcedTools.changes``)."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import inspect
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, overload, runtime_checkable
@@ -82,6 +82,17 @@ class Tool:
     def spec(self) -> JSONObject:
         """What the model is told about this tool: name, description, parameters."""
         return {"name": self.name, "description": self.description, "parameters": self.parameters}
+
+    def recorded(self) -> JSONObject:
+        """The tool as a trace records it (the header's ``agent.tools`` entries, a
+        ``tools_changed`` event's ``tools``): its spec and the settings that change a run."""
+        return {
+            **self.spec(),
+            "timeout": self.timeout,
+            "requires_approval": self.requires_approval,
+            "idempotent": self.idempotent,
+            "source_hash": self.source_hash,
+        }
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the underlying function directly, as if ``@tool`` had not wrapped it."""
@@ -222,9 +233,29 @@ class SourcedTools:
 
     tools: list[Tool]
     config: JSONObject
-    notices: Callable[[], list[str]] | None = None
-    """What the source has to report since it was last asked (a server that announced a
-    changed tool list); a run records each as a ``warning`` event between steps."""
+    changes: Callable[[], ToolChanges] | None = None
+    """Called once per run: the function that run asks, before each model request, whether
+    the source's tool list changed (an MCP server's ``notifications/tools/list_changed``)."""
+
+
+@dataclass(frozen=True)
+class ToolChange:
+    """A tool source's new tool list, taken between two steps of a run: ``tools`` (all it
+    offers now) replace the tools named in ``replaces`` (all it offered until now).
+    ``config`` is the source's identity with what it serves now (like the header's
+    ``tool_sources`` entry), for the record."""
+
+    source: str
+    tools: tuple[Tool, ...]
+    replaces: frozenset[str]
+    config: JSONObject | None = None
+
+
+ToolChanges = Callable[[int], Awaitable[Sequence[ToolChange]]]
+"""Asked by a run before each model request with the step: the tool lists that changed since
+it last asked (none, mostly). MCP servers answer live; a replay answers from the trace's
+``tools_changed`` events. An ``AgentLoopError`` it raises is recorded as a warning and the
+run keeps its tools."""
 
 
 @runtime_checkable
@@ -271,6 +302,23 @@ class Toolset(Mapping[str, Tool]):
 
     def specs(self) -> list[JSONObject]:
         return [t.spec() for t in self._tools.values()]
+
+    def changed(self, change: ToolChange) -> tuple[Toolset, list[Tool], list[str]]:
+        """This toolset with ``change`` applied: the tools it replaces go, its tools come in.
+        A new tool whose name another tool (local, or another source's) already has is left
+        out and named in the third item, so a server cannot take over a name mid-run; the
+        second item is the source's tools as now offered."""
+        kept = [t for name, t in self._tools.items() if name not in change.replaces]
+        taken = {t.name for t in kept}
+        offered: list[Tool] = []
+        clashes: list[str] = []
+        for t in change.tools:
+            if t.name in taken:
+                clashes.append(t.name)
+            else:
+                taken.add(t.name)
+                offered.append(t)
+        return Toolset([*kept, *offered]), offered, clashes
 
 
 def _check_name(name: str) -> None:

@@ -37,6 +37,7 @@ from agentloop.events import (
     ScoreRecorded,
     ToolCallRequested,
     ToolResultRecorded,
+    ToolsChanged,
 )
 from agentloop.messages import Message
 from agentloop.redaction import Redactor, default_redactor
@@ -170,6 +171,16 @@ class Trace(BaseModel):
 
     def tool_results(self) -> list[ToolResultRecorded]:
         return [e for e in self.events if isinstance(e, ToolResultRecorded)]
+
+    def tools(self) -> list[dict[str, Any]]:
+        """Every tool the run offered at some step (header ``agent.tools`` entries): those it
+        started with, then those a source added mid-run (``tools_changed``); a tool offered
+        with a new schema appears with its latest one."""
+        offered = {str(t["name"]): t for t in self.header.agent.get("tools", [])}
+        for event in self.events:
+            if isinstance(event, ToolsChanged):
+                offered.update((str(t["name"]), t) for t in event.tools)
+        return list(offered.values())
 
     def messages(self) -> list[Message]:
         """The conversation: every message the model was sent, plus its last response."""

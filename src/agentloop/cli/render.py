@@ -26,6 +26,7 @@ from agentloop.events import (
     ScoreRecorded,
     ToolCallRequested,
     ToolResultRecorded,
+    ToolsChanged,
 )
 from agentloop.feedback.signals import feedback_counts
 from agentloop.messages import Usage
@@ -113,9 +114,20 @@ def event_lines(event: BaseEvent, limit: int | None = PROGRESS_LIMIT) -> list[st
         return _result_lines(event, limit)
     if isinstance(event, RunWarned):
         return [f"{INDENT}warning ({escape(event.kind)}): {one_line(event.message, limit)}"]
+    if isinstance(event, ToolsChanged):
+        return [_tools_changed_line(event, limit)]
     if isinstance(event, RunFinished | RunFailed | RunCancelled):
         return terminal_lines(event, limit)
     return []
+
+
+def _tools_changed_line(event: ToolsChanged, limit: int | None) -> str:
+    """``tools changed (source): +added -removed, N tools now``; the names are the source's."""
+    names = [*(f"+{n}" for n in event.added), *(f"-{n}" for n in event.removed)]
+    names += [f"left out {n}" for n in event.left_out]
+    what = one_line(" ".join(names), limit) if names else "the same names"
+    now = plural(len(event.tools), "tool")
+    return f"{INDENT}tools changed ({one_line(event.source, 64)}): {what}, {now} from it now"
 
 
 def _response_lines(event: ModelResponded, limit: int | None) -> list[str]:

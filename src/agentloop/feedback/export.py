@@ -265,12 +265,14 @@ def wire_conversation(trace: Trace) -> list[dict[str, Any]]:
 
 
 def _tools(trace: Trace) -> list[dict[str, Any]]:
+    """Every tool the run offered (those an MCP server added mid-run included), as OpenAI
+    ``tools`` entries."""
     return [
         {
             "type": "function",
             "function": {k: t[k] for k in ("name", "description", "parameters") if k in t},
         }
-        for t in trace.header.agent.get("tools", [])
+        for t in trace.tools()
     ]
 
 

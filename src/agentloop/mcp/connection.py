@@ -38,12 +38,16 @@ class Connection:
         self.tools: list[MCPTool] = []
         self.server_info: dict[str, Any] = {}
         self.restarts_left = server.restarts
-        self.tools_changed = False
-        """Set when the server announces ``notifications/tools/list_changed``."""
-        self._notices: list[str] = []
+        self.announced = 0
+        """How many times the server announced ``notifications/tools/list_changed``."""
+        self.version = 0
+        """Counts the listings of ``tools`` (at start, after a restart, after an
+        announcement): a run whose tools came from an older one takes the new list."""
+        self._listed_for = 0  # the `announced` count that `tools` reflects
         self._stop = asyncio.Event()
         self._owner: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._listing = asyncio.Lock()
 
     async def start(self) -> None:
         """Start the server (stdio) or connect to it (HTTP) and list its tools; a typed error
@@ -115,10 +119,29 @@ class Connection:
             raise ToolRetry(text or f"Error: the tool {raw_name!r} failed without a message")
         return text
 
-    async def relist(self) -> None:
-        """List the tools again (after ``notifications/tools/list_changed``)."""
-        self.tools_changed = False
-        self.tools = await self._list_tools(await self._client())
+    async def refresh(self) -> None:
+        """List the tools again if the server announced a change since they were listed (once
+        for all the runs that share the connection). ``MCPServerError`` if the server cannot
+        be asked; it is not asked again until its next announcement."""
+        if self._listed_for >= self.announced:
+            return
+        async with self._listing:
+            announced = self.announced
+            if self._listed_for >= announced:
+                return  # another run listed them meanwhile
+            self._listed_for = announced
+            try:
+                tools = await self._list_tools(await self._client())
+            except MCPServerError:
+                raise
+            except Exception as exc:
+                raise MCPServerError(
+                    self.server.name,
+                    f"announced a new tool list that could not be listed "
+                    f"({type(exc).__name__}: {exc}){self.server.log_hint()}",
+                ) from exc
+            self.tools = tools
+            self.version += 1
 
     async def _client(self) -> Client:
         """The live client, after restarting a stdio server that died, if restarts are left."""
@@ -150,7 +173,9 @@ class Connection:
                 client = await stack.enter_async_context(
                     Client(transport, message_handler=self._notified, mode="legacy")
                 )
+                announced = self.announced
                 self.tools = await self._list_tools(client)
+                self._listed_for, self.version = announced, self.version + 1
                 info = client.server_info
                 self.server_info = (
                     {"name": info.name, "version": info.version} if info is not None else {}
@@ -203,17 +228,7 @@ class Connection:
 
     async def _notified(self, message: Any) -> None:
         if getattr(message, "method", None) == "notifications/tools/list_changed":
-            self.tools_changed = True
-            self._notices.append(
-                f"MCP server {self.server.name!r} changed its tool list "
-                "(notifications/tools/list_changed); this run keeps the tools it started with, "
-                "the next run lists them again"
-            )
-
-    def take_notices(self) -> list[str]:
-        """The notices since the last call (for the run's trace)."""
-        taken, self._notices = self._notices, []
-        return taken
+            self.announced += 1  # the runs take the new list before their next step
 
     def _failed_to_start(self, exc: BaseException) -> BaseException:
         if isinstance(exc, MCPServerError | asyncio.CancelledError):

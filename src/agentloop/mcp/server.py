@@ -30,7 +30,7 @@ from agentloop.mcp.convert import (
     tool_name,
 )
 from agentloop.mcp.errors import MCPServerError
-from agentloop.tools import SourcedTools, Tool
+from agentloop.tools import SourcedTools, Tool, ToolChange, ToolChanges
 from agentloop.types import JSONObject
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -105,6 +105,7 @@ class MCPServer:
             else Path(tempfile.gettempdir()) / "agentloop-mcp" / f"{name}.stderr.log"
         )
         self._shared: tuple[Connection, SourcedTools] | None = None
+        self._shared_version = 0  # the connection's tool list version it serves
         self._depth = 0  # nested `async with server:` blocks
 
     @classmethod
@@ -169,11 +170,14 @@ class MCPServer:
     @contextlib.asynccontextmanager
     async def open_tools(self) -> AsyncIterator[SourcedTools]:
         """Connect and yield the server's tools (or those of the connection ``async with
-        server:`` opened); the connection made here is closed on the way out."""
+        server:`` opened, listed again if the server announced a change); the connection made
+        here is closed on the way out. A run asks ``changes`` before each step for the list
+        the server announced meanwhile."""
         if self._shared is not None:
             connection, served = self._shared
-            if connection.tools_changed:  # notifications/tools/list_changed since last time
-                await connection.relist()
+            await connection.refresh()  # notifications/tools/list_changed since last time
+            if connection.version != self._shared_version:
+                self._shared_version = connection.version
                 self._shared = (connection, served := self._served(connection))
             yield served
             return
@@ -202,6 +206,7 @@ class MCPServer:
         await connection.start()
         try:
             self._shared = (connection, self._served(connection))
+            self._shared_version = connection.version
         except BaseException:
             await connection.close()
             raise
@@ -215,6 +220,13 @@ class MCPServer:
             await shared[0].close()
 
     def _served(self, connection: Connection) -> SourcedTools:
+        tools, config = self._offered(connection)
+        changes = functools.partial(self._changes, connection, connection.version, tools)
+        return SourcedTools(tools=tools, config=config, changes=changes)
+
+    def _offered(self, connection: Connection) -> tuple[list[Tool], JSONObject]:
+        """The connection's tools as agentloop tools, and the server's identity with every
+        schema it served (for the trace)."""
         offered = [
             t for t in connection.tools if self.include is None or str(t.name) in self.include
         ]
@@ -236,7 +248,26 @@ class MCPServer:
             "prefix": self.prefix,
             "tools": [served_tool(t) for t in offered],
         }
-        return SourcedTools(tools=tools, config=config, notices=connection.take_notices)
+        return tools, config
+
+    def _changes(self, connection: Connection, version: int, tools: list[Tool]) -> ToolChanges:
+        """For one run that started with ``tools`` (listed as ``version``): what it asks
+        before each step. After ``notifications/tools/list_changed`` (or a restart) it lists
+        the tools again (once per connection) and answers the new list."""
+        seen, offered = version, frozenset(t.name for t in tools)
+
+        async def changed(step: int) -> list[ToolChange]:
+            nonlocal seen, offered
+            await connection.refresh()
+            if connection.version == seen:
+                return []
+            seen = connection.version
+            now, config = self._offered(connection)
+            change = ToolChange(self.name, tuple(now), offered, config)
+            offered = frozenset(t.name for t in now)
+            return [change]
+
+        return changed
 
     def _tool(self, connection: Connection, listed: Any) -> Tool:
         raw = str(listed.name)

@@ -37,6 +37,7 @@ from agentloop.events import (
     RunWarned,
     ToolCallRequested,
     ToolResultRecorded,
+    ToolsChanged,
 )
 from agentloop.otel import _conventions as sc
 from agentloop.otel._ids import ROOT, plan, root_context, span_id, trace_id, unplan
@@ -171,6 +172,17 @@ class SpanWriter:
             self._root.add_event(
                 "agentloop.warning",
                 {"agentloop.warning.kind": event.kind, "agentloop.step": event.step},
+                timestamp=_ns(event.ts),
+            )
+        elif isinstance(event, ToolsChanged):
+            self._root.add_event(
+                "agentloop.tools_changed",
+                {
+                    "agentloop.tool_source": event.source,
+                    "agentloop.tools.added": event.added,
+                    "agentloop.tools.removed": event.removed,
+                    "agentloop.step": event.step,
+                },
                 timestamp=_ns(event.ts),
             )
         elif isinstance(event, RunFinished | RunFailed | RunCancelled):

@@ -10,7 +10,6 @@ departure and goes on.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from agentloop.observations import MISTAKES
 from agentloop.output import OutputSpec
 from agentloop.replay.divergence import Divergence, config_divergences
 from agentloop.replay.recorded_hooks import recorded_hook_failure, recorded_hooks
+from agentloop.replay.recorded_tools import offline_tool, recorded_tool_changes
 from agentloop.replay.recording import (
     Checker,
     RecordedCancellation,
@@ -47,7 +47,7 @@ from agentloop.replay.recording import (
 from agentloop.result import RunResult
 from agentloop.settings import USE_AGENT_DEFAULT, ModelSettings, Price, RunLimits, UseAgentDefault
 from agentloop.streaming import AgentStream
-from agentloop.tools import Tool, ToolSource
+from agentloop.tools import Tool, ToolChanges, ToolSource
 from agentloop.trace import Trace, read_trace, trace_path
 
 
@@ -147,8 +147,20 @@ async def replay(
         "step": fork_at,
         "trace": str(source.path) if source.path else None,
     }
+    # Tool lists a source changed mid-run change at the same step here, unless the tools
+    # run live (their sources change them again) or the run goes on live from a fork.
+    changes = recorded_tool_changes(source) if tools == "recorded" and not forking else None
     result, error = await _run(
-        agent, source, recording, replay_model, runner, parent, trace_dir, listener, hook_failure
+        agent,
+        source,
+        recording,
+        replay_model,
+        runner,
+        parent,
+        trace_dir,
+        listener,
+        hook_failure,
+        changes,
     )
     if checker is not None and not isinstance(error, ReplayDiverged):
         _check_ending(checker, recording, replay_model, result)
@@ -291,7 +303,7 @@ def agent_from_trace(
         limits = bounded(limits, RunLimits())
     agent: Agent = Agent(
         model if model is not None else ReplayModel(Recording(trace)),
-        tools=tools if tools is not None else [_offline_tool(t) for t in config.get("tools", [])],
+        tools=tools if tools is not None else [offline_tool(t) for t in config.get("tools", [])],
         instructions=instructions if instructions is not None else config.get("instructions"),
         name=config.get("name", "agent"),
         settings=settings,
@@ -434,6 +446,7 @@ async def _run(
     trace_dir: str | Path | UseAgentDefault | None,
     listener: EventListener | None,
     hook_failure: tuple[int, str, str] | None = None,
+    tool_changes: ToolChanges | None = None,
 ) -> tuple[RunResult | None, AgentLoopError | None]:
     ended_as: list[str] = []
 
@@ -459,6 +472,7 @@ async def _run(
             metadata=source.header.metadata,
             listener=watch,
             conversation=_conversation(source),
+            tool_changes=tool_changes,
         )
     except AgentLoopError as exc:
         return exc.partial, exc
@@ -514,29 +528,6 @@ def _ending(kind: str, output: str | None, reason: str | None) -> str:
 
 def _until(found: list[Divergence], stop: Divergence) -> list[Divergence]:
     return found[: found.index(stop) + 1]
-
-
-def _offline_tool(spec: dict[str, Any]) -> Tool:
-    name = spec["name"]
-
-    def unavailable(**_: Any) -> Any:
-        raise UserError(f"tool {name!r} is not available in an offline replay")
-
-    tool = Tool.from_schema(
-        name=name,
-        description=spec.get("description", ""),
-        parameters=spec.get("parameters", {"type": "object"}),
-        func=unavailable,
-        timeout=spec.get("timeout"),
-        requires_approval=bool(spec.get("requires_approval")),
-        idempotent=bool(spec.get("idempotent")),
-    )
-    # Validation already happened in the recorded run, and its outcome (a rejection message or
-    # the result) is served from the trace; re-validating with jsonschema could disagree with
-    # the original validator (pydantic converts "3" to 3, jsonschema does not).
-    return dataclasses.replace(
-        tool, validate=dict, source_hash=spec.get("source_hash", ""), stand_in=True
-    )
 
 
 def _text(result: RunResult[Any]) -> str | None:

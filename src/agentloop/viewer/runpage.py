@@ -31,6 +31,7 @@ from agentloop.events import (
     ScoreRecorded,
     ToolCallRequested,
     ToolResultRecorded,
+    ToolsChanged,
 )
 from agentloop.trace import TraceHeader, parse_header
 
@@ -56,6 +57,8 @@ class StepView:
     response: ModelResponded | None = None
     calls: list[CallView] = field(default_factory=list)
     warnings: list[RunWarned] = field(default_factory=list)
+    tools_changed: list[ToolsChanged] = field(default_factory=list)
+    """Tool lists a source changed before this step's request."""
     other: list[Event] = field(default_factory=list)
     """Events with no place above: a terminal event that happened in this step."""
     feedback: list[FeedbackRecorded] = field(default_factory=list)
@@ -209,5 +212,7 @@ def _place(step: StepView, event: Event) -> None:
         step.other.append(event)
     elif isinstance(event, RunWarned):
         step.warnings.append(event)
+    elif isinstance(event, ToolsChanged):
+        step.tools_changed.append(event)
     else:
         step.other.append(event)

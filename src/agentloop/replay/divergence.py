@@ -149,13 +149,17 @@ def diff_traces(
 
 
 def step_summaries(trace: Trace) -> list[list[str]]:
-    """Per step, one line per thing the run did: tool calls, their results, the answer."""
+    """Per step, one line per thing the run did: a changed tool list, tool calls, their
+    results, the answer."""
     steps: list[list[str]] = []
     for event in trace.events:
         while len(steps) <= event.step:
             steps.append([])
         lines = steps[event.step]
-        if event.type == "model_response" and not event.response.tool_calls:
+        if event.type == "tools_changed":
+            names = [*(f"+{n}" for n in event.added), *(f"-{n}" for n in event.removed)]
+            lines.append(f"tools changed ({event.source}): {' '.join(names) or 'same names'}")
+        elif event.type == "model_response" and not event.response.tool_calls:
             lines.append(f"answer: {event.response.text or '(empty)'}")
         elif event.type == "tool_call":
             lines.append(f"call {event.name}({event.raw_arguments})")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agentloop import Agent, read_trace
+from agentloop import Agent, read_trace, replay
 from agentloop.actions import ToolCall
 from agentloop.errors import ToolDefinitionError
 from agentloop.mcp import MCPServer, MCPServerError
@@ -148,7 +148,7 @@ def changed_tools(path: Path | None) -> list[Any]:
     return [e for e in read_trace(path).events if e.type == "tools_changed"]
 
 
-def check_added_in_the_same_run(path: Path | None) -> None:
+def check_added_in_the_same_run(path: Path | None, local: frozenset[str] = frozenset()) -> None:
     """The run called ``change`` at step 0, took the new list before step 1 (one
     ``tools_changed`` event, before that step's request) and called ``added`` there."""
     assert path is not None
@@ -158,7 +158,7 @@ def check_added_in_the_same_run(path: Path | None) -> None:
     assert (changed.step, changed.source) == (1, "fault")
     assert (changed.added, changed.removed, changed.left_out) == (["added"], [], [])
     offered = {t["name"]: t for t in changed.tools}
-    started_with = {t["name"] for t in trace.header.agent["tools"]}
+    started_with = {t["name"] for t in trace.header.agent["tools"]} - local
     assert set(offered) == started_with | {"added"}  # all the server's tools now
     assert offered["added"]["description"] == "A tool that appeared later."
     assert offered["added"]["parameters"]["type"] == "object"
@@ -174,8 +174,6 @@ def check_added_in_the_same_run(path: Path | None) -> None:
 async def check_offline_replay(path: Path | None, folder: Path) -> None:
     """The trace replays offline (no server) with no divergence, switching to the recorded
     tool list at the recorded step and serving the recorded ``added`` result."""
-    from agentloop.replay import replay
-
     assert path is not None
     replayed = await replay(path, trace_dir=folder)
     assert not replayed.diverged, replayed.report()
@@ -199,6 +197,15 @@ async def test_list_changed_offers_the_new_tools_from_the_next_step_on(tmp_path:
     await check_offline_replay(result.trace_path, tmp_path / "replays")
 
 
+async def test_list_changed_over_http_changes_the_running_run_too(tmp_path: Path) -> None:
+    with fault_http(tmp_path, tmp_path / "http.log") as url:
+        server = MCPServer.http(url, name="fault", timeout=10)
+        agent = Agent(change_then_call_added(), tools=[server], trace_dir=tmp_path / "t")
+        result = await agent.run("change your tools")
+    check_added_in_the_same_run(result.trace_path)
+    await check_offline_replay(result.trace_path, tmp_path / "replays")
+
+
 async def test_a_shared_connection_changes_the_running_run_and_the_next_ones(
     tmp_path: Path,
 ) -> None:
@@ -215,6 +222,40 @@ async def test_a_shared_connection_changes_the_running_run_and_the_next_ones(
     first_header = read_trace(first.trace_path).header
     assert header.config_hash != first_header.config_hash  # other tools: another version
     await check_offline_replay(first.trace_path, tmp_path / "replays")
+
+
+async def test_concurrent_runs_on_a_shared_connection_all_take_the_new_list(
+    tmp_path: Path,
+) -> None:
+    from agentloop import tool
+
+    changed = asyncio.Event()
+
+    @tool
+    async def wait() -> str:
+        """Wait until the other run changed the server's tools."""
+        await changed.wait()
+        return "waited"
+
+    def watch(event: Any) -> None:
+        if event.type == "tool_result" and event.name == "change":
+            changed.set()
+
+    other = ScriptedModel([calls(("wait", {})), calls(("added", {})), "other done"])
+    agent = Agent(ScriptedModel([]), tools=[fault(tmp_path), wait], trace_dir=tmp_path / "t")
+    async with agent:
+        first, second = await asyncio.gather(
+            agent.run("change", model=change_then_call_added(), listener=watch),
+            agent.run("wait, then use the new tool", model=other),
+        )
+    check_added_in_the_same_run(first.trace_path, local=frozenset({"wait"}))
+    (seen,) = changed_tools(second.trace_path)
+    assert (seen.step, seen.added) == (1, ["added"])
+    waited, added = tool_results(second.trace_path)
+    assert (waited.content, added.content, added.error) == ("waited", "new", None)
+    for result in (first, second):
+        replayed = await replay(result.trace_path, trace_dir=tmp_path / "replays")
+        assert not replayed.diverged, replayed.report()
 
 
 async def test_a_command_that_does_not_exist_is_a_typed_error(tmp_path: Path) -> None:

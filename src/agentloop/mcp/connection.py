@@ -129,17 +129,19 @@ class Connection:
             announced = self.announced
             if self._listed_for >= announced:
                 return  # another run listed them meanwhile
-            self._listed_for = announced
             try:
                 tools = await self._list_tools(await self._client())
-            except MCPServerError:
-                raise
             except Exception as exc:
+                self._listed_for = announced  # not asked again until the next announcement
+                if isinstance(exc, MCPServerError):
+                    raise
                 raise MCPServerError(
                     self.server.name,
                     f"announced a new tool list that could not be listed "
                     f"({type(exc).__name__}: {exc}){self.server.log_hint()}",
                 ) from exc
+            # Set only now: a run that asks while the list is taken waits for it (the lock).
+            self._listed_for = announced
             self.tools = tools
             self.version += 1
 

@@ -18,7 +18,13 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from agentloop.errors import TraceError
-from agentloop.events import ModelRequested, ModelResponded, ToolCallRequested, ToolResultRecorded
+from agentloop.events import (
+    ModelRequested,
+    ModelResponded,
+    ToolCallRequested,
+    ToolResultRecorded,
+    ToolsChanged,
+)
 from agentloop.otel import trace_id, trace_spans
 from agentloop.testing import ScriptedModel
 from agentloop.trace import Trace, read_trace
@@ -90,6 +96,15 @@ def disagreements(trace: Trace, spans: list[ReadableSpan]) -> list[str]:
         check(attrs.get("error.type") == error, f"{call.call_id}: error {attrs.get('error.type')}")
         erred = span.status.status_code is StatusCode.ERROR
         check(erred == (error is not None), f"{call.call_id}: status")
+
+    # Tool lists changed mid-run: one span event on the run each, at its step.
+    changed = [e.step for e in trace.events if isinstance(e, ToolsChanged)]
+    noted = [
+        (e.attributes or {})["agentloop.step"]
+        for e in root.events
+        if e.name == "agentloop.tools_changed"
+    ]
+    check(noted == changed, f"tools_changed span events at {noted}, not {changed}")
 
     # The run: its tokens, steps and how it ended.
     end = trace.terminal

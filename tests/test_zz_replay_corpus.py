@@ -1,9 +1,10 @@
-"""Every trace the test suite wrote replays offline to the same outcome and actions.
+"""Every trace the test suite wrote replays offline to the same outcome, actions and tool lists.
 
 This file's name sorts last, so it runs after the others in the same process; conftest.py
 records the path of every trace written until then. Offline replay rebuilds each agent from
 its trace header and serves the recorded model responses and tool results with sockets
-blocked. Left out, because no recording can reproduce them: runs that were cancelled or never
+blocked; a tool list a source changed mid-run (``tools_changed``) changes at the same step.
+Left out, because no recording can reproduce them: runs that were cancelled or never
 finished (killed), runs stopped by the wall clock or by a tool's SystemExit/KeyboardInterrupt
 (the process was leaving), and runs whose last model request got no response (a transport
 failure, an exhausted script). Runs against the fake OpenAI server are in the corpus: it mints
@@ -18,7 +19,7 @@ import pytest
 
 from agentloop import replay_sync
 from agentloop.errors import TraceError
-from agentloop.events import ToolCallRequested
+from agentloop.events import ToolCallRequested, ToolsChanged
 from agentloop.trace import Trace, read_trace
 from conftest import WRITTEN_TRACES
 
@@ -47,6 +48,15 @@ def actions(trace: Trace) -> list[tuple[int, str, str]]:
     ]
 
 
+def tool_lists(trace: Trace) -> list[tuple[int, str, list[str]]]:
+    """Where the tool list changed (``tools_changed``), and to what."""
+    return [
+        (e.step, e.source, [t["name"] for t in e.tools])
+        for e in trace.events
+        if isinstance(e, ToolsChanged)
+    ]
+
+
 def test_every_trace_the_suite_wrote_replays_offline(tmp_path: Path, no_network: None) -> None:
     corpus = [t for t in map(replayable, dict.fromkeys(WRITTEN_TRACES)) if t is not None]
     if len(WRITTEN_TRACES) < 50:
@@ -60,6 +70,7 @@ def test_every_trace_the_suite_wrote_replays_offline(tmp_path: Path, no_network:
             and replayed is not None
             and replayed.output == trace.output
             and actions(replayed) == actions(trace)
+            and tool_lists(replayed) == tool_lists(trace)
         )
         if not same:
             failures.append(f"{trace.path}: {result.report()} {result.error or ''}")

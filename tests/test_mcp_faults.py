@@ -197,6 +197,14 @@ async def test_list_changed_offers_the_new_tools_from_the_next_step_on(tmp_path:
     await check_offline_replay(result.trace_path, tmp_path / "replays")
 
 
+async def test_an_announced_list_that_is_the_same_is_no_change(tmp_path: Path) -> None:
+    # The second `change` adds `added` again: the server announces a list with nothing new.
+    model = ScriptedModel([calls(("change", {})), calls(("change", {})), "twice"])
+    agent = Agent(model, tools=[fault(tmp_path)], trace_dir=tmp_path / "t")
+    result = await agent.run("change your tools twice")
+    assert [(e.step, e.added) for e in changed_tools(result.trace_path)] == [(1, ["added"])]
+
+
 async def test_list_changed_over_http_changes_the_running_run_too(tmp_path: Path) -> None:
     with fault_http(tmp_path, tmp_path / "http.log") as url:
         server = MCPServer.http(url, name="fault", timeout=10)

@@ -221,7 +221,7 @@ class MCPServer:
 
     def _served(self, connection: Connection) -> SourcedTools:
         tools, config = self._offered(connection)
-        changes = functools.partial(self._changes, connection, connection.version, tools)
+        changes = functools.partial(self._changes, connection, connection.version, tools, config)
         return SourcedTools(tools=tools, config=config, changes=changes)
 
     def _offered(self, connection: Connection) -> tuple[list[Tool], JSONObject]:
@@ -250,22 +250,27 @@ class MCPServer:
         }
         return tools, config
 
-    def _changes(self, connection: Connection, version: int, tools: list[Tool]) -> ToolChanges:
+    def _changes(
+        self, connection: Connection, version: int, tools: list[Tool], config: JSONObject
+    ) -> ToolChanges:
         """For one run that started with ``tools`` (listed as ``version``): what it asks
         before each step. After ``notifications/tools/list_changed`` (or a restart) it lists
-        the tools again (once per connection) and answers the new list."""
-        seen, offered = version, frozenset(t.name for t in tools)
+        the tools again (once per connection) and answers the new list, unless it is the
+        same as before (some servers announce right after they start)."""
+        seen, before = version, (tools, config)
 
         async def changed(step: int) -> list[ToolChange]:
-            nonlocal seen, offered
+            nonlocal seen, before
             await connection.refresh()
             if connection.version == seen:
                 return []
             seen = connection.version
             now, config = self._offered(connection)
-            change = ToolChange(self.name, tuple(now), offered, config)
-            offered = frozenset(t.name for t in now)
-            return [change]
+            old, old_config = before
+            before = (now, config)
+            if config == old_config and [t.recorded() for t in now] == [t.recorded() for t in old]:
+                return []
+            return [ToolChange(self.name, tuple(now), frozenset(t.name for t in old), config)]
 
         return changed
 

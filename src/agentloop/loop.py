@@ -114,6 +114,7 @@ class Run(Steered):
         # Asked before each model request: the tool sources' own, then the caller's (replay).
         self.tool_changes = [make() for make in spec.tool_changes]
         self.tool_changes += [tool_changes] if tool_changes is not None else []
+        self.taken: dict[str, frozenset[str]] = {}  # per source, the tools offered from it
         self.run_id = new_run_id()
         self.config, self.config_hash = spec.config, spec.config_hash
         listeners = (*capture_listeners.get(), *((listener,) if listener else ()))
@@ -246,14 +247,15 @@ class Run(Steered):
                 self.emit(RunWarned, kind="tool_source", message=self.redact(message))
                 continue
             for change in changes:
-                self.tools, offered, clashes = self.tools.changed(change)
-                now = {t.name for t in offered}
+                before = self.taken.get(change.source, change.replaces)
+                self.tools, offered, clashes = self.tools.changed(change.tools, before)
+                now = self.taken[change.source] = frozenset(t.name for t in offered)
                 self.emit(
                     ToolsChanged,
                     source=change.source,
                     tools=[t.recorded() for t in offered],
-                    added=sorted(now - change.replaces),
-                    removed=sorted(change.replaces - now),
+                    added=sorted(now - before),
+                    removed=sorted(before - now),
                     left_out=clashes,
                     source_config=change.config,
                 )

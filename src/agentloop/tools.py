@@ -18,7 +18,15 @@ from __future__ import annotations
 import functools
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, overload, runtime_checkable
@@ -241,7 +249,8 @@ class SourcedTools:
 @dataclass(frozen=True)
 class ToolChange:
     """A tool source's new tool list, taken between two steps of a run: ``tools`` (all it
-    offers now) replace the tools named in ``replaces`` (all it offered until now).
+    offers now) replace the tools named in ``replaces`` (all it offered until now; after its
+    first change a run goes by what it took from the source, less any name it left out).
     ``config`` is the source's identity with what it serves now (like the header's
     ``tool_sources`` entry), for the record."""
 
@@ -303,16 +312,18 @@ class Toolset(Mapping[str, Tool]):
     def specs(self) -> list[JSONObject]:
         return [t.spec() for t in self._tools.values()]
 
-    def changed(self, change: ToolChange) -> tuple[Toolset, list[Tool], list[str]]:
-        """This toolset with ``change`` applied: the tools it replaces go, its tools come in.
-        A new tool whose name another tool (local, or another source's) already has is left
-        out and named in the third item, so a server cannot take over a name mid-run; the
-        second item is the source's tools as now offered."""
-        kept = [t for name, t in self._tools.items() if name not in change.replaces]
+    def changed(
+        self, tools: Iterable[Tool], replaces: Collection[str]
+    ) -> tuple[Toolset, list[Tool], list[str]]:
+        """This toolset with a source's new ``tools`` in place of the ones named in
+        ``replaces``. A new tool whose name another tool (local, or another source's) already
+        has is left out and named in the third item, so a source cannot take over a name
+        mid-run; the second item is the source's tools as now offered."""
+        kept = [t for name, t in self._tools.items() if name not in replaces]
         taken = {t.name for t in kept}
         offered: list[Tool] = []
         clashes: list[str] = []
-        for t in change.tools:
+        for t in tools:
             if t.name in taken:
                 clashes.append(t.name)
             else:

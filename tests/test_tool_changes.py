@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agentloop import Agent, ModelResponse, read_trace, replay
 from agentloop.cli.render import event_lines
 from agentloop.errors import AgentLoopError
@@ -215,3 +217,17 @@ async def test_a_change_is_an_event_on_the_opentelemetry_run_span(tmp_path: Path
         "agentloop.tools.removed": ("old",),
         "agentloop.step": 1,
     }
+
+
+def test_the_command_line_shows_and_replays_the_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from agentloop.cli import main
+
+    path = asyncio.run(swapped_run(tmp_path))
+    assert main(["traces", "show", str(path)]) == 0
+    assert "tools changed (src): +new -old, 1 tool from it now" in capsys.readouterr().out
+    assert main(["replay", str(path), "--trace-dir", str(tmp_path / "r")]) == 0
+    assert "no divergence" in capsys.readouterr().out

@@ -273,7 +273,8 @@ def live_agent(source: Trace, args: argparse.Namespace, *, live_model: bool) -> 
 
 
 def _tool_names(source: Trace) -> list[str]:
-    return [str(t.get("name")) for t in source.header.agent.get("tools", [])]
+    """Every tool the run offered (one an MCP server added mid-run included)."""
+    return [str(t.get("name")) for t in source.tools()]
 
 
 def _mcp(args: argparse.Namespace) -> list[MCPServer]:

@@ -108,8 +108,8 @@ class Agent(Generic[OutputT]):
         self.tools = Toolset(t for t in items if not isinstance(t, ToolSource))
         self._sourced: list[SourcedTools] = []  # what the open sources served
         self._served: list[JSONObject] = []  # the identities of the open sources' tools
-        self._tool_changes: tuple[Callable[[], ToolChanges], ...] = ()  # and how to ask them
-        # for changed tool lists
+        # ... and, per run, how to ask them for changed tool lists (SourcedTools.changes)
+        self._tool_changes: tuple[Callable[[], ToolChanges], ...] = ()
         self._open: Agent[OutputT] | None = None  # with its sources' tools, in `async with`
         self._open_stack: contextlib.AsyncExitStack | None = None
         self.instructions = instructions

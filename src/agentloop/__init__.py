@@ -4,10 +4,14 @@ The public API of the runtime is this module's ``__all__``: agents, tools, model
 errors, traces, and replay/resume. Evaluation lives in ``agentloop.evals`` and feedback
 (critique, human feedback, export) in ``agentloop.feedback``. Everything else is internal and
 may change.
+
+Agent files and replay are loaded on first use (``agentloop.load_agent``, ``agentloop.replay``
+...), so ``import agentloop`` stays quick for code that needs neither.
 """
 
+import typing
+
 from agentloop.agent import Agent, AgentRun
-from agentloop.agentfile import load_agent
 from agentloop.context import RunContext
 from agentloop.conversation import Conversation
 from agentloop.errors import (
@@ -34,11 +38,41 @@ from agentloop.messages import Message, ModelResponse, ToolCallPart, Usage
 from agentloop.models import Model
 from agentloop.observations import Observation
 from agentloop.redaction import Redactor
-from agentloop.replay import Divergence, ReplayResult, replay, replay_sync, resume, resume_sync
 from agentloop.result import RunResult
 from agentloop.settings import ModelSettings, Price, RunLimits
 from agentloop.tools import Tool, Toolset, tool
 from agentloop.trace import Trace, read_trace
+
+if typing.TYPE_CHECKING:
+    from agentloop.agentfile import load_agent
+    from agentloop.replay import (
+        Divergence,
+        ReplayResult,
+        replay,
+        replay_sync,
+        resume,
+        resume_sync,
+    )
+
+_LAZY = {
+    "load_agent": "agentloop.agentfile",
+    **dict.fromkeys(
+        ("Divergence", "ReplayResult", "replay", "replay_sync", "resume", "resume_sync"),
+        "agentloop.replay",
+    ),
+}
+
+
+def __getattr__(name: str) -> typing.Any:
+    """The names of ``_LAZY``, imported when first asked for."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'agentloop' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0.dev0"
 

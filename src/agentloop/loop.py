@@ -15,8 +15,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from agentloop.actions import (
     Call,
     FinalAnswer,
@@ -79,11 +77,21 @@ from agentloop.trace import TraceHeader, TraceWriter, new_run_id, now_iso, trace
 from agentloop.untrusted import delimit_untrusted
 
 _stdlib_log = logging.getLogger("agentloop")
-_log = structlog.wrap_logger(
-    _stdlib_log,
-    wrapper_class=structlog.stdlib.BoundLogger,
-    processors=[redact_log_event, structlog.stdlib.render_to_log_kwargs],
-)
+
+
+@cache
+def _log() -> Any:
+    """The run logger: structlog over the standard ``agentloop`` logger, redacting every entry.
+    Made on the first run, so ``import agentloop`` does not load structlog (~35 ms)."""
+    import structlog
+
+    return structlog.wrap_logger(
+        _stdlib_log,
+        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[redact_log_event, structlog.stdlib.render_to_log_kwargs],
+    )
+
+
 EMPTY_RESPONSE_NUDGE = (
     "Your last reply was empty. Call one of the tools, or give your final answer as text."
 )
@@ -121,7 +129,7 @@ class Run(Steered):
         self.listeners = listeners
         self.redact = spec.redact
         # Every log entry of this run goes through the run's redactor (a structlog processor).
-        self.log = _log.bind(run_id=self.run_id, _redactor=self.redact)
+        self.log = _log().bind(run_id=self.run_id, _redactor=self.redact)
         self.messages: list[Message] = []
         system = spec.system_prompt
         if system:
@@ -467,7 +475,7 @@ class Run(Steered):
                 name = getattr(listener, "__qualname__", type(listener).__name__)
                 if getattr(event, "type", None) in TERMINAL_TYPES:
                     # The run has ended and its trace is closed: the outcome stands.
-                    _log.warning("listener failed", run_id=self.run_id, listener=name)
+                    _log().warning("listener failed", run_id=self.run_id, listener=name)
                     continue
                 raise HookFailed(
                     f"listener {name} raised {type(exc).__name__}: {exc}", hook=name

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Annotated, Any, TypeAlias, get_args, get_origin, get_type_hints
 from urllib.parse import urljoin
 
-import docstring_parser
 import pydantic
 
 from agentloop.context import is_run_context
@@ -88,6 +87,8 @@ def function_parameters(
     function: Callable[..., Any], tool_name: str
 ) -> tuple[str, JSONObject, Validator]:
     """The description (docstring summary), parameter schema and validator of a function."""
+    import docstring_parser  # on first use: ~10 ms that `import agentloop` need not pay
+
     doc = docstring_parser.parse(_docstring(function))
     arg_docs = {p.arg_name: p.description or "" for p in doc.params}
     model = _arguments_model(function, tool_name, arg_docs)

@@ -151,11 +151,20 @@ def test_public_names_not_in_all_are_modules_only() -> None:
     assert extra == set()
 
 
+def test_replay_is_the_function_even_after_its_subpackage_is_imported() -> None:
+    code = (
+        "import agentloop.replay.runner, agentloop; from agentloop import replay, load_agent; "
+        "print(callable(replay), callable(agentloop.replay), callable(load_agent))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "True"]
+
+
 def test_import_agentloop_imports_no_http_client_and_no_optional_dependency() -> None:
     heavy = ["openai", "httpx2", "httpx", "jsonschema", "xllamacpp", "ddgs", "bm25s", "mcp"]
     heavy += ["opentelemetry", "ray", "starlette", "jinja2", "inscriptis"]
-    # Loaded on first use (import time, issue 12): logging, docstrings, agent files, replay.
-    heavy += ["structlog", "docstring_parser", "agentloop.agentfile", "agentloop.replay"]
+    # Loaded on first use (import time, issue 12): logging, docstrings, agent files.
+    heavy += ["structlog", "docstring_parser", "agentloop.agentfile"]
     code = f"import sys, agentloop; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -5,8 +5,9 @@ errors, traces, and replay/resume. Evaluation lives in ``agentloop.evals`` and f
 (critique, human feedback, export) in ``agentloop.feedback``. Everything else is internal and
 may change.
 
-Agent files and replay are loaded on first use (``agentloop.load_agent``, ``agentloop.replay``
-...), so ``import agentloop`` stays quick for code that needs neither.
+Agent files are loaded on first use (``agentloop.load_agent``), so ``import agentloop`` stays
+quick for code that needs none. (Replay cannot be: the function ``agentloop.replay`` shares its
+name with the subpackage, which would shadow it once imported.)
 """
 
 import typing
@@ -38,6 +39,7 @@ from agentloop.messages import Message, ModelResponse, ToolCallPart, Usage
 from agentloop.models import Model
 from agentloop.observations import Observation
 from agentloop.redaction import Redactor
+from agentloop.replay import Divergence, ReplayResult, replay, replay_sync, resume, resume_sync
 from agentloop.result import RunResult
 from agentloop.settings import ModelSettings, Price, RunLimits
 from agentloop.tools import Tool, Toolset, tool
@@ -45,22 +47,8 @@ from agentloop.trace import Trace, read_trace
 
 if typing.TYPE_CHECKING:
     from agentloop.agentfile import load_agent
-    from agentloop.replay import (
-        Divergence,
-        ReplayResult,
-        replay,
-        replay_sync,
-        resume,
-        resume_sync,
-    )
 
-_LAZY = {
-    "load_agent": "agentloop.agentfile",
-    **dict.fromkeys(
-        ("Divergence", "ReplayResult", "replay", "replay_sync", "resume", "resume_sync"),
-        "agentloop.replay",
-    ),
-}
+_LAZY = {"load_agent": "agentloop.agentfile"}
 
 
 def __getattr__(name: str) -> typing.Any:

@@ -13,7 +13,6 @@ import io
 import json
 import os
 import re
-import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -41,6 +40,7 @@ from agentloop.events import (
 )
 from agentloop.messages import Message
 from agentloop.redaction import Redactor, default_redactor
+from agentloop.regular_files import NotRegularFile, open_regular
 
 FORMAT_NAME = "agentloop.trace"
 FORMAT_VERSION = 1
@@ -322,13 +322,11 @@ def _read_regular(file: Path) -> bytes:
     """The bytes of ``file``, which must be a regular file: opened without blocking, so a FIFO
     or a device named ``*.jsonl`` in a folder of traces cannot hang a command."""
     try:
-        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+        fd = open_regular(file, os.O_RDONLY)
+    except NotRegularFile:
+        raise TraceError(f"{file} is not a regular file; not an agentloop trace") from None
     except OSError as exc:
         raise TraceError(f"cannot read trace {file}: {exc.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise TraceError(f"{file} is not a regular file; not an agentloop trace")
-    os.set_blocking(fd, True)
     with os.fdopen(fd, "rb") as handle:
         try:
             return handle.read()

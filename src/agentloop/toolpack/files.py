@@ -19,11 +19,11 @@ covered (give agents a root no one else writes to).
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 from agentloop import Tool, ToolRetry, tool
 from agentloop.errors import UserError
+from agentloop.regular_files import NotRegularFile, open_regular
 from agentloop.safety import safe_path
 
 ROOT_ENV = "AGENTLOOP_FILES_ROOT"
@@ -116,14 +116,11 @@ def _open_regular(target: Path, flags: int, path: str) -> int:
     wait for a writer forever), and only if it is a regular file; return the descriptor in
     blocking mode."""
     try:
-        fd = os.open(target, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        return open_regular(target, flags | os.O_NOFOLLOW)
+    except NotRegularFile:
+        raise ToolRetry(f"{path!r} is not a regular file") from None
     except OSError as exc:
         raise ToolRetry(f"cannot open {path!r}: {exc.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise ToolRetry(f"{path!r} is not a regular file")
-    os.set_blocking(fd, True)
-    return fd
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:

@@ -18,7 +18,6 @@ import contextvars
 import dataclasses
 import functools
 import inspect
-import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -116,13 +115,14 @@ def _in_thread(
     leading: tuple[object, ...] = (),
 ) -> asyncio.Future[object]:
     """``function(*leading, **arguments)`` in a daemon worker thread (with this context's
-    variables), as a future whose ``returned`` event is set when the function returns or
-    raises. Cancelling or timing out the await leaves the call to finish on its own."""
+    variables), as a future whose ``running`` flag (a one-item list) turns false when the
+    function returns or raises. Cancelling or timing out the await leaves the call to finish
+    on its own."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[object] = loop.create_future()
     context = contextvars.copy_context()
-    returned = threading.Event()
-    future.returned = returned  # type: ignore[attr-defined]
+    running = [True]  # a plain flag: an Event would cost a lock and a condition per call
+    future.running = running  # type: ignore[attr-defined]
 
     def settle(value: object, error: BaseException | None) -> None:
         if future.done():
@@ -136,9 +136,9 @@ def _in_thread(
         try:
             value = context.run(function, *leading, **arguments)
         except BaseException as exc:  # handed to the awaiting task, which decides
-            returned.set()
+            running[0] = False
             return functools.partial(_call_soon, loop, settle, None, exc)
-        returned.set()
+        running[0] = False
         return functools.partial(_call_soon, loop, settle, value, None)
 
     workers.start(job)
@@ -175,16 +175,16 @@ async def _run_one(call: ToolCall, limits: RunLimits, approver: Approver | None)
         )
     timeout = tool.timeout if tool.timeout is not None else limits.tool_timeout
     deadline = asyncio.timeout(timeout)
-    returned: threading.Event | None = None
+    running: list[bool] | None = None
     try:
         async with deadline:
             context = (current_run_context(),) if tool.takes_context else ()
             if tool.is_async:
                 value = await tool.function(*context, **call.arguments)
             else:
-                running = _in_thread(tool.function, call.arguments, context)
-                returned = getattr(running, "returned", None)
-                value = await running
+                call_future = _in_thread(tool.function, call.arguments, context)
+                running = getattr(call_future, "running", None)
+                value = await call_future
             if inspect.isawaitable(value):  # a sync function that returned a coroutine
                 value = await value
     except ToolRetry as exc:
@@ -192,7 +192,7 @@ async def _run_one(call: ToolCall, limits: RunLimits, approver: Approver | None)
     except TimeoutError as exc:
         if not deadline.expired():  # the tool itself raised TimeoutError
             return outcome(_failed(tool.name, exc), exc)
-        alive = returned is not None and not returned.is_set()
+        alive = running is not None and running[0]
         timed_out = outcome(
             Observation(
                 content=f"Error: {tool.name!r} timed out after {timeout or 0:g} s. "

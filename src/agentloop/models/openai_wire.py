@@ -76,10 +76,15 @@ def strict_tool(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def encoded(message: Message) -> bytes:
-    """The message's wire JSON, encoded once per message (messages never change)."""
-    cached: bytes | None = message._wire.get(_WIRE)
+    """The message's wire JSON, encoded once per message (messages never change).
+
+    The cache is the message's private ``_wire`` dict, read from pydantic's private store
+    directly: ``message._wire`` goes through ``BaseModel.__getattr__`` (about 3.5 µs, paid for
+    every message of every request) where the store is a plain attribute (0.15 µs)."""
+    wire: dict[str, bytes] = message.__pydantic_private__["_wire"]  # type: ignore[index]
+    cached = wire.get(_WIRE)
     if cached is None:
-        cached = message._wire[_WIRE] = json.dumps(wire_message(message)).encode()
+        cached = wire[_WIRE] = json.dumps(wire_message(message)).encode()
     return cached
 
 

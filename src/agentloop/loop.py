@@ -458,6 +458,9 @@ class Run(Steered):
     # -- the trace -------------------------------------------------------------------------
 
     def emit(self, event_type: type[BaseEvent], /, **fields: Any) -> None:
+        if self.writer is None and not self.listeners:  # nobody to see it: only count it
+            self.seq += 1
+            return
         # Built without re-validation: the fields come from typed code, and read_trace
         # validates every event when a trace is read back.
         event = event_type.model_construct(

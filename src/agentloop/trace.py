@@ -92,10 +92,13 @@ class TraceWriter:
     """
 
     def __init__(self, path: Path, header: TraceHeader, redact: Redactor) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._redact = redact
-        self._file: io.FileIO | None = io.FileIO(path, "x")
+        try:
+            self._file: io.FileIO | None = io.FileIO(path, "x")
+        except FileNotFoundError:  # the folder is made on first use, not checked every run
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = io.FileIO(path, "x")
         self.write(header)
 
     def write(self, event: BaseModel) -> None:

@@ -55,3 +55,14 @@ def test_user_patterns_and_no_defaults() -> None:
     assert redact("id ACME-123456, sk-abcdefghijklmnop0123") == (
         f"id ACME-{MASK}, sk-abcdefghijklmnop0123"
     )
+
+
+def test_every_trigger_holds_a_root_so_the_quick_check_never_skips_one() -> None:
+    """``_may_hold_secret`` looks for the roots first and returns early without one: a trigger
+    added without a root would never be looked for."""
+    from agentloop.redaction import _ROOTS, _TRIGGERS, _may_hold_secret
+
+    for trigger in _TRIGGERS:
+        assert any(root in trigger for root in _ROOTS), trigger
+        assert _may_hold_secret(f"plain text, then {trigger.upper()} and more")
+    assert not _may_hold_secret('{"type":"tool_result","content":"42","name":"add"}')

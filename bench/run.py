@@ -66,10 +66,12 @@ PER_STEP = [
     "openai",
     "agentloop",
     "agentloop-notrace",
+    "agentloop-async-tool",
     "httpx-streamed",
     "agentloop-streamed",
     "agentloop-otel",
 ]
+MID_ONLY = {"agentloop-async-tool", "agentloop-otel"}
 RAW = {"agentloop-streamed": "httpx-streamed", "httpx-streamed": "httpx-streamed"}
 """What a row's "vs raw" compares with: the raw streamed loop for streamed rows, else httpx."""
 
@@ -83,8 +85,9 @@ def measure_per_step(url: str, ks: list[int], repeats: int, runs: int) -> dict[s
     samples: dict[tuple[str, int], list[dict[str, float]]] = {}
     for _ in range(repeats):
         for k in ks:
-            # Live OpenTelemetry export is measured where its target is, to keep the run short.
-            names = PER_STEP if k == mid_k(ks) else PER_STEP[:-1]
+            # Rows that explain one cost (a tool on the event loop, live OpenTelemetry export)
+            # are measured at K=10 only, where the targets are, to keep the run short.
+            names = [n for n in PER_STEP if k == mid_k(ks) or n not in MID_ONLY]
             for name in names:
                 n = max(1, runs * 10 // (k + 1))
                 samples.setdefault((name, k), []).append(
@@ -335,6 +338,7 @@ def report(results: dict[str, Any]) -> str:
             lines.append(f"| {label} | {row['cases_per_s']:.1f} | {row['peak_rss_mib']:.0f} |")
     lines += ["", "## Other", ""]
     lines.append(tracing_line(results))
+    lines.append(thread_line(results))
     lines.append(
         f"- replay of a {results['replay_steps']}-step trace (recorded tools): {fmt(rp, 3)} s"
     )
@@ -368,6 +372,20 @@ def tracing_line(results: dict[str, Any]) -> str:
     return (
         f"- tracing (serialize, redact values, write, flush) at K={mid}: {wall:.0%} of a "
         f"step's wall time, {cpu:.0%} of its CPU time"
+    )
+
+
+def thread_line(results: dict[str, Any]) -> str:
+    """What running a sync tool in a worker thread costs per step (the handoff both ways),
+    against the same tool written ``async def``, which runs on the event loop as the raw
+    loops' tool does."""
+    ps, at = results["per_step"], mid_k(results["ks"])
+    threaded, on_loop = ps[f"agentloop@{at}"], ps[f"agentloop-async-tool@{at}"]
+    wall = threaded["wall_ms"]["median"] - on_loop["wall_ms"]["median"]
+    cpu = threaded["cpu_ms"]["median"] - on_loop["cpu_ms"]["median"]
+    return (
+        f"- a sync tool's worker thread at K={at}: {wall * 1000:.0f} µs of a step's wall time, "
+        f"{cpu * 1000:.0f} µs of its CPU time (against the same tool as `async def`)"
     )
 
 

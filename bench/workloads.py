@@ -137,7 +137,7 @@ async def openai_runner(url: str) -> Run:
 
 
 def _agentloop_runner(
-    trace: bool, otel: bool = False, streamed: bool = False
+    trace: bool, otel: bool = False, streamed: bool = False, async_tool: bool = False
 ) -> Callable[[str], Awaitable[Run]]:
     async def make(url: str) -> Run:
         from agentloop import Agent, tool
@@ -147,6 +147,13 @@ def _agentloop_runner(
         def add(a: int, b: int) -> int:
             """Add two integers."""
             return a + b
+
+        if async_tool:  # runs on the event loop, as the raw loops run theirs
+
+            @tool
+            async def add(a: int, b: int) -> int:  # type: ignore[no-redef]
+                """Add two integers."""
+                return a + b
 
         trace_dir = Path(tempfile.mkdtemp(prefix="agentloop-bench-")) if trace else None
         agents: dict[int, Agent] = {}
@@ -189,6 +196,7 @@ RUNNERS: dict[str, Callable[[str], Awaitable[Run]]] = {
     "openai": openai_runner,
     "agentloop": _agentloop_runner(trace=True),
     "agentloop-notrace": _agentloop_runner(trace=False),
+    "agentloop-async-tool": _agentloop_runner(trace=True, async_tool=True),
     "agentloop-otel": _agentloop_runner(trace=True, otel=True),
     "httpx-streamed": httpx_streamed_runner,
     "agentloop-streamed": _agentloop_runner(trace=True, streamed=True),

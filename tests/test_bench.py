@@ -41,6 +41,7 @@ def test_bench_quick_prints_every_table(tmp_path: Path) -> None:
         "| openai |",
         "| agentloop |",
         "| agentloop-notrace |",
+        "| agentloop-async-tool |",
         "| agentloop-otel |",
         "| httpx-streamed |",
         "| agentloop-streamed |",
@@ -50,4 +51,5 @@ def test_bench_quick_prints_every_table(tmp_path: Path) -> None:
     for client in clients:
         assert client in out.stdout
     assert "- tracing (serialize, redact values, write, flush) at K=1: " in out.stdout
+    assert "- a sync tool's worker thread at K=1: " in out.stdout
     assert (tmp_path / "b.json").read_text().startswith("{")

@@ -463,7 +463,7 @@ class Run(Steered):
             return
         # Built without re-validation: the fields come from typed code, and read_trace
         # validates every event when a trace is read back.
-        event = event_type.model_construct(
+        event = event_type.trusted(
             run_id=self.run_id, step=self.step, seq=self.seq, ts=time.time(), **fields
         )
         self.seq += 1

@@ -156,5 +156,6 @@ class ModelResponse(_Frozen):
         return cls(tool_calls=parts, finish_reason="tool_calls", **fields)
 
     def to_message(self) -> AssistantMessage:
-        """The assistant message that records this response in the conversation."""
-        return AssistantMessage(content=self.text, tool_calls=self.tool_calls)
+        """The assistant message that records this response in the conversation (built
+        without validating again: the response's fields were validated when it was made)."""
+        return AssistantMessage.model_construct(content=self.text, tool_calls=self.tool_calls)

@@ -59,8 +59,7 @@ def _plan(cls: type[BaseEvent]) -> _Plan:
     """Each field of ``cls`` in order, with its default or default factory. Events have no
     aliases, private attributes or post-init hook (a test checks), so nothing else is needed."""
     plan = tuple(
-        (name, field.default, field.default_factory)
-        for name, field in cls.model_fields.items()
+        (name, field.default, field.default_factory) for name, field in cls.model_fields.items()
     )
     _plans[cls] = plan
     return plan

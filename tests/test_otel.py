@@ -30,6 +30,7 @@ from agentloop.otel import (
     CONTENT_ATTRIBUTES,
     RunIdGenerator,
     _setup,
+    _spans,
     export_traces,
     span_id,
     trace_id,
@@ -372,6 +373,32 @@ async def test_a_cancelled_run_marks_its_interrupted_tool_calls(
     root = root_of(spans)
     assert attrs(root)["error.type"] == "CancelledError"
     assert attrs(root)["agentloop.stop_reason"] == "cancelled"
+
+
+async def test_the_spans_of_a_running_run_arrive_before_it_ends(
+    tmp_path: Path,
+    memory: tuple[TracerProvider, InMemorySpanExporter],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ended spans wait to be made in a batch, but not for the run's end: the batch is made
+    after ``BATCH_SECONDS`` (here none) on the run's event loop."""
+    provider, exporter = memory
+    monkeypatch.setattr(_spans, "BATCH_SECONDS", 0.0)
+    seen: list[list[str]] = []
+
+    @tool
+    async def slow(x: int) -> int:
+        """Take a while, then look at what has arrived."""
+        await asyncio.sleep(0.05)
+        seen.append([s.name for s in exporter.get_finished_spans()])
+        return x
+
+    model = ScriptedModel([ModelResponse.tool_call("slow", {"x": 1}), "done"])
+    agent = Agent(model, tools=[slow], trace_dir=tmp_path, otel=provider)
+    assert (await agent.run("go")).output == "done"
+    assert seen == [["chat scripted"]]  # the first request, while its tool call still ran
+    names = [s.name for s in exporter.get_finished_spans()]
+    assert names == ["chat scripted", "execute_tool slow", "chat scripted", "invoke_agent agent"]
 
 
 def test_a_killed_run_exports_as_incomplete(tmp_path: Path) -> None:

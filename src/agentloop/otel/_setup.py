@@ -84,14 +84,19 @@ def run_observer(
     redact: Callable[[str], str] | None = None,
 ) -> Callable[[TraceHeader], EventListener]:
     """What an agent calls as each run starts, with the run's header: a ``SpanWriter`` for
-    that run. ``provider`` ``None`` means ``tracer_provider()``, looked up at the first run;
+    that run. ``provider`` ``None`` means ``tracer_provider()``, looked up as each run starts;
     ``capture_content`` ``None`` means the standard environment switch
     (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``), read at each run."""
+
+    last: list[tuple[trace_api.TracerProvider, trace_api.Tracer]] = []  # one tracer a provider
 
     def observe(header: TraceHeader) -> EventListener:
         try:
             chosen = provider if provider is not None else tracer_provider()
-            tracer = chosen.get_tracer(SCOPE, scope_version(), schema_url=SCHEMA_URL)
+            if not last or last[0][0] is not chosen:
+                tracer = chosen.get_tracer(SCOPE, scope_version(), schema_url=SCHEMA_URL)
+                last[:] = [(chosen, tracer)]
+            tracer = last[0][1]
             capture = capture_content_from_env() if capture_content is None else capture_content
             return SpanWriter(tracer, header, redact=redact, capture_content=capture)
         except Exception:  # a tracing backend must not stop the run from starting

@@ -38,13 +38,13 @@ def fake_server(latency: float = 0.0) -> Iterator[str]:
             proc.stdout.close()
 
 
-def workload(*args: str) -> dict[str, float]:
+def workload(*args: str) -> dict[str, Any]:
     out = subprocess.run(
         [PYTHON, str(HERE / "workloads.py"), *args], capture_output=True, text=True, check=False
     )
     if out.returncode != 0:
         raise SystemExit(f"workload {' '.join(args)} failed:\n{out.stderr}")
-    result: dict[str, float] = json.loads(out.stdout)
+    result: dict[str, Any] = json.loads(out.stdout)
     return result
 
 
@@ -117,6 +117,23 @@ def measure_throughput(url: str, concurrency: list[int], repeats: int) -> dict[s
             "peak_rss_mib": summary([r["peak_rss_mib"] for r in rows]),
         }
         for (name, c), rows in samples.items()
+    }
+
+
+IN_ONE_PROCESS = ["httpx", "agentloop", "agentloop-notrace", "agentloop-async-tool"]
+
+
+def measure_in_one_process(url: str, k: int, runs: int) -> dict[str, Any]:
+    """The per-step clients that explain agentloop's cost, alternating run by run in one
+    process (``workloads.py interleaved``), a fresh process per repeat."""
+    samples: list[dict[str, dict[str, float]]] = []
+    for _ in range(3):
+        also = ",".join(IN_ONE_PROCESS[1:])
+        args = ("interleaved", IN_ONE_PROCESS[0], "--also", also, "--url", url, "-k", str(k))
+        samples.append(workload(*args, "--runs", str(runs)))
+    return {
+        name: {key: summary([s[name][key] for s in samples]) for key in ("wall_ms", "cpu_ms")}
+        for name in IN_ONE_PROCESS
     }
 
 
@@ -288,6 +305,7 @@ def report(results: dict[str, Any]) -> str:
                 f"| {name} | {k} | {fmt(row['wall_ms'])} | {fmt(row['cpu_ms'])} | "
                 f"{vs_httpx:.2f}x | {vs_openai:.2f}x |"
             )
+    lines += in_one_process_lines(results)
     lines += ["", "## Concurrent runs (K=10)", ""]
     lines.append("| client | runs at once | runs/s | peak RSS MiB | vs openai |")
     lines.append("|---|---|---|---|---|")
@@ -358,6 +376,34 @@ def report(results: dict[str, Any]) -> str:
     lines += ["", "## Targets", ""]
     lines += [f"- {'PASS' if ok else 'MISS'}: {what}" for what, ok in targets(results)]
     return "\n".join(lines)
+
+
+def in_one_process_lines(results: dict[str, Any]) -> list[str]:
+    """The clients that explain a step's cost, measured in one process, and the differences
+    that say where agentloop's extra time goes."""
+    one, at = results["in_one_process"], mid_k(results["ks"])
+    lines = ["", f"## Where a step's time goes (K={at}, in one process, alternating)", ""]
+    lines.append("| client | wall ms | CPU ms | wall vs httpx |")
+    lines.append("|---|---|---|---|")
+    for name in IN_ONE_PROCESS:
+        row = one[name]
+        vs = ratio(row["wall_ms"], one["httpx"]["wall_ms"])
+        lines.append(f"| {name} | {fmt(row['wall_ms'])} | {fmt(row['cpu_ms'])} | {vs:.2f}x |")
+
+    def ms(name: str) -> float:
+        value: float = one[name]["wall_ms"]["median"]
+        return value
+
+    raw, full = ms("httpx"), ms("agentloop")
+    trace = full - ms("agentloop-notrace")
+    thread = full - ms("agentloop-async-tool")
+    rest = full - raw - trace - thread
+    lines.append("")
+    lines.append(
+        f"Of agentloop's {full - raw:.3f} ms a step over the raw loop: the trace {trace:.3f} ms, "
+        f"the sync tool's worker thread {thread:.3f} ms, the rest of the loop {rest:.3f} ms."
+    )
+    return lines
 
 
 def tracing_line(results: dict[str, Any]) -> str:
@@ -480,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
             "concurrency": concurrency,
             "replay_steps": replay_steps,
             "per_step": measure_per_step(url, ks, repeats, runs=2 if args.quick else 30),
+            "in_one_process": measure_in_one_process(url, mid_k(ks), 2 if args.quick else 200),
             "throughput": measure_throughput(url, concurrency, repeats),
             "eval_cases": 20 if args.quick else 200,
             "stream_tokens": 20 if args.quick else 500,

@@ -221,6 +221,28 @@ async def per_step(name: str, url: str, k: int, runs: int) -> dict[str, float]:
     }
 
 
+async def interleaved(names: list[str], url: str, k: int, runs: int) -> dict[str, dict[str, float]]:
+    """Per-step wall and CPU time of several clients in one process, a run of each in turn
+    (A B C A B C ...): drift in the machine's speed, which separate processes see as noise,
+    falls on all of them alike, so their differences (what the trace costs, what a sync
+    tool's thread costs) are steadier than between processes."""
+    made = {name: await RUNNERS[name](url) for name in names}
+    for run in made.values():
+        await run(k)  # warm up: connections, imports, caches
+    totals = {name: [0.0, 0.0] for name in names}
+    for _ in range(runs):
+        for name, run in made.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            await run(k)
+            totals[name][0] += time.perf_counter() - wall
+            totals[name][1] += time.process_time() - cpu
+    steps = runs * (k + 1)
+    return {
+        name: {"wall_ms": wall * 1000 / steps, "cpu_ms": cpu * 1000 / steps}
+        for name, (wall, cpu) in totals.items()
+    }
+
+
 async def throughput(name: str, url: str, k: int, concurrent: int) -> dict[str, float]:
     run = await RUNNERS[name](url)
     await run(k)
@@ -399,7 +421,7 @@ def _scorers() -> list[Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["per_step", "throughput", "eval", "stream"])
+    parser.add_argument("mode", choices=["per_step", "throughput", "eval", "stream", "interleaved"])
     parser.add_argument("name", choices=[*sorted([*RUNNERS, *STREAM_RUNNERS]), "raw", "ray"])
     parser.add_argument("--url", required=True)
     parser.add_argument("-k", type=int, default=10)
@@ -407,13 +429,18 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=50)
     parser.add_argument("--cases", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--also", default="", help="interleaved: more clients, comma-separated")
     args = parser.parse_args()
+    result: Any
     if args.mode == "stream":
         result = asyncio.run(stream(args.name, args.url, args.k, args.runs))
     elif args.mode == "eval":
         result = asyncio.run(
             eval_mode(args.name, args.url, args.k, args.cases, args.concurrent, args.workers)
         )
+    elif args.mode == "interleaved":
+        names = [args.name, *filter(None, args.also.split(","))]
+        result = asyncio.run(interleaved(names, args.url, args.k, args.runs))
     elif args.mode == "per_step":
         result = asyncio.run(per_step(args.name, args.url, args.k, args.runs))
     else:

@@ -295,20 +295,23 @@ class _Runner:
         self.scorers, self.timeout, self.progress = scorers, timeout, progress
 
     async def run_all(self, todo: list[tuple[Case, int]], concurrency: int, tally: Tally) -> None:
-        gate = asyncio.Semaphore(concurrency)
+        """Run ``todo`` with ``concurrency`` workers, each taking the next attempt when its
+        last one is recorded: as many tasks as run at once, not one per attempt waiting at a
+        gate (10,000 cases would be 10,000 tasks and their frames, all alive from the start)."""
+        pending = iter(todo)
 
-        async def one(case: Case, attempt: int, journal: Journal) -> None:
-            async with gate:
+        async def worker(journal: Journal) -> None:
+            for case, attempt in pending:
                 record = await self.attempt(case, attempt)
-            journal.append(record)
-            progress = tally.add(record)
-            if self.progress is not None:
-                self.progress(progress)
+                journal.append(record)
+                progress = tally.add(record)
+                if self.progress is not None:
+                    self.progress(progress)
 
         with Journal(self.folder) as journal:
             async with asyncio.TaskGroup() as group:
-                for case, attempt in todo:
-                    group.create_task(one(case, attempt, journal))
+                for _ in range(min(concurrency, len(todo))):
+                    group.create_task(worker(journal))
 
     async def attempt(self, case: Case, attempt: int) -> AttemptRecord:
         """Run one case once and score it; whatever goes wrong becomes an error record."""

@@ -53,11 +53,18 @@ def python_snippet(code: str) -> float:
     return float(out.stdout)
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+def summary(values: list[float]) -> dict[str, Any]:
+    """Median, range, and every round's value in order (rounds alternate the clients, so
+    round i of one client ran beside round i of every other)."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "rounds": values,
+    }
 
 
-def fmt(s: dict[str, float], digits: int = 2) -> str:
+def fmt(s: dict[str, Any], digits: int = 2) -> str:
     return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
 
 
@@ -284,8 +291,25 @@ def measure_imports(repeats: int) -> dict[str, dict[str, float]]:
     return {m: summary(v) for m, v in samples.items()}
 
 
-def ratio(a: dict[str, float], b: dict[str, float]) -> float:
-    return a["median"] / b["median"]
+def ratio(a: dict[str, Any], b: dict[str, Any]) -> float:
+    """How ``a`` compares with ``b``: the median, over rounds, of the ratio within each round.
+    Clients measured in the same round ran side by side, so a slow spell of the machine falls
+    on both and cancels, where a ratio of the two medians would take one client's lucky round
+    against the other's unlucky one. Without rounds to pair, the ratio of the medians."""
+    pairs = list(zip(a.get("rounds", ()), b.get("rounds", ()), strict=False))
+    if pairs and len(pairs) == len(a["rounds"]) == len(b["rounds"]):
+        return statistics.median(x / y for x, y in pairs)
+    median: float = a["median"] / b["median"]
+    return median
+
+
+def difference(a: dict[str, Any], b: dict[str, Any]) -> float:
+    """``a`` minus ``b``: the median of the differences within each round (see ``ratio``)."""
+    pairs = list(zip(a.get("rounds", ()), b.get("rounds", ()), strict=False))
+    if pairs and len(pairs) == len(a["rounds"]) == len(b["rounds"]):
+        return statistics.median(x - y for x, y in pairs)
+    median: float = a["median"] - b["median"]
+    return median
 
 
 def report(results: dict[str, Any]) -> str:
@@ -390,17 +414,16 @@ def in_one_process_lines(results: dict[str, Any]) -> list[str]:
         vs = ratio(row["wall_ms"], one["httpx"]["wall_ms"])
         lines.append(f"| {name} | {fmt(row['wall_ms'])} | {fmt(row['cpu_ms'])} | {vs:.2f}x |")
 
-    def ms(name: str) -> float:
-        value: float = one[name]["wall_ms"]["median"]
-        return value
+    def over(name: str, base: str) -> float:
+        return difference(one[name]["wall_ms"], one[base]["wall_ms"])
 
-    raw, full = ms("httpx"), ms("agentloop")
-    trace = full - ms("agentloop-notrace")
-    thread = full - ms("agentloop-async-tool")
-    rest = full - raw - trace - thread
+    extra = over("agentloop", "httpx")
+    trace = over("agentloop", "agentloop-notrace")
+    thread = over("agentloop", "agentloop-async-tool")
+    rest = extra - trace - thread
     lines.append("")
     lines.append(
-        f"Of agentloop's {full - raw:.3f} ms a step over the raw loop: the trace {trace:.3f} ms, "
+        f"Of agentloop's {extra:.3f} ms a step over the raw loop: the trace {trace:.3f} ms, "
         f"the sync tool's worker thread {thread:.3f} ms, the rest of the loop {rest:.3f} ms."
     )
     return lines
@@ -427,8 +450,8 @@ def thread_line(results: dict[str, Any]) -> str:
     loops' tool does."""
     ps, at = results["per_step"], mid_k(results["ks"])
     threaded, on_loop = ps[f"agentloop@{at}"], ps[f"agentloop-async-tool@{at}"]
-    wall = threaded["wall_ms"]["median"] - on_loop["wall_ms"]["median"]
-    cpu = threaded["cpu_ms"]["median"] - on_loop["cpu_ms"]["median"]
+    wall = difference(threaded["wall_ms"], on_loop["wall_ms"])
+    cpu = difference(threaded["cpu_ms"], on_loop["cpu_ms"])
     return (
         f"- a sync tool's worker thread at K={at}: {wall * 1000:.0f} µs of a step's wall time, "
         f"{cpu * 1000:.0f} µs of its CPU time (against the same tool as `async def`)"
@@ -496,7 +519,7 @@ def _per_step_targets(ps: dict[str, Any], mid: int, top: int) -> list[tuple[str,
 def _stream_targets(stream: dict[str, Any]) -> list[tuple[str, bool]]:
     ours, raw = stream["agentloop-stream"], stream["httpx-sse"]
     per_token = ratio(ours["token_us"], raw["token_us"])
-    added = ours["first_ms"]["median"] - raw["first_ms"]["median"]
+    added = difference(ours["first_ms"], raw["first_ms"])
     return [
         (f"streamed, per token <= 1.5x a raw httpx2 SSE loop ({per_token:.2f}x)", per_token <= 1.5),
         (f"streamed, time to first token < 0.5 ms over raw ({added:+.2f} ms)", added < 0.5),

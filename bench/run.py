@@ -127,12 +127,22 @@ def measure_throughput(url: str, concurrency: list[int], repeats: int) -> dict[s
     }
 
 
-IN_ONE_PROCESS = ["httpx", "agentloop", "agentloop-notrace", "agentloop-async-tool"]
+IN_ONE_PROCESS = [
+    "httpx",
+    "agentloop",
+    "agentloop-notrace",
+    "agentloop-async-tool",
+    "httpx-streamed",
+    "agentloop-streamed",
+]
 
 
 def measure_in_one_process(url: str, k: int, runs: int) -> dict[str, Any]:
-    """The per-step clients that explain agentloop's cost, alternating run by run in one
-    process (``workloads.py interleaved``), a fresh process per repeat."""
+    """The per-step clients the targets compare, alternating run by run in one process
+    (``workloads.py interleaved``), three processes (the rounds). On this machine the same
+    client's time moved by up to a third from one process to the next (pinning the client and
+    the server to CPUs did not explain it), so clients in separate processes compare one
+    process's luck with another's; side by side in one process they share it."""
     samples: list[dict[str, dict[str, float]]] = []
     for _ in range(3):
         also = ",".join(IN_ONE_PROCESS[1:])
@@ -406,12 +416,12 @@ def in_one_process_lines(results: dict[str, Any]) -> list[str]:
     """The clients that explain a step's cost, measured in one process, and the differences
     that say where agentloop's extra time goes."""
     one, at = results["in_one_process"], mid_k(results["ks"])
-    lines = ["", f"## Where a step's time goes (K={at}, in one process, alternating)", ""]
-    lines.append("| client | wall ms | CPU ms | wall vs httpx |")
+    lines = ["", f"## Side by side in one process (K={at}; the per-step targets)", ""]
+    lines.append("| client | wall ms | CPU ms | wall vs raw |")
     lines.append("|---|---|---|---|")
     for name in IN_ONE_PROCESS:
         row = one[name]
-        vs = ratio(row["wall_ms"], one["httpx"]["wall_ms"])
+        vs = ratio(row["wall_ms"], one[RAW.get(name, "httpx")]["wall_ms"])
         lines.append(f"| {name} | {fmt(row['wall_ms'])} | {fmt(row['cpu_ms'])} | {vs:.2f}x |")
 
     def over(name: str, base: str) -> float:
@@ -433,9 +443,8 @@ def tracing_line(results: dict[str, Any]) -> str:
     """What writing the trace (redaction included) costs per step: the difference between the
     agent with and without a trace folder, in wall and in CPU time (CPU is steadier when other
     processes share the machine)."""
-    ps, ks = results["per_step"], results["ks"]
-    mid = 10 if 10 in ks else ks[0]
-    traced, bare = ps[f"agentloop@{mid}"], ps[f"agentloop-notrace@{mid}"]
+    one, mid = results["in_one_process"], mid_k(results["ks"])
+    traced, bare = one["agentloop"], one["agentloop-notrace"]
     wall = 1 - ratio(bare["wall_ms"], traced["wall_ms"])
     cpu = 1 - ratio(bare["cpu_ms"], traced["cpu_ms"])
     return (
@@ -448,8 +457,8 @@ def thread_line(results: dict[str, Any]) -> str:
     """What running a sync tool in a worker thread costs per step (the handoff both ways),
     against the same tool written ``async def``, which runs on the event loop as the raw
     loops' tool does."""
-    ps, at = results["per_step"], mid_k(results["ks"])
-    threaded, on_loop = ps[f"agentloop@{at}"], ps[f"agentloop-async-tool@{at}"]
+    one, at = results["in_one_process"], mid_k(results["ks"])
+    threaded, on_loop = one["agentloop"], one["agentloop-async-tool"]
     wall = difference(threaded["wall_ms"], on_loop["wall_ms"])
     cpu = difference(threaded["cpu_ms"], on_loop["cpu_ms"])
     return (
@@ -461,8 +470,8 @@ def thread_line(results: dict[str, Any]) -> str:
 def targets(results: dict[str, Any]) -> list[tuple[str, bool]]:
     ps, ks = results["per_step"], results["ks"]
     mid, top = (10, 50) if 10 in ks and 50 in ks else (ks[0], ks[-1])
-    al = ps[f"agentloop@{mid}"]["wall_ms"]
-    trace_cost = 1 - ratio(ps[f"agentloop-notrace@{mid}"]["wall_ms"], al)
+    one = results["in_one_process"]
+    trace_cost = 1 - ratio(one["agentloop-notrace"]["wall_ms"], one["agentloop"]["wall_ms"])
     at = mid_k(ks)
     otel_cost = ratio(ps[f"agentloop-otel@{at}"]["wall_ms"], ps[f"agentloop@{at}"]["wall_ms"]) - 1
     c = results["concurrency"][0]
@@ -477,7 +486,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool]]:
             f"eval runner within 1.3x of the raw loop's cases/s, tracing on ({eval_gap:.2f}x)",
             eval_gap <= 1.3,
         ),
-        *_per_step_targets(ps, mid, top),
+        *_per_step_targets(ps, one, mid, top),
         (f"{c} concurrent runs >= 2.5x the openai-client loop ({speedup:.2f}x)", speedup >= 2.5),
         (f"tracing <= 10% of a step ({trace_cost:.0%})", trace_cost <= 0.10),
         (
@@ -499,18 +508,24 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool]]:
     ]
 
 
-def _per_step_targets(ps: dict[str, Any], mid: int, top: int) -> list[tuple[str, bool]]:
-    """Near the wire, streamed and not: within 1.3x of the raw loop at K=mid, and flat with
-    the conversation's length (K=top within 1.1x of K=mid)."""
+def _per_step_targets(
+    ps: dict[str, Any], one: dict[str, Any], mid: int, top: int
+) -> list[tuple[str, bool]]:
+    """Near the wire, streamed and not: within 1.3x of the raw loop at K=mid (the two side by
+    side in one process), and flat with the conversation's length (K=top within 1.1x of K=mid,
+    the same client in separate processes)."""
     found = []
     for name, raw, label in (
         ("agentloop", "httpx", "raw httpx2"),
         ("agentloop-streamed", "httpx-streamed", "a raw httpx2 SSE loop"),
     ):
-        vs_raw = ratio(ps[f"{name}@{mid}"]["wall_ms"], ps[f"{raw}@{mid}"]["wall_ms"])
+        vs_raw = ratio(one[name]["wall_ms"], one[raw]["wall_ms"])
         growth = ratio(ps[f"{name}@{top}"]["wall_ms"], ps[f"{name}@{mid}"]["wall_ms"])
         found += [
-            (f"{name} per step at K={mid} <= 1.3x {label} ({vs_raw:.2f}x)", vs_raw <= 1.3),
+            (
+                f"{name} per step at K={mid} <= 1.3x {label}, in one process ({vs_raw:.2f}x)",
+                vs_raw <= 1.3,
+            ),
             (f"{name}: K={top} within 1.1x of K={mid} per step ({growth:.2f}x)", growth <= 1.1),
         ]
     return found

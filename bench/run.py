@@ -132,6 +132,7 @@ IN_ONE_PROCESS = [
     "agentloop",
     "agentloop-notrace",
     "agentloop-async-tool",
+    "agentloop-otel",
     "httpx-streamed",
     "agentloop-streamed",
 ]
@@ -473,7 +474,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool]]:
     one = results["in_one_process"]
     trace_cost = 1 - ratio(one["agentloop-notrace"]["wall_ms"], one["agentloop"]["wall_ms"])
     at = mid_k(ks)
-    otel_cost = ratio(ps[f"agentloop-otel@{at}"]["wall_ms"], ps[f"agentloop@{at}"]["wall_ms"]) - 1
+    otel_cost = ratio(one["agentloop-otel"]["wall_ms"], one["agentloop"]["wall_ms"]) - 1
     c = results["concurrency"][0]
     tp = results["throughput"]
     speedup = ratio(tp[f"agentloop@{c}"]["runs_per_s"], tp[f"openai@{c}"]["runs_per_s"])
@@ -490,7 +491,8 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool]]:
         (f"{c} concurrent runs >= 2.5x the openai-client loop ({speedup:.2f}x)", speedup >= 2.5),
         (f"tracing <= 10% of a step ({trace_cost:.0%})", trace_cost <= 0.10),
         (
-            f"OpenTelemetry live export <= 10% more per step at K={at} ({otel_cost:.0%})",
+            f"OpenTelemetry live export <= 10% more per step at K={at}, in one process "
+            f"({otel_cost:.0%})",
             otel_cost <= 0.10,
         ),
         (

@@ -227,31 +227,43 @@ this many of its runs, inside its timing: 20 runs of K=10 make 420 spans, under 
 processor's batch of 512, so the processor's own thread seldom sends during another client."""
 
 
-async def interleaved(names: list[str], url: str, k: int, runs: int) -> dict[str, dict[str, float]]:
+async def interleaved(
+    names: list[str], url: str, k: int, runs: int, longer: list[str] | None = None, k2: int = 0
+) -> dict[str, dict[str, float]]:
     """Per-step wall and CPU time of several clients in one process, a run of each in turn
-    (A B C A B C ...): drift in the machine's speed, which separate processes see as noise,
-    falls on all of them alike, so their differences (what the trace costs, what a sync
-    tool's thread costs) are steadier than between processes."""
+    (A B C A B C ...): drift in the machine's speed, and the luck of the process, fall on all
+    of them alike, so their ratios and differences are steadier than between processes.
+
+    ``longer`` clients also run conversations of ``k2`` steps, as clients of their own
+    (``name@k2``), every (k2+1)/(k+1)-th round so that each side gets about as many steps:
+    flatness with the conversation's length, measured side by side too."""
     made = {name: await RUNNERS[name](url) for name in names}
-    for run in made.values():
-        await run(k)  # warm up: connections, imports, caches
-        finish = getattr(run, "finish", None)
+    plan = [(name, name, k, 1) for name in names]
+    every = max(1, round((k2 + 1) / (k + 1)))
+    plan += [(f"{name}@{k2}", name, k2, every) for name in longer or ()]
+    for _, name, size, _ in plan:
+        await made[name](size)  # warm up: connections, imports, caches
+        finish = getattr(made[name], "finish", None)
         if finish is not None:
             finish()
-    totals = {name: [0.0, 0.0] for name in names}
+    totals = {key: [0.0, 0.0, 0] for key, *_ in plan}
     for i in range(1, runs + 1):
-        for name, run in made.items():
+        for key, name, size, period in plan:
+            if i % period:
+                continue
+            run = made[name]
             wall, cpu = time.perf_counter(), time.process_time()
-            await run(k)
+            await run(size)
             finish = getattr(run, "finish", None)
             if finish is not None and (i % FLUSH_EVERY == 0 or i == runs):
                 finish()  # its spans are sent in its own time, not during another client's
-            totals[name][0] += time.perf_counter() - wall
-            totals[name][1] += time.process_time() - cpu
-    steps = runs * (k + 1)
+            total = totals[key]
+            total[0] += time.perf_counter() - wall
+            total[1] += time.process_time() - cpu
+            total[2] += size + 1
     return {
-        name: {"wall_ms": wall * 1000 / steps, "cpu_ms": cpu * 1000 / steps}
-        for name, (wall, cpu) in totals.items()
+        key: {"wall_ms": wall * 1000 / steps, "cpu_ms": cpu * 1000 / steps}
+        for key, (wall, cpu, steps) in totals.items()
     }
 
 
@@ -442,6 +454,8 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--also", default="", help="interleaved: more clients, comma-separated")
+    parser.add_argument("--longer", default="", help="interleaved: clients also run at --k2")
+    parser.add_argument("--k2", type=int, default=50)
     args = parser.parse_args()
     result: Any
     if args.mode == "stream":
@@ -452,7 +466,8 @@ def main() -> None:
         )
     elif args.mode == "interleaved":
         names = [args.name, *filter(None, args.also.split(","))]
-        result = asyncio.run(interleaved(names, args.url, args.k, args.runs))
+        longer = [*filter(None, args.longer.split(","))]
+        result = asyncio.run(interleaved(names, args.url, args.k, args.runs, longer, args.k2))
     elif args.mode == "per_step":
         result = asyncio.run(per_step(args.name, args.url, args.k, args.runs))
     else:

@@ -55,4 +55,5 @@ def test_bench_quick_prints_every_table(tmp_path: Path) -> None:
     assert "- a sync tool's worker thread at K=1: " in out.stdout
     assert "over the raw loop: the trace " in out.stdout
     assert "per step at K=1 <= 1.3x raw httpx2, in one process (" in out.stdout
+    assert "| agentloop at K=3 |" in out.stdout  # flatness, side by side too
     assert (tmp_path / "b.json").read_text().startswith("{")

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import operator
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -73,12 +74,11 @@ PER_STEP = [
     "openai",
     "agentloop",
     "agentloop-notrace",
-    "agentloop-async-tool",
     "httpx-streamed",
     "agentloop-streamed",
-    "agentloop-otel",
 ]
-MID_ONLY = {"agentloop-async-tool", "agentloop-otel"}
+"""Each in its own processes, at every K. The clients that only explain a cost at K=10
+(``agentloop-async-tool``, ``agentloop-otel``) are measured side by side only."""
 RAW = {"agentloop-streamed": "httpx-streamed", "httpx-streamed": "httpx-streamed"}
 """What a row's "vs raw" compares with: the raw streamed loop for streamed rows, else httpx."""
 
@@ -92,10 +92,7 @@ def measure_per_step(url: str, ks: list[int], repeats: int, runs: int) -> dict[s
     samples: dict[tuple[str, int], list[dict[str, float]]] = {}
     for _ in range(repeats):
         for k in ks:
-            # Rows that explain one cost (a tool on the event loop, live OpenTelemetry export)
-            # are measured at K=10 only, where the targets are, to keep the run short.
-            names = [n for n in PER_STEP if k == mid_k(ks) or n not in MID_ONLY]
-            for name in names:
+            for name in PER_STEP:
                 n = max(1, runs * 10 // (k + 1))
                 samples.setdefault((name, k), []).append(
                     workload("per_step", name, "--url", url, "-k", str(k), "--runs", str(n))
@@ -305,25 +302,27 @@ def measure_imports(repeats: int) -> dict[str, dict[str, float]]:
     return {m: summary(v) for m, v in samples.items()}
 
 
-def ratio(a: dict[str, Any], b: dict[str, Any]) -> float:
-    """How ``a`` compares with ``b``: the median, over rounds, of the ratio within each round.
+def _paired(
+    a: dict[str, Any], b: dict[str, Any], compare: Callable[[float, float], float]
+) -> float:
+    """``compare(a, b)`` as the median, over rounds, of the comparison within each round.
     Clients measured in the same round ran side by side, so a slow spell of the machine falls
-    on both and cancels, where a ratio of the two medians would take one client's lucky round
-    against the other's unlucky one. Without rounds to pair, the ratio of the medians."""
-    pairs = list(zip(a.get("rounds", ()), b.get("rounds", ()), strict=False))
-    if pairs and len(pairs) == len(a["rounds"]) == len(b["rounds"]):
-        return statistics.median(x / y for x, y in pairs)
-    median: float = a["median"] / b["median"]
-    return median
+    on both and cancels, where comparing the two medians would take one client's lucky round
+    against the other's unlucky one. Without rounds to pair, the medians compared."""
+    rounds_a, rounds_b = a.get("rounds", []), b.get("rounds", [])
+    if rounds_a and len(rounds_a) == len(rounds_b):
+        return statistics.median(compare(x, y) for x, y in zip(rounds_a, rounds_b, strict=True))
+    return compare(a["median"], b["median"])
+
+
+def ratio(a: dict[str, Any], b: dict[str, Any]) -> float:
+    """``a`` over ``b``, paired by round."""
+    return _paired(a, b, operator.truediv)
 
 
 def difference(a: dict[str, Any], b: dict[str, Any]) -> float:
-    """``a`` minus ``b``: the median of the differences within each round (see ``ratio``)."""
-    pairs = list(zip(a.get("rounds", ()), b.get("rounds", ()), strict=False))
-    if pairs and len(pairs) == len(a["rounds"]) == len(b["rounds"]):
-        return statistics.median(x - y for x, y in pairs)
-    median: float = a["median"] - b["median"]
-    return median
+    """``a`` minus ``b``, paired by round."""
+    return _paired(a, b, operator.sub)
 
 
 def report(results: dict[str, Any]) -> str:

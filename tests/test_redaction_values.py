@@ -200,14 +200,17 @@ def test_property_secret_never_recoverable_and_every_line_parses(
         json.dumps(json.dumps({"v": value})),
         value,
     ]
-    for raw in raws:
+    clean = ToolResultRecorded(run_id="r", step=0, seq=1, ts=0.0, call_id="c", name="f", content="")
+    for raw in raws:  # lines kept for one write (redaction checks them together) ...
         event = call_event(raw).model_copy(update={"arguments": {"v": value, value: [value]}})
-        writer.write(event)
-    writer.write(
-        ToolResultRecorded(run_id="r", step=0, seq=1, ts=0.0, call_id="c", name="f", content=value)
-    )
+        writer.add(event)
+        writer.add(clean)
+    writer.flush()
+    writer.write(clean.model_copy(update={"content": value}))  # ... and a line on its own
     writer.close()
     trace = read_trace(path)  # every line parses and validates
-    assert len(trace.events) == len(raws) + 1
+    assert len(trace.events) == 2 * len(raws) + 1
+    alone = ToolResultRecorded.model_validate_json(redact.dumps(clean))  # as if on its own
+    assert all(e == alone for e in trace.events[1::2])
     assert not recoverable(path, secret)
     folder.cleanup()

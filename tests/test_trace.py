@@ -175,3 +175,64 @@ def test_sigkill_mid_run_leaves_a_readable_trace(tmp_path: Path) -> None:
     assert trace.terminal is None
     assert len(trace.tool_results()) >= 4
     assert [e.seq for e in trace.events] == list(range(len(trace.events)))
+
+
+STUCK_RUN = textwrap.dedent(
+    """
+    import sys, time
+    from agentloop import Agent, ModelResponse, tool
+    from agentloop.testing import FunctionModel
+
+    @tool
+    def quick(n: int) -> int:
+        \"\"\"Return at once.\"\"\"
+        return n
+
+    @tool
+    def stuck(n: int) -> int:
+        \"\"\"Never return.\"\"\"
+        time.sleep(0.3)  # long after quick's result came back
+        print("stuck", flush=True)
+        time.sleep(3600)
+        return n
+
+    def script(messages, call):
+        if call.index == 0:
+            return ModelResponse.tool_call("quick", {"n": 0})
+        if call.index == 1 and sys.argv[2] == "tool":
+            return ModelResponse.tool_calls_of([("quick", {"n": 1}), ("stuck", {"n": 2})])
+        print("asked", flush=True)
+        time.sleep(3600)  # the model never answers
+
+    Agent(FunctionModel(script), tools=[quick, stuck], trace_dir=sys.argv[1]).run_sync("go")
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_process_killed_while_it_waits_leaves_every_event_before_the_wait(
+    tmp_path: Path,
+) -> None:
+    """Events are handed to the file before each wait, not each on its own: killed while a
+    tool runs, the trace holds the calls and the result of the call that had returned;
+    killed while the model is asked, it ends with that request."""
+    for where, line in [("tool", "stuck"), ("model", "asked")]:
+        folder = tmp_path / where
+        args = [sys.executable, "-c", STUCK_RUN, str(folder), where]
+        with subprocess.Popen(args, stdout=subprocess.PIPE, text=True) as proc:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == line
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        [path] = folder.glob("*.jsonl")
+        trace = read_trace(path)
+        assert trace.terminal is None and not trace.torn
+        last = [e for e in trace.events if e.step == trace.events[-1].step]
+        if where == "tool":
+            assert [e.type for e in last] == [
+                "model_request", "model_response", "tool_call", "tool_call", "tool_result"
+            ]  # fmt: skip
+            assert trace.events[-1].name == "quick"  # type: ignore[union-attr]
+        else:
+            assert [e.type for e in last] == ["model_request"]
+            assert trace.events[-2].type == "tool_result"

@@ -248,6 +248,7 @@ class Run(Steered):
         ``tools/list_changed``; a replay's recorded changes), each recorded as a
         ``tools_changed`` event: the model is offered the new list from this step on."""
         for ask in self.tool_changes:
+            self.flush_trace()
             try:
                 changes = await ask(self.step)
             except AgentLoopError as exc:  # the list could not be taken: keep the tools
@@ -352,8 +353,11 @@ class Run(Steered):
             if outcome.call.call_id in self.pending:
                 self.pending.discard(outcome.call.call_id)
                 self.journal(outcome.call, outcome.observation, outcome)
+                if self.pending:  # other calls still run: this one's result is kept now
+                    self.flush_trace()
 
         set_run_context(self.context())
+        self.flush_trace()  # every call is in the trace before any of them runs
         try:
             ran = await self.run_tools(actions, self.step, done)
         finally:
@@ -468,7 +472,7 @@ class Run(Steered):
         )
         self.seq += 1
         if self.writer is not None:
-            self.writer.write(event)
+            self.writer.add(event)  # written at the next wait (flush_trace) or the run's end
         for listener in self.listeners:
             try:
                 listener(event)
@@ -483,6 +487,10 @@ class Run(Steered):
                 raise HookFailed(
                     f"listener {name} raised {type(exc).__name__}: {exc}", hook=name
                 ) from exc
+
+    def flush_trace(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
 
     def end(self, kind: type[BaseEvent], **fields: Any) -> None:
         duration = time.perf_counter() - self.started

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -238,7 +238,18 @@ class Redactor:
         Most events hold nothing secret-like, so the line pydantic serializes is checked first
         with a few substring tests; only a line that may hold a secret is decoded, redacted
         value by value and encoded again."""
-        line = model.model_dump_json()
+        return self._line(model.model_dump_json())
+
+    def lines(self, lines: Sequence[str]) -> str:
+        """JSON lines as pydantic serialized them, redacted, each ending in a newline (what a
+        trace writer appends in one write). They are checked together first: a secret-like
+        match anywhere sends each line through ``dumps``'s own check."""
+        text = "\n".join(lines)
+        if not self._is_clean(text):
+            text = "\n".join(map(self._line, lines))
+        return text + "\n"
+
+    def _line(self, line: str) -> str:
         if self._is_clean(line):
             return line
         return json.dumps(self.value(json.loads(line)), ensure_ascii=False, separators=(",", ":"))

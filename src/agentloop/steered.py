@@ -58,11 +58,16 @@ class Steered:
     def count_mistakes(self, n: int) -> None:
         raise NotImplementedError
 
+    def flush_trace(self) -> None:
+        """Hand the events made so far to the trace file: called before every wait."""
+        raise NotImplementedError
+
     async def request(self, settings: ModelSettings) -> ModelResponse:
         """The model's response; on a rate limit, server error or timeout, the agent's
         fallback models take the request in turn (each switch recorded as a warning)."""
         models = (self.model, *self.spec.fallback_models)
         for index, model in enumerate(models):
+            self.flush_trace()
             try:
                 if self.on_delta is None:
                     return await model.request(self.messages, self.tools, settings)
@@ -84,6 +89,7 @@ class Steered:
 
     async def hook(self, point: str, hook: Any, *args: Any) -> Any:
         """Run one hook; one that raises stops the run with ``HookFailed``."""
+        self.flush_trace()
         try:
             return await call_hook(hook, self.context(), *args)
         except (ToolRetry, GuardrailTripped, HookFailed):
@@ -121,6 +127,7 @@ class Steered:
         guard: Any = None
         try:
             if self.spec.output is not None:
+                self.flush_trace()
                 value = await self.spec.output.parse(text)
             for guard in self.spec.hooks.output_guardrails:
                 reason = await self.hook("output_guardrails", guard, value)

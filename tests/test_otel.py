@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -464,6 +465,11 @@ def test_otel_true_uses_the_application_provider_or_one_from_the_environment(
     assert _setup.resource().attributes["service.name"] == "agentloop"
     monkeypatch.setenv("OTEL_SERVICE_NAME", "billing-bot")
     assert _setup.resource().attributes["service.name"] == "billing-bot"
+    # Its hash is worked out once, and is the hash an equal SDK resource has.
+    made = _setup.resource()
+    plain = Resource(made.attributes, made.schema_url)
+    assert made == plain and hash(made) == hash(plain)
+    assert {plain: 1}[made] == 1
 
 
 def test_an_agent_without_otel_makes_no_spans_and_imports_no_sdk() -> None:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -128,8 +128,6 @@ class Run(Steered):
         listeners = (*capture_listeners.get(), *((listener,) if listener else ()))
         self.listeners = listeners
         self.redact = spec.redact
-        # Every log entry of this run goes through the run's redactor (a structlog processor).
-        self.log = _log().bind(run_id=self.run_id, _redactor=self.redact)
         self.messages: list[Message] = []
         system = spec.system_prompt
         if system:
@@ -169,10 +167,17 @@ class Run(Steered):
                 self.writer = TraceWriter(trace_path(trace_dir, self.run_id), header, self.redact)
             self.listeners += tuple(observe(header) for observe in spec.run_observers)
 
+    @cached_property
+    def log(self) -> Any:
+        """The run's logger: every entry goes through the run's redactor (a structlog
+        processor). Bound on first use: most runs log nothing at the default level."""
+        return _log().bind(run_id=self.run_id, _redactor=self.redact)
+
     # -- the loop ------------------------------------------------------------------------
 
     async def execute(self) -> RunResult[Any]:
-        self.log.info("run started", model=self.model.name)
+        if _stdlib_log.isEnabledFor(logging.INFO):  # structlog's processors run before its
+            self.log.info("run started", model=self.model.name)  # level check: skip when off
         deadline = asyncio.timeout(self.limits.run_timeout)
         try:
             try:
@@ -506,7 +511,8 @@ class Run(Steered):
         finally:
             if self.writer is not None:
                 self.writer.close()
-        self.log.info("run ended", outcome=kind.__name__, steps=self.step)
+        if _stdlib_log.isEnabledFor(logging.INFO):
+            self.log.info("run ended", outcome=kind.__name__, steps=self.step)
 
     @property
     def trace_path(self) -> Path | None:

@@ -89,9 +89,10 @@ class TraceWriter:
     ``write`` hands a line to the operating system at once. ``add`` keeps it until ``flush``:
     a run adds the events of a stretch of work that never waits and flushes before it waits on
     a model, a tool or a hook, so what a killed process leaves still holds every event up to
-    the wait it died in, at one ``write`` per wait instead of one per event. On this machine's
-    ext4 an append costs 15-20 µs inside a run (each dirties the file's times again), a
-    twentieth of a model step; a step has four events and two waits.
+    the wait it died in, at one ``write`` per wait instead of one per event. An append a
+    millisecond or more after the last one costs 10-20 µs on this machine's disk (1 µs back
+    to back): the file's times are dirtied again and the caches are cold. A step has four
+    events and two waits.
 
     The file is unbuffered and each flush goes out in one ``write`` of its bytes: the same
     guarantee as a buffered write plus ``flush``, without a text layer to copy through.

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from agentloop.redaction import MASK, Redactor
+from agentloop.redaction import _ROOTS, _TRIGGERS, MASK, Redactor
+
+_TRIGGERS_AND_ROOTS = sorted({*_TRIGGERS, *_ROOTS, *(t[:-1] for t in _TRIGGERS)})
 
 
 @pytest.mark.parametrize(
@@ -66,3 +70,21 @@ def test_every_trigger_holds_a_root_so_the_quick_check_never_skips_one() -> None
         assert any(root in trigger for root in _ROOTS), trigger
         assert _may_hold_secret(f"plain text, then {trigger.upper()} and more")
     assert not _may_hold_secret('{"type":"tool_result","content":"42","name":"add"}')
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [*_TRIGGERS_AND_ROOTS, "input_tokens", "KEY", " = ", "=", "_", "-", "x", "\n", "é"]
+        ),
+        max_size=8,
+    ).map("".join)
+)
+def test_the_quick_check_finds_a_trigger_exactly_when_one_is_there(text: str) -> None:
+    """Grouping the triggers by root changes how much is scanned, never the answer: the
+    check says yes exactly when some trigger is in the text, in any case."""
+    from agentloop.redaction import _TRIGGERS, _may_hold_secret
+
+    for form in (text, text.upper()):
+        assert _may_hold_secret(form) == any(t in form.lower() for t in _TRIGGERS), form

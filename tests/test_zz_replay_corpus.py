@@ -19,7 +19,7 @@ import pytest
 
 from agentloop import replay_sync
 from agentloop.errors import TraceError
-from agentloop.events import ToolCallRequested, ToolsChanged
+from agentloop.events import ToolCallRequested, ToolsChanged, json_line
 from agentloop.trace import Trace, read_trace
 from conftest import WRITTEN_TRACES
 
@@ -75,4 +75,24 @@ def test_every_trace_the_suite_wrote_replays_offline(tmp_path: Path, no_network:
         if not same:
             failures.append(f"{trace.path}: {result.report()} {result.error or ''}")
     assert len(corpus) > 200
+    assert failures == [], "\n".join(failures[:10])
+
+
+def test_every_event_the_suite_wrote_has_the_line_its_values_give() -> None:
+    """A run writes each event's line from its values (``json_line``) without building the
+    event: for every event of every trace the suite wrote (hostile text, odd arguments,
+    cancelled and failed runs), that line is the one pydantic gives of the event itself."""
+    if len(WRITTEN_TRACES) < 50:
+        pytest.skip("run with the whole suite: only it writes a corpus of traces")
+    checked, failures = 0, []
+    for path in dict.fromkeys(WRITTEN_TRACES):
+        try:
+            trace = read_trace(path)
+        except TraceError:
+            continue  # a test broke it on purpose, or removed it
+        for event in trace.events:
+            checked += 1
+            if json_line(type(event).values(event.__dict__)) != event.model_dump_json():
+                failures.append(f"{path}: seq {event.seq} ({event.type})")
+    assert checked > 2000
     assert failures == [], "\n".join(failures[:10])

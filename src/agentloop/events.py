@@ -8,12 +8,12 @@ annotations may be appended: ``critique``, ``feedback`` and ``score`` events.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Annotated, Any, Literal, Self, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
-from pydantic_core import PydanticUndefined
+from pydantic_core import PydanticUndefined, to_json
 
 from agentloop.messages import Message, ModelResponse, RequestAttempt, Usage
 from agentloop.observations import ErrorKind
@@ -33,6 +33,14 @@ class BaseEvent(BaseModel):
         (the same fields, defaults and field order), from a plan made once per event type.
         A run builds four events a step; ``model_construct`` looks up every field's aliases
         and default each time. ``read_trace`` validates every event it reads back."""
+        return cls.from_values(cls.values(fields), set(fields))
+
+    @classmethod
+    def values(cls, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Every field's value in the event's field order: ``fields``, else the default.
+
+        What an event of this type holds, before (or instead of) building it: a run that only
+        writes a trace serializes these with ``json_line`` and builds no event at all."""
         plan = _plans.get(cls) or _plan(cls)
         values: dict[str, Any] = {}
         for name, default, factory in plan:
@@ -42,12 +50,26 @@ class BaseEvent(BaseModel):
                 values[name] = factory()
             elif default is not PydanticUndefined:
                 values[name] = default
+        return values
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any], given: set[str]) -> Self:
+        """The event holding ``values`` (from ``values``; they become its own), unvalidated;
+        ``given`` names the fields set explicitly, as ``model_fields_set`` reports them."""
         event = cls.__new__(cls)
         _set(event, "__dict__", values)
-        _set(event, "__pydantic_fields_set__", set(fields))
+        _set(event, "__pydantic_fields_set__", given)
         _set(event, "__pydantic_extra__", None)
         _set(event, "__pydantic_private__", None)
         return event
+
+
+def json_line(values: Mapping[str, Any]) -> str:
+    """The JSON line ``model_dump_json`` gives of the event holding ``values`` (from
+    ``BaseEvent.values``), at half its cost: events have no serializer of their own and their
+    fields hold plain data and agentloop's own models, which pydantic serializes the same way
+    from a dict (a test checks every event type and every trace the test suite writes)."""
+    return to_json(values, inf_nan_mode="null").decode()
 
 
 _set = object.__setattr__

@@ -58,6 +58,7 @@ from agentloop.events import (
     ToolResultRecorded,
     ToolsChanged,
     capture_listeners,
+    json_line,
 )
 from agentloop.messages import (
     Message,
@@ -471,13 +472,17 @@ class Run(Steered):
             self.seq += 1
             return
         # Built without re-validation: the fields come from typed code, and read_trace
-        # validates every event when a trace is read back.
-        event = event_type.trusted(
-            run_id=self.run_id, step=self.step, seq=self.seq, ts=time.time(), **fields
-        )
+        # validates every event when a trace is read back. The trace gets the line of the
+        # event's values; the event itself is built only for listeners.
+        given = {"run_id": self.run_id, "step": self.step, "seq": self.seq, "ts": time.time()}
+        given |= fields
+        values = event_type.values(given)
         self.seq += 1
-        if self.writer is not None:
-            self.writer.add(event)  # written at the next wait (flush_trace) or the run's end
+        if self.writer is not None:  # written at the next wait (flush_trace) or the run's end
+            self.writer.add_line(json_line(values))
+        if not self.listeners:
+            return
+        event = event_type.from_values(values, set(given))
         for listener in self.listeners:
             try:
                 listener(event)

@@ -95,6 +95,12 @@ _TRIGGERS = (
 _ROOTS = ("sk-", "bearer", "key", "token", "authorization", "passw", "secret")
 """A part of every trigger: text with none of these holds no trigger, found in half the scans
 (the check runs on every trace line)."""
+_BY_ROOT = tuple(
+    (root, () if root in _TRIGGERS else tuple(t for t in _TRIGGERS if root in t)) for root in _ROOTS
+)
+"""Each root with the triggers that hold it (none when the root is a trigger itself): a root
+found (``token`` is in every model response, as ``input_tokens``) sends only its own triggers
+to be looked for, not all of them."""
 _MIN_SECRET = 6
 _ESCAPE_LEVELS = 3
 _registered: set[str] = set()
@@ -320,8 +326,12 @@ def redact_log_event(
 
 
 def _may_hold_secret(text: str) -> bool:
+    """Whether ``text`` holds one of the triggers (any case)."""
     lowered = text.lower()
-    return any(map(lowered.__contains__, _ROOTS)) and any(map(lowered.__contains__, _TRIGGERS))
+    for root, triggers in _BY_ROOT:
+        if root in lowered and (not triggers or any(map(lowered.__contains__, triggers))):
+            return True
+    return False
 
 
 def _mask(match: re.Match[str]) -> str:

@@ -111,9 +111,13 @@ class TraceWriter:
 
     def add(self, event: BaseModel) -> None:
         """Keep ``event``'s line for the next ``flush`` (serialized now, as it is now)."""
+        self.add_line(event.model_dump_json())
+
+    def add_line(self, line: str) -> None:
+        """Keep an event's JSON line, as ``model_dump_json`` gives it, for the next ``flush``."""
         if self._file is None:
             raise TraceError(f"trace {self.path} is already closed")
-        self._pending.append(event.model_dump_json())
+        self._pending.append(line)
 
     def flush(self) -> None:
         """Redact the lines added since the last flush and append them, in one unbuffered

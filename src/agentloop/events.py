@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Self, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -41,6 +42,9 @@ class BaseEvent(BaseModel):
 
         What an event of this type holds, before (or instead of) building it: a run that only
         writes a trace serializes these with ``json_line`` and builds no event at all."""
+        template = _templates.get(cls)
+        if template is not None and template.names >= fields.keys() >= template.required:
+            return {**template.values, **fields}  # every field given or defaulted
         plan = _plans.get(cls) or _plan(cls)
         values: dict[str, Any] = {}
         for name, default, factory in plan:
@@ -77,6 +81,20 @@ _Plan: TypeAlias = tuple[tuple[str, Any, Callable[..., Any] | None], ...]
 _plans: dict[type[BaseEvent], _Plan] = {}
 
 
+@dataclass(frozen=True, slots=True)
+class _Template:
+    """The values of an event type with no default factory, in field order: its defaults,
+    with a placeholder for each required field (``required``); ``names`` are all its fields.
+    Fields given over it keep their place, so one merge builds an event's values."""
+
+    values: dict[str, Any]
+    required: frozenset[str]
+    names: frozenset[str]
+
+
+_templates: dict[type[BaseEvent], _Template] = {}
+
+
 def _plan(cls: type[BaseEvent]) -> _Plan:
     """Each field of ``cls`` in order, with its default or default factory. Events have no
     aliases, private attributes or post-init hook (a test checks), so nothing else is needed."""
@@ -84,6 +102,12 @@ def _plan(cls: type[BaseEvent]) -> _Plan:
         (name, field.default, field.default_factory) for name, field in cls.model_fields.items()
     )
     _plans[cls] = plan
+    if all(factory is None for _, _, factory in plan):
+        _templates[cls] = _Template(
+            values={name: default for name, default, _ in plan},
+            required=frozenset(n for n, default, _ in plan if default is PydanticUndefined),
+            names=frozenset(name for name, _, _ in plan),
+        )
     return plan
 
 

@@ -76,10 +76,11 @@ class Tool:
     def __post_init__(self) -> None:
         _check_name(self.name)
 
-    @property
+    @functools.cached_property
     def is_async(self) -> bool:
         """Whether calling ``function`` returns a coroutine (async def, also behind
-        ``functools.partial`` or as an object's ``async def __call__``)."""
+        ``functools.partial`` or as an object's ``async def __call__``). Asked for every call;
+        found once (``function`` never changes)."""
         fn = self.function
         return inspect.iscoroutinefunction(fn) or (
             not inspect.isroutine(fn)

@@ -8,13 +8,19 @@ annotations may be appended: ``critique``, ``feedback`` and ``score`` events.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Self, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
-from pydantic_core import PydanticUndefined, to_json
+from pydantic_core import (
+    PydanticSerializationError,
+    PydanticUndefined,
+    to_json,
+    to_jsonable_python,
+)
 
 from agentloop.messages import Message, ModelResponse, RequestAttempt, Usage
 from agentloop.observations import ErrorKind
@@ -68,12 +74,35 @@ class BaseEvent(BaseModel):
         return event
 
 
-def json_line(values: Mapping[str, Any]) -> str:
-    """The JSON line ``model_dump_json`` gives of the event holding ``values`` (from
-    ``BaseEvent.values``), at half its cost: events have no serializer of their own and their
-    fields hold plain data and agentloop's own models, which pydantic serializes the same way
-    from a dict (a test checks every event type and every trace the test suite writes)."""
-    return to_json(values, inf_nan_mode="null").decode()
+def json_line(values: Mapping[str, Any] | BaseModel) -> str:
+    """The JSON line ``model_dump_json`` gives of a model, or of the event holding ``values``
+    (from ``BaseEvent.values``) at half its cost: events have no serializer of their own and
+    their fields hold plain data and agentloop's own models, which pydantic serializes the
+    same way from a dict (a test checks every event type and every trace the suite writes).
+
+    Text that is not valid Unicode (a lone surrogate: a server's JSON escape ``\\ud800`` with
+    no pair, a file read with ``errors="surrogateescape"``) cannot be written as UTF-8; such
+    characters become U+FFFD in the line rather than failing the run that wrote it."""
+    try:
+        if isinstance(values, BaseModel):
+            return values.model_dump_json()
+        return to_json(values, inf_nan_mode="null").decode()
+    except PydanticSerializationError:  # repaired below; anything else fails there again
+        pass
+    data = _valid_unicode(to_jsonable_python(values, inf_nan_mode="null"))
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _valid_unicode(data: Any) -> Any:
+    """``data`` (JSON-ready values) with lone surrogates replaced by U+FFFD; a pair split in
+    two characters is joined back into the one it encodes."""
+    if isinstance(data, str):
+        return data.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(data, dict):
+        return {_valid_unicode(key): _valid_unicode(item) for key, item in data.items()}
+    if isinstance(data, list):
+        return [_valid_unicode(item) for item in data]
+    return data
 
 
 _set = object.__setattr__

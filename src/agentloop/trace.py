@@ -38,6 +38,7 @@ from agentloop.events import (
     ToolCallRequested,
     ToolResultRecorded,
     ToolsChanged,
+    json_line,
 )
 from agentloop.messages import Message
 from agentloop.redaction import Redactor, default_redactor
@@ -111,7 +112,7 @@ class TraceWriter:
 
     def add(self, event: BaseModel) -> None:
         """Keep ``event``'s line for the next ``flush`` (serialized now, as it is now)."""
-        self.add_line(event.model_dump_json())
+        self.add_line(json_line(event))
 
     def add_line(self, line: str) -> None:
         """Keep an event's JSON line, as ``model_dump_json`` gives it, for the next ``flush``."""
@@ -274,7 +275,7 @@ def append_annotations(
     if not events:
         return events
     with trace.path.open("a", encoding="utf-8") as file:
-        file.write(redact.lines([event.model_dump_json() for event in events]))
+        file.write(redact.lines([json_line(event) for event in events]))
     return events
 
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentloop.errors import TraceError, UserError, first_problem
 from agentloop.evals.scorers import Score
+from agentloop.events import json_line
 from agentloop.trace import Trace, read_trace
 
 FORMAT = "agentloop.eval/1"
@@ -188,7 +189,7 @@ class Journal:
         self._file = io.FileIO(folder / RESULTS_FILE, "a")
 
     def append(self, record: AttemptRecord) -> None:
-        data = memoryview((record.model_dump_json() + "\n").encode())
+        data = memoryview((json_line(record) + "\n").encode())
         while data:
             data = data[self._file.write(data) or 0 :]
 
@@ -207,14 +208,14 @@ def write_records(path: Path, records: Sequence[AttemptRecord]) -> None:
     temporary = path.with_suffix(".tmp")
     with temporary.open("w", encoding="utf-8") as f:
         for record in records:
-            f.write(record.model_dump_json() + "\n")
+            f.write(json_line(record) + "\n")
     temporary.replace(path)
 
 
 def results_json(run: EvalRun) -> list[dict[str, Any]]:
     """Every record as JSON, with the trace path made absolute."""
     return [
-        {**json.loads(r.model_dump_json()), "trace": str(run.trace_file(r) or "") or None}
+        {**json.loads(json_line(r)), "trace": str(run.trace_file(r) or "") or None}
         for r in run.records
     ]
 
